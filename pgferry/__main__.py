@@ -1,0 +1,3 @@
+from pgferry.cli.main import run
+
+run()

@@ -1,0 +1,269 @@
+"""Apply the filters: which dump entries to restore and which objects to copy or build.
+
+Pure logic over the source catalog and the dump's table of contents. Exclusion starts at
+the objects the filters name and follows the dump's dependency graph, so whatever depends
+on an excluded object (views, foreign keys, triggers, comments, grants, sequences it owns)
+is excluded with it and reported.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from pgferry.catalog.filters import Filters, QualifiedName
+from pgferry.catalog.model import Catalog
+from pgferry.catalog.toc import DECORATION_DESCS, LARGE_OBJECT_DESCS, TocEntry
+
+PG_CLASS = 1259
+PG_CONSTRAINT = 2606
+PG_NAMESPACE = 2615
+PG_EXTENSION = 3079
+PG_EVENT_TRIGGER = 3466
+
+RELATION_DESCS = frozenset({"TABLE", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE", "SEQUENCE"})
+TABLE_LIKE_KINDS = frozenset({"r", "p", "m", "f"})
+
+
+@dataclass(frozen=True)
+class ScopeOptions:
+    skip_extensions: bool = False
+    skip_large_objects: bool = False
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The result of filtering, everything later phases need to know about it."""
+
+    restore_ids: frozenset[int]  # TOC entries to restore
+    tables: frozenset[int]  # relations created on the target (any relkind)
+    copy_tables: frozenset[int]  # ordinary tables whose rows are copied
+    indexes: frozenset[int]  # index oids pgferry builds (incl. constraint-backing ones)
+    sequences: frozenset[int]
+    large_objects: bool
+    warnings: tuple[str, ...]
+
+
+def resolve_scope(
+    catalog: Catalog, filters: Filters, toc: list[TocEntry], options: ScopeOptions
+) -> Scope:
+    """Decide what migrates. Never raises for names that match nothing: they are warnings."""
+    warnings: list[str] = list(filters.warnings)
+    by_name = {(t.schema, t.name): t for t in catalog.tables}
+    schema_names = {s.name for s in catalog.schemas}
+    index_by_name = {(i.schema, i.name): i for i in catalog.indexes}
+    ext_names = {e.name for e in catalog.extensions}
+    evt_names = {e.name for e in catalog.event_triggers}
+
+    def known_tables(section: str, names: frozenset[QualifiedName]) -> set[int]:
+        found = set()
+        for qn in sorted(names, key=str):
+            t = by_name.get((qn.schema, qn.name))
+            if t is None:
+                warnings.append(f"filters [{section}]: {qn} matches no table on the source")
+            else:
+                found.add(t.oid)
+        return found
+
+    for section, names in (
+        ("include-only-schema", filters.include_only_schema),
+        ("exclude-schema", filters.exclude_schema),
+    ):
+        for name in sorted(names - schema_names):
+            warnings.append(f"filters [{section}]: schema {name} does not exist on the source")
+    for section, names, known in (
+        ("include-only-extension", filters.include_only_extension, ext_names),
+        ("exclude-extension", filters.exclude_extension, ext_names),
+        ("exclude-event-trigger", filters.exclude_event_trigger, evt_names),
+    ):
+        for name in sorted(names - known):
+            warnings.append(f"filters [{section}]: {name} matches nothing on the source")
+
+    # Schemas out of scope.
+    excluded_schemas = set(filters.exclude_schema)
+    if filters.include_only_schema:
+        excluded_schemas |= schema_names - set(filters.include_only_schema)
+
+    # Relations out of scope.
+    excluded_rels = known_tables("exclude-table", filters.exclude_table)
+    no_data = known_tables("exclude-table-data", filters.exclude_table_data)
+    if filters.include_only_table:
+        wanted = known_tables("include-only-table", filters.include_only_table)
+        wanted |= _partition_family(catalog, wanted)
+        excluded_rels |= {
+            t.oid for t in catalog.tables if t.relkind in TABLE_LIKE_KINDS and t.oid not in wanted
+        }
+    excluded_rels |= {t.oid for t in catalog.tables if t.schema in excluded_schemas}
+
+    excluded_indexes: set[int] = set()
+    excluded_constraints: set[int] = set()
+    for qn in sorted(filters.exclude_index, key=str):
+        idx = index_by_name.get((qn.schema, qn.name))
+        if idx is None:
+            warnings.append(f"filters [exclude-index]: {qn} matches no index on the source")
+            continue
+        excluded_indexes.add(idx.oid)
+        if idx.constraint_oid is not None:
+            excluded_constraints.add(idx.constraint_oid)
+
+    excluded_exts = set(filters.exclude_extension)
+    if filters.include_only_extension:
+        excluded_exts |= ext_names - set(filters.include_only_extension)
+    if options.skip_extensions:
+        excluded_exts |= ext_names
+    kept_ext_schemas = {e.schema for e in catalog.extensions if e.name not in excluded_exts}
+
+    # Seeds that pull their dependents out with them, and seeds that do not.
+    seeds: set[int] = set()
+    local: set[int] = set()
+    matviews_no_data = {oid for oid in no_data if catalog.table(oid).relkind == "m"}
+    excluded_oids = excluded_rels | excluded_indexes
+    for e in toc:
+        if _seed(
+            e,
+            excluded_schemas,
+            kept_ext_schemas,
+            excluded_oids,
+            excluded_constraints,
+            filters.exclude_event_trigger,
+            matviews_no_data,
+        ):
+            seeds.add(e.dump_id)
+        elif (e.desc == "EXTENSION" and e.tag in excluded_exts) or (
+            options.skip_large_objects and e.desc in LARGE_OBJECT_DESCS
+        ):
+            local.add(e.dump_id)
+
+    dependents: dict[int, list[int]] = defaultdict(list)
+    for e in toc:
+        for d in e.deps:
+            dependents[d].append(e.dump_id)
+    entry = {e.dump_id: e for e in toc}
+
+    excluded = _closure(seeds, dependents)
+    for d in local:
+        excluded.add(d)
+        for child in dependents.get(d, ()):
+            if entry[child].desc in DECORATION_DESCS:
+                excluded.add(child)
+
+    # Report relations that left only because something they need left.
+    cause = _first_cause(seeds, dependents)
+    for e in toc:
+        if (
+            e.dump_id in excluded
+            and e.dump_id not in seeds
+            and e.desc in RELATION_DESCS
+            and (e.namespace not in excluded_schemas)
+        ):
+            src = entry[cause[e.dump_id]]
+            warnings.append(
+                f"{e.desc.lower()} {e.namespace}.{e.tag} is excluded too: it depends on "
+                f"excluded {src.describe()}"
+            )
+
+    restore_ids = frozenset(e.dump_id for e in toc) - excluded
+    kept_rel_oids = {e.oid for e in toc if e.catalog_oid == PG_CLASS and e.dump_id in restore_ids}
+    tables = frozenset(t.oid for t in catalog.tables if t.oid in kept_rel_oids)
+    copy_tables = frozenset(
+        t.oid for t in catalog.tables if t.oid in tables and t.has_storage and t.oid not in no_data
+    )
+    kept_constraints = {
+        e.oid for e in toc if e.catalog_oid == PG_CONSTRAINT and e.dump_id in restore_ids
+    }
+    indexes = frozenset(
+        i.oid
+        for i in catalog.indexes
+        if i.table_oid in tables
+        and (
+            i.constraint_oid in kept_constraints
+            if i.constraint_oid is not None
+            else i.oid in kept_rel_oids
+        )
+    )
+    sequences = frozenset(s.oid for s in catalog.sequences if s.oid in kept_rel_oids)
+    return Scope(
+        restore_ids=restore_ids,
+        tables=tables,
+        copy_tables=copy_tables,
+        indexes=indexes,
+        sequences=sequences,
+        large_objects=not options.skip_large_objects and catalog.large_objects > 0,
+        warnings=tuple(warnings),
+    )
+
+
+def _seed(
+    e: TocEntry,
+    excluded_schemas: set[str],
+    kept_ext_schemas: set[str],
+    excluded_oids: set[int],
+    excluded_constraints: set[int],
+    excluded_event_triggers: frozenset[str],
+    matviews_no_data: set[int],
+) -> bool:
+    """Is this entry excluded by the filters themselves (not through a dependency)?"""
+    if e.namespace is not None and e.namespace in excluded_schemas:
+        return True
+    if e.desc == "SCHEMA":
+        return e.tag in excluded_schemas and e.tag not in kept_ext_schemas
+    if e.catalog_oid == PG_CLASS and e.desc != "MATERIALIZED VIEW DATA":
+        return e.oid in excluded_oids
+    if e.catalog_oid == PG_CONSTRAINT:
+        return e.oid in excluded_constraints
+    if e.desc == "EVENT TRIGGER":
+        return e.tag in excluded_event_triggers
+    if e.desc == "MATERIALIZED VIEW DATA":
+        return e.oid in matviews_no_data
+    return False
+
+
+def _partition_family(catalog: Catalog, oids: set[int]) -> set[int]:
+    """Ancestors and descendants of the given relations (a partition needs its parent)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for t in catalog.tables:
+        for p in t.parent_oids:
+            children[p].append(t.oid)
+    family: set[int] = set()
+    todo = deque(oids)
+    while todo:
+        oid = todo.popleft()
+        for child in children.get(oid, ()):
+            if child not in family and child not in oids:
+                family.add(child)
+                todo.append(child)
+    for oid in list(oids):
+        t = catalog.table(oid)
+        stack = [p for p in t.parent_oids] if t.is_partition else []
+        while stack:
+            p = stack.pop()
+            if p not in family:
+                family.add(p)
+                parent = catalog._tables_by_oid().get(p)
+                if parent is not None and parent.is_partition:
+                    stack.extend(parent.parent_oids)
+    return family
+
+
+def _closure(seeds: set[int], dependents: dict[int, list[int]]) -> set[int]:
+    out = set(seeds)
+    todo = deque(seeds)
+    while todo:
+        for child in dependents.get(todo.popleft(), ()):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _first_cause(seeds: set[int], dependents: dict[int, list[int]]) -> dict[int, int]:
+    """For each entry reached from the seeds: the seed it was reached from (BFS order)."""
+    cause = {s: s for s in seeds}
+    todo = deque(sorted(seeds))
+    while todo:
+        d = todo.popleft()
+        for child in dependents.get(d, ()):
+            if child not in cause:
+                cause[child] = cause[d]
+                todo.append(child)
+    return cause

@@ -1,0 +1,201 @@
+"""`pgferry clone` (alias `fork`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pgferry.cli.common import (
+    add_dir,
+    add_filters,
+    add_source,
+    add_target,
+    positive,
+    resolve_conn,
+    resolve_dir,
+    resolve_filters,
+    resolve_size,
+)
+from pgferry.cli.env import env_bool, env_int, env_value
+from pgferry.clone.options import CloneOptions
+from pgferry.errors import UsageError
+
+
+def register(sub: Any) -> None:
+    from pgferry.cli.main import add_logging_flags
+
+    for name in ("clone", "fork"):
+        p = sub.add_parser(
+            name,
+            help="copy a database: schema, data, indexes, constraints, sequences, large objects"
+            if name == "clone"
+            else "alias of clone",
+            description="Clone the source database into the target database.",
+        )
+        add_source(p)
+        add_target(p)
+        add_dir(p)
+        add_filters(p)
+        jobs = p.add_argument_group("concurrency")
+        jobs.add_argument(
+            "--table-jobs",
+            "--jobs",
+            type=int,
+            metavar="N",
+            help="COPY workers (env PGCOPYDB_TABLE_JOBS; default 4)",
+        )
+        jobs.add_argument(
+            "--index-jobs",
+            type=int,
+            metavar="N",
+            help="CREATE INDEX workers (env PGCOPYDB_INDEX_JOBS; default 4)",
+        )
+        jobs.add_argument(
+            "--restore-jobs",
+            type=int,
+            metavar="N",
+            help="pg_restore --jobs for post-data (default: --index-jobs)",
+        )
+        jobs.add_argument(
+            "--large-objects-jobs", type=int, metavar="N", help="large object workers (default 4)"
+        )
+        jobs.add_argument(
+            "--split-tables-larger-than",
+            "--split-at",
+            metavar="SIZE",
+            help="copy tables larger than SIZE in parts at the same time",
+        )
+        jobs.add_argument(
+            "--split-max-parts", type=int, metavar="N", help="at most N parts per split table"
+        )
+        jobs.add_argument(
+            "--estimate-table-sizes",
+            action="store_true",
+            help="use statistics instead of pg_table_size()",
+        )
+        sch = p.add_argument_group("schema")
+        sch.add_argument(
+            "--drop-if-exists",
+            action="store_true",
+            help="replace objects that already exist on the target",
+        )
+        sch.add_argument("--no-owner", action="store_true", help="do not restore ownership")
+        sch.add_argument("--no-acl", action="store_true", help="do not restore privileges")
+        sch.add_argument("--no-comments", action="store_true", help="do not restore comments")
+        sch.add_argument(
+            "--no-tablespaces",
+            action="store_true",
+            help="create everything in the default tablespace",
+        )
+        sch.add_argument(
+            "--skip-db-properties",
+            action="store_true",
+            help="do not copy ALTER DATABASE/ROLE ... SET settings",
+        )
+        sch.add_argument(
+            "--skip-extensions",
+            action="store_true",
+            help="do not create extensions (create them on the target first)",
+        )
+        sch.add_argument(
+            "--skip-large-objects",
+            "--skip-blobs",
+            action="store_true",
+            help="do not copy large objects",
+        )
+        sch.add_argument("--skip-vacuum", action="store_true", help="no VACUUM ANALYZE")
+        sch.add_argument(
+            "--ignore-restore-errors",
+            type=int,
+            default=0,
+            metavar="N",
+            help="tolerate up to N pg_restore errors (each is reported)",
+        )
+        run = p.add_argument_group("run")
+        run.add_argument("--resume", action="store_true", help="continue a previous run in DIR")
+        run.add_argument(
+            "--restart", action="store_true", help="discard a previous run in DIR and start over"
+        )
+        run.add_argument(
+            "--not-consistent",
+            action="store_true",
+            help="no shared snapshot (each worker reads the latest data)",
+        )
+        run.add_argument(
+            "--snapshot", metavar="ID", help="use this exported snapshot (env PGCOPYDB_SNAPSHOT)"
+        )
+        run.add_argument(
+            "--use-copy-binary",
+            action="store_true",
+            help="COPY in binary format (same types on both sides)",
+        )
+        run.add_argument("--no-progress", action="store_true", help="no progress display")
+        add_logging_flags(p)
+        p.set_defaults(handler=handle)
+
+
+def options_from_args(args: argparse.Namespace) -> CloneOptions:
+    if args.resume and args.restart:
+        raise UsageError("--resume and --restart cannot be used together")
+    snapshot = args.snapshot or env_value("SNAPSHOT")
+    if snapshot and args.not_consistent:
+        raise UsageError("--snapshot and --not-consistent cannot be used together")
+
+    def jobs(flag: int | None, env: str, default: int) -> int:
+        value = flag if flag is not None else env_int(env, default)
+        return positive(f"--{env.lower().replace('_', '-')}", value)
+
+    table_jobs = jobs(args.table_jobs, "TABLE_JOBS", 4)
+    index_jobs = jobs(args.index_jobs, "INDEX_JOBS", 4)
+    restore_jobs = (
+        args.restore_jobs if args.restore_jobs is not None else env_int("RESTORE_JOBS", 0)
+    )
+    if restore_jobs:
+        positive("--restore-jobs", restore_jobs)
+    split_max = (
+        args.split_max_parts if args.split_max_parts is not None else env_int("SPLIT_MAX_PARTS", 0)
+    )
+    if split_max < 0:
+        raise UsageError("--split-max-parts cannot be negative")
+    return CloneOptions(
+        source=resolve_conn(args, "source"),
+        target=resolve_conn(args, "target"),
+        dir=resolve_dir(args),
+        table_jobs=table_jobs,
+        index_jobs=index_jobs,
+        restore_jobs=restore_jobs,
+        large_objects_jobs=jobs(args.large_objects_jobs, "LARGE_OBJECTS_JOBS", 4),
+        split_tables_larger_than=resolve_size(
+            args.split_tables_larger_than, "SPLIT_TABLES_LARGER_THAN"
+        ),
+        split_max_parts=split_max,
+        estimate_table_sizes=args.estimate_table_sizes or env_bool("ESTIMATE_TABLE_SIZES"),
+        filters=resolve_filters(args),
+        no_owner=args.no_owner,
+        no_acl=args.no_acl,
+        no_comments=args.no_comments,
+        no_tablespaces=args.no_tablespaces or env_bool("SKIP_TABLESPACES"),
+        skip_db_properties=args.skip_db_properties or env_bool("SKIP_DB_PROPERTIES"),
+        skip_extensions=args.skip_extensions,
+        skip_large_objects=args.skip_large_objects,
+        skip_vacuum=args.skip_vacuum or env_bool("SKIP_VACUUM"),
+        drop_if_exists=args.drop_if_exists or env_bool("DROP_IF_EXISTS"),
+        resume=args.resume,
+        restart=args.restart,
+        not_consistent=args.not_consistent,
+        snapshot=snapshot,
+        use_copy_binary=args.use_copy_binary or env_bool("USE_COPY_BINARY"),
+        ignore_restore_errors=max(0, args.ignore_restore_errors),
+        maintenance_work_mem=env_value("MAINTENANCE_WORK_MEM") or "1GB",
+        progress=not args.no_progress and not args.quiet,
+    )
+
+
+def handle(args: argparse.Namespace) -> int:
+    from pgferry.clone.run import run_clone
+
+    options = options_from_args(args)
+    run_clone(options)
+    sys.stdout.flush()
+    return 0

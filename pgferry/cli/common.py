@@ -1,0 +1,95 @@
+"""Flags shared by several commands, resolved the pgcopydb way (env first, flag wins)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pgferry.catalog.filters import Filters, load_filters, no_filters
+from pgferry.cli.env import env_value
+from pgferry.errors import InputError, UsageError
+from pgferry.pg.conninfo import ConnInfo
+from pgferry.state.workdir import default_dir
+from pgferry.ui.format import parse_size
+
+log = logging.getLogger("pgferry")
+
+
+def add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--source", metavar="URI", help="source connection string (env PGCOPYDB_SOURCE_PGURI)"
+    )
+
+
+def add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target", metavar="URI", help="target connection string (env PGCOPYDB_TARGET_PGURI)"
+    )
+
+
+def add_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dir", metavar="DIR", help="work directory (env PGCOPYDB_DIR; default $TMPDIR/pgferry)"
+    )
+
+
+def add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--filters",
+        "--filter",
+        metavar="FILE",
+        dest="filters",
+        help="filter file (pgcopydb's INI format)",
+    )
+
+
+def resolve_conn(args: argparse.Namespace, role: str) -> ConnInfo:
+    """--source/--target, else PGFERRY_/PGCOPYDB_{SOURCE,TARGET}_PGURI."""
+    flag = getattr(args, role, None)
+    value = flag or env_value(f"{role.upper()}_PGURI")
+    if not value:
+        raise UsageError(
+            f"no {role} given",
+            fix=f"pass --{role} URI or set PGCOPYDB_{role.upper()}_PGURI",
+        )
+    info = ConnInfo.parse(value, role)
+    if flag and info.password:
+        log.warning(
+            "the password in --%s is visible to other users of this machine (ps); prefer "
+            "PGPASSWORD, ~/.pgpass or PGCOPYDB_%s_PGURI",
+            role,
+            role.upper(),
+        )
+    return info
+
+
+def resolve_dir(args: argparse.Namespace) -> Path:
+    value = getattr(args, "dir", None) or env_value("DIR")
+    return Path(value) if value else default_dir()
+
+
+def resolve_filters(args: argparse.Namespace) -> Filters:
+    path = getattr(args, "filters", None)
+    return load_filters(path) if path else no_filters()
+
+
+def resolve_size(value: str | None, env: str) -> int:
+    text = value if value is not None else env_value(env)
+    if text is None:
+        return 0
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def positive(name: str, value: int, low: int = 1, high: int = 128) -> int:
+    if not low <= value <= high:
+        raise InputError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()

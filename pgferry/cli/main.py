@@ -1,0 +1,86 @@
+"""The `pgferry` command: parse, call one function, print, exit with a meaningful code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from pgferry import __version__
+from pgferry import log as pflog
+from pgferry.errors import ExitCode, PgferryError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with our usage code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pgferry.cli import clone, demo, listing, misc
+
+    parser = _Parser(
+        prog="pgferry",
+        description="Move a live PostgreSQL database to another PostgreSQL server.",
+    )
+    parser.add_argument("--version", action="version", version=f"pgferry {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    clone.register(sub)
+    listing.register(sub)
+    misc.register(sub)
+    demo.register(sub)
+    return parser
+
+
+def add_logging_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("logging")
+    g.add_argument("--verbose", "-v", "--notice", action="store_true", help="more detail")
+    g.add_argument("--debug", action="store_true", help="debug output and tracebacks")
+    g.add_argument("--quiet", "-q", action="store_true", help="errors only")
+
+
+def _level(args: argparse.Namespace) -> int:
+    if getattr(args, "debug", False):
+        return logging.DEBUG
+    if getattr(args, "quiet", False):
+        return logging.ERROR
+    return logging.INFO
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    pflog.setup(_level(args))
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except PgferryError as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        logging.getLogger("pgferry").error("%s", exc.one_line())
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        logging.getLogger("pgferry").error("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        from pgferry.pg.conninfo import scrub
+
+        logging.getLogger("pgferry").error(
+            "internal error: %s (run with --debug for the traceback)",
+            scrub(" ".join(str(exc).split()) or type(exc).__name__),
+        )
+        return int(ExitCode.INTERNAL)
+
+
+def run() -> None:
+    sys.exit(main())

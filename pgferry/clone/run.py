@@ -1,0 +1,538 @@
+"""`pgferry clone`: the ten phases, in order, resumable at every step.
+
+    catalog -> dump -> pre-data -> [copy | large objects | indexes | constraints | vacuum
+    | sequences] -> post-data -> summary
+
+Decisions (what to copy, how to split, what to build) are made once and stored; a
+resumed run reads them back and only redoes what is not done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pgferry import log as pflog
+from pgferry.catalog.model import Catalog
+from pgferry.catalog.plan import PlanOptions, plan_units
+from pgferry.catalog.queries import read_catalog
+from pgferry.catalog.scope import PG_CLASS, PG_CONSTRAINT, Scope, ScopeOptions, resolve_scope
+from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
+from pgferry.clone.options import PHASES, CloneOptions
+from pgferry.clone.scheduler import Scheduler
+from pgferry.clone.schema import RestoreOptions, apply_database_settings, dump_schema, restore
+from pgferry.clone.snapshot import SOURCE_SETTINGS, Snapshot, SnapshotHolder, begin_on_snapshot
+from pgferry.clone.summary import build_summary, print_summary
+from pgferry.clone.target import (
+    check_source_reads,
+    missing_extensions,
+    require_empty_target,
+    user_objects,
+)
+from pgferry.clone.workers import RunContext
+from pgferry.errors import InputError, Interrupted, PgferryError, StepFailed
+from pgferry.pg.binaries import DumpTools, find_dump_tools
+from pgferry.state.store import StateStore, Status, UnitKind
+from pgferry.state.workdir import WorkDir
+from pgferry.ui.progress import make_reporter
+
+log = logging.getLogger(__name__)
+
+# Above this many restore entries a single-transaction pre-data restore risks running
+# out of lock table space on the target; it then runs without and cleans on resume.
+SINGLE_TRANSACTION_MAX_ENTRIES = 4000
+
+
+@dataclass
+class Prepared:
+    """What the early phases produced, for the later ones."""
+
+    catalog: Catalog
+    toc: list[TocEntry]
+    scope: Scope
+    tools: DumpTools
+
+
+class Clone:
+    """One invocation of `pgferry clone` on a work directory."""
+
+    def __init__(self, options: CloneOptions) -> None:
+        self.o = options
+        self.workdir = WorkDir(options.dir)
+        self.store: StateStore | None = None
+        self.holder = SnapshotHolder(options.source)
+        self.stop = threading.Event()
+        self.run_id = 0
+
+    # -- entry point ----------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run (or resume) the clone; returns the summary. Raises PgferryError."""
+        pflog.add_secret(self.o.source.password)
+        pflog.add_secret(self.o.target.password)
+        self.workdir.create()
+        self.workdir.lock()
+        pflog.log_to_file(self.workdir.log_file)
+        try:
+            with self._signals():
+                return self._run_locked()
+        finally:
+            self.holder.release()
+            if self.store is not None:
+                self.store.close()
+            self.workdir.unlock()
+
+    def _run_locked(self) -> dict[str, Any]:
+        o = self.o
+        source = o.source.connect("pgferry check", settings=SOURCE_SETTINGS)
+        target = o.target.connect("pgferry check")
+        try:
+            self._decide_start(target)
+            store = self.store
+            assert store is not None
+            self.run_id = store.begin_run("clone", os.getpid())
+            store.define_phases(PHASES)
+            store.phase_reset_running()
+            source_major = int(source.info.server_version) // 10000
+            tools = find_dump_tools(source_major)
+            log.info(
+                "source %s (PostgreSQL %s), target %s (PostgreSQL %s); using %s",
+                o.source.short(),
+                source.info.server_version,
+                o.target.short(),
+                target.info.server_version,
+                tools.pg_dump,
+            )
+        finally:
+            source.close()
+            target.close()
+        try:
+            summary = self._phases(tools)
+        except Interrupted as exc:
+            self._end_run("interrupted", exc.message)
+            raise
+        except PgferryError as exc:
+            self._end_run("failed", exc.one_line())
+            raise
+        except BaseException as exc:
+            self._end_run("failed", f"internal error: {exc!r}")
+            raise
+        self._end_run("done", None)
+        return summary
+
+    def _end_run(self, status: str, error: str | None) -> None:
+        if self.store is not None and self.run_id:
+            self.store.end_run(self.run_id, status, error)
+            self.store.set_meta("status", status)
+
+    # -- fresh start, resume or restart -------------------------------------------------
+    def _decide_start(self, target: Any) -> None:
+        o = self.o
+        had_state = self.workdir.exists()
+        if had_state and o.restart:
+            old = StateStore.open_dir(self.workdir.path)
+            counts = old.counts()
+            old.close()
+            done = sum(n for (_, st), n in counts.items() if st == Status.DONE)
+            total = sum(counts.values())
+            objects = user_objects(target)
+            if objects and not o.drop_if_exists:
+                raise InputError(
+                    f"--restart: the target still holds {len(objects)} objects from the "
+                    f"previous run ({', '.join(objects[:3])}...)",
+                    fix="add --drop-if-exists to replace them, or empty the target with "
+                    "pgferry target-clean, then --restart",
+                )
+            log.warning(
+                "--restart: discarding the previous run in %s (%d of %d units done)",
+                self.workdir.path,
+                done,
+                total,
+            )
+            self.workdir.wipe()
+            had_state = False
+        self.store = StateStore.open_dir(self.workdir.path)
+        started = self.store.get_meta("started_at") is not None
+        if started and not o.resume:
+            raise InputError(
+                f"{self.workdir.path} holds a previous clone (status: "
+                f"{self.store.get_meta('status', 'unknown')})",
+                fix="continue it with --resume, or discard it with --restart",
+            )
+        if started:
+            self._check_resume_compatible()
+            return
+        if not o.drop_if_exists:
+            require_empty_target(target, o.target.dbname)
+        self.store.set_json("options", self.o.plan_fingerprint())
+        self.store.set_json("filters", self.o.filters.to_json())
+        self.store.set_meta("source", o.source.masked())
+        self.store.set_meta("target", o.target.masked())
+        self.store.set_meta("started_at", str(time.time()))
+        self.store.set_meta("status", "running")
+
+    def _check_resume_compatible(self) -> None:
+        assert self.store is not None
+        stored = self.store.get_json("options") or {}
+        given = self.o.plan_fingerprint()
+        diffs = [
+            f"{k}: was {stored.get(k)!r}, now {given.get(k)!r}"
+            for k in sorted(given)
+            if stored.get(k) != given.get(k)
+        ]
+        if "filters" in {d.split(":")[0] for d in diffs}:
+            from pgferry.catalog.filters import Filters
+
+            old = Filters.from_json(self.store.get_json("filters"))
+            diffs = [d for d in diffs if not d.startswith("filters:")]
+            diffs += [f"filters: {line}" for line in old.describe_difference(self.o.filters)]
+        if diffs:
+            raise InputError(
+                "--resume with options that change the plan: " + "; ".join(diffs),
+                fix="resume with the original options, or start over with --restart",
+            )
+        log.info("resuming the clone in %s", self.workdir.path)
+        self.store.set_meta("status", "running")
+
+    # -- the phases -----------------------------------------------------------------------
+    def _phases(self, tools: DumpTools) -> dict[str, Any]:
+        store = self.store
+        assert store is not None
+        t0 = time.time()
+        snapshot = self._snapshot()
+        catalog = self._phase_catalog(snapshot)
+        self._phase_dump(tools, snapshot)
+        toc = read_toc(tools.pg_restore, self.workdir.dump_file)
+        scope = resolve_scope(
+            catalog,
+            self.o.filters,
+            toc,
+            ScopeOptions(
+                skip_extensions=self.o.skip_extensions, skip_large_objects=self.o.skip_large_objects
+            ),
+        )
+        for w in scope.warnings:
+            log.warning("%s", w)
+        prepared = Prepared(catalog, toc, scope, tools)
+        self._preflight(prepared)
+        self._plan(prepared, snapshot)
+        self._write_lists(prepared)
+        self._phase_pre_data(prepared)
+        self._data_phase(prepared, snapshot)
+        self.holder.release()
+        self._phase_post_data(prepared)
+        summary = build_summary(store, catalog, self.o, wall=time.time() - t0)
+        self.workdir.summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+        os.chmod(self.workdir.summary_file, 0o600)
+        print_summary(summary)
+        return summary
+
+    def _snapshot(self) -> Snapshot:
+        if self.o.not_consistent:
+            log.info("--not-consistent: no shared snapshot; each worker reads the latest data")
+            return Snapshot(None, None)
+        if self.o.snapshot:
+            return Snapshot(self.o.snapshot, None)
+        return self.holder.export()
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[bool]:
+        """Yields True when the phase still has to run; records its outcome."""
+        store = self.store
+        assert store is not None
+        row = store.phase(name)
+        if row is not None and row.status == Status.DONE:
+            yield False
+            return
+        log.info("phase %s", name)
+        store.phase_start(name, concurrency=1)
+        try:
+            yield True
+        except BaseException:
+            store.phase_done(name, status=Status.FAILED)
+            raise
+        store.phase_done(name)
+
+    def _phase_catalog(self, snapshot: Snapshot) -> Catalog:
+        store = self.store
+        assert store is not None
+        with self._phase("catalog") as todo:
+            if todo:
+                conn = self.o.source.connect("pgferry catalog", settings=SOURCE_SETTINGS)
+                try:
+                    begin_on_snapshot(conn, snapshot)
+                    catalog = read_catalog(conn, estimate_sizes=self.o.estimate_table_sizes)
+                    conn.execute("ROLLBACK")
+                finally:
+                    conn.close()
+                store.set_json("catalog", catalog.to_json())
+                log.info(
+                    "source: %d relations, %d indexes, %d sequences, %d large objects",
+                    len(catalog.tables),
+                    len(catalog.indexes),
+                    len(catalog.sequences),
+                    catalog.large_objects,
+                )
+        return Catalog.from_json(store.get_json("catalog"))
+
+    def _phase_dump(self, tools: DumpTools, snapshot: Snapshot) -> None:
+        with self._phase("dump") as todo:
+            if todo or not self.workdir.dump_file.exists():
+                dump_schema(
+                    tools,
+                    self.o.source,
+                    self.workdir.dump_file,
+                    snapshot=snapshot.name,
+                    large_objects=not self.o.skip_large_objects,
+                )
+
+    def _preflight(self, p: Prepared) -> None:
+        """Checks that need the scope; nothing has been written to the target yet."""
+        store = self.store
+        assert store is not None
+        if store.phase("pre-data") and store.phase("pre-data").status == Status.DONE:  # type: ignore[union-attr]
+            return
+        source = self.o.source.connect("pgferry check", settings=SOURCE_SETTINGS)
+        target = self.o.target.connect("pgferry check")
+        try:
+            check_source_reads(source, sorted(p.scope.copy_tables))
+            kept = {
+                e.tag for e in p.toc if e.desc == "EXTENSION" and e.dump_id in p.scope.restore_ids
+            }
+            missing = missing_extensions(target, p.catalog, kept)
+            if missing:
+                raise InputError(
+                    f"the target cannot create extension(s) {', '.join(missing)}",
+                    fix="install them on the target server, or exclude them "
+                    "([exclude-extension] in the filters, or --skip-extensions)",
+                )
+        finally:
+            source.close()
+            target.close()
+
+    def _plan(self, p: Prepared, snapshot: Snapshot) -> None:
+        store = self.store
+        assert store is not None
+        if store.has_plan():
+            self._reset_for_resume(p, snapshot)
+            return
+        lo_oids: list[int] = []
+        if p.scope.large_objects:
+            conn = self.o.source.connect("pgferry catalog", settings=SOURCE_SETTINGS)
+            try:
+                begin_on_snapshot(conn, snapshot)
+                lo_oids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT oid::int8 FROM pg_largeobject_metadata ORDER BY oid"
+                    ).fetchall()
+                ]
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+        options = PlanOptions(
+            split_tables_larger_than=self.o.split_tables_larger_than,
+            split_max_parts=self.o.split_max_parts,
+            skip_vacuum=self.o.skip_vacuum,
+            table_jobs=self.o.table_jobs,
+        )
+        units, parts = plan_units(p.catalog, p.scope, options, lo_oids)
+        for oid, n in parts.items():
+            t = p.catalog.table(oid)
+            store.add_table(oid, t.schema, t.name, t.bytes, t.reltuples, n, copy_data=True)
+        store.add_units(units)
+        store.set_meta("plan_done", "1")
+        split = {oid: n for oid, n in parts.items() if n > 1}
+        log.info(
+            "plan: %d tables to copy (%d split into %d parts), %d indexes, %d sequences, "
+            "%d large objects",
+            len(parts),
+            len(split),
+            sum(split.values()),
+            len(p.scope.indexes),
+            len(p.scope.sequences),
+            len(lo_oids),
+        )
+
+    def _reset_for_resume(self, p: Prepared, snapshot: Snapshot) -> None:
+        """Make every unfinished unit pending; split tables not finished start over."""
+        store = self.store
+        assert store is not None
+        redo: list[int] = []
+        for u in store.units():
+            if u.status in (Status.RUNNING, Status.FAILED):
+                redo.append(u.id)
+        copies = store.units(UnitKind.COPY)
+        by_table: dict[int, list[Any]] = {}
+        for u in copies:
+            by_table.setdefault(u.table_oid, []).append(u)
+        for t in store.tables():
+            parts = by_table.get(t.oid, [])
+            unfinished = t.parts > 1 and any(u.status != Status.DONE for u in parts)
+            if unfinished and (t.snapshot != snapshot.name or snapshot.name is None):
+                redo += [u.id for u in parts]
+                store.set_table(t.oid, truncated=False, status=str(Status.PENDING))
+        if redo:
+            store.units_reset(set(redo))
+            log.info("resume: %d units to redo", len(set(redo)))
+
+    def _write_lists(self, p: Prepared) -> None:
+        ours = self._built_by_workers(p)
+        self.pre_list = self.workdir.schema_dir / "pre-data.list"
+        self.post_list = self.workdir.schema_dir / "post-data.list"
+        self.pre_list.write_text(render_use_list(p.toc, set(p.scope.restore_ids)))
+        self.post_list.write_text(render_use_list(p.toc, set(p.scope.restore_ids - ours)))
+
+    def _built_by_workers(self, p: Prepared) -> frozenset[int]:
+        """Dump entries pgferry builds itself (so pg_restore must not)."""
+        by_oid = {i.oid: i for i in p.catalog.indexes}
+        constraint_oids = {
+            by_oid[oid].constraint_oid
+            for oid in p.scope.indexes
+            if by_oid[oid].constraint_oid is not None
+        }
+        plain = {oid for oid in p.scope.indexes if by_oid[oid].constraint_oid is None}
+        return frozenset(
+            e.dump_id
+            for e in p.toc
+            if (e.desc == "INDEX" and e.catalog_oid == PG_CLASS and e.oid in plain)
+            or (
+                e.desc == "CONSTRAINT"
+                and e.catalog_oid == PG_CONSTRAINT
+                and e.oid in constraint_oids
+            )
+        )
+
+    def _restore_options(self) -> RestoreOptions:
+        return RestoreOptions(
+            jobs=self.o.effective_restore_jobs,
+            no_owner=self.o.no_owner,
+            no_acl=self.o.no_acl,
+            no_comments=self.o.no_comments,
+            no_tablespaces=self.o.no_tablespaces,
+            ignore_errors=self.o.ignore_restore_errors,
+        )
+
+    def _phase_pre_data(self, p: Prepared) -> None:
+        store = self.store
+        assert store is not None
+        previous = store.phase("pre-data")
+        tried = previous is not None and previous.started_at is not None
+        with self._phase("pre-data") as todo:
+            if not todo:
+                return
+            if not self.o.skip_db_properties and p.catalog.settings:
+                target = self.o.target.connect("pgferry pre-data")
+                try:
+                    skipped = apply_database_settings(target, p.catalog, self.o.target.dbname)
+                finally:
+                    target.close()
+                for s in skipped:
+                    log.warning("database setting not copied: %s", s)
+            single = len(p.scope.restore_ids) <= SINGLE_TRANSACTION_MAX_ENTRIES
+            restore(
+                p.tools,
+                self.o.target,
+                self.workdir.dump_file,
+                self.pre_list,
+                section="pre-data",
+                options=self._restore_options(),
+                single_transaction=single,
+                clean=self.o.drop_if_exists or (tried and not single),
+            )
+
+    def _data_phase(self, p: Prepared, snapshot: Snapshot) -> None:
+        store = self.store
+        assert store is not None
+        ctx = RunContext(
+            source=self.o.source,
+            target=self.o.target,
+            catalog=p.catalog,
+            snapshot=snapshot,
+            store=store,
+            binary=self.o.use_copy_binary,
+            maintenance_work_mem=self.o.maintenance_work_mem,
+            use_tablespaces=not self.o.no_tablespaces,
+            stop=self.stop,
+        )
+        ctx.truncated = {t.oid for t in store.tables() if t.truncated}
+        for t in store.tables():
+            if t.status != Status.DONE:
+                store.set_table(t.oid, snapshot=snapshot.name, snapshot_lsn=snapshot.lsn)
+        sizes = {
+            "copy": self.o.table_jobs,
+            "index": self.o.index_jobs,
+            "vacuum": self.o.table_jobs,
+            "blobs": self.o.large_objects_jobs,
+            "sequences": 1,
+        }
+        reporter = make_reporter(enabled=self.o.progress)
+        scheduler = Scheduler(ctx, sizes, on_tick=reporter.update)
+        reporter.start()
+        try:
+            scheduler.run()
+        finally:
+            reporter.stop()
+        for name in ("copy", "large-objects", "indexes", "constraints", "vacuum", "sequences"):
+            row = store.phase(name)
+            if row is not None and row.status == Status.PENDING:
+                store.phase_done(name, status=Status.SKIPPED)
+
+    def _phase_post_data(self, p: Prepared) -> None:
+        store = self.store
+        assert store is not None
+        previous = store.phase("post-data")
+        tried = previous is not None and previous.started_at is not None
+        with self._phase("post-data") as todo:
+            if todo:
+                restore(
+                    p.tools,
+                    self.o.target,
+                    self.workdir.dump_file,
+                    self.post_list,
+                    section="post-data",
+                    options=self._restore_options(),
+                    clean=tried,
+                )
+
+    # -- signals ----------------------------------------------------------------------
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """Ctrl-C / SIGTERM: stop workers cleanly, leave DIR resumable."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, _frame: Any) -> None:
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            log.warning(
+                "received %s: stopping workers (send it again to abort at once)",
+                signal.Signals(signum).name,
+            )
+            self.stop.set()
+
+        previous: dict[int, Callable[..., Any] | int | None] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)  # type: ignore[arg-type]
+
+
+def run_clone(options: CloneOptions) -> dict[str, Any]:
+    return Clone(options).run()
+
+
+def raise_if_stopped(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise StepFailed("stopped")

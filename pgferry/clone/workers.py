@@ -1,0 +1,223 @@
+"""Executing units: each worker thread owns its connections and runs one unit at a time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgferry.catalog.model import Catalog, Index
+from pgferry.clone.blobs import copy_large_objects
+from pgferry.clone.copydata import CopySpec, copy_table
+from pgferry.clone.indexes import attach_constraint, build_index
+from pgferry.clone.maintenance import read_sequence, set_sequence, vacuum_analyze
+from pgferry.clone.snapshot import SOURCE_SETTINGS, Snapshot, begin_on_snapshot
+from pgferry.errors import Interrupted
+from pgferry.pg.conninfo import ConnInfo
+from pgferry.state.store import StateStore, UnitKind, UnitRow
+
+log = logging.getLogger(__name__)
+
+TARGET_SETTINGS = {
+    "statement_timeout": "0",
+    "lock_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
+    "synchronous_commit": "off",
+    "search_path": "",
+    "extra_float_digits": "3",
+}
+
+
+@dataclass
+class RunContext:
+    """What every worker shares for one run."""
+
+    source: ConnInfo
+    target: ConnInfo
+    catalog: Catalog
+    snapshot: Snapshot
+    store: StateStore
+    binary: bool = False
+    maintenance_work_mem: str = "1GB"
+    use_tablespaces: bool = True
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: dict[int, int] = field(default_factory=dict)
+    indexes: dict[int, Index] = field(default_factory=dict)
+    truncated: set[int] = field(default_factory=set)
+    truncate_lock: threading.Lock = field(default_factory=threading.Lock)
+    active: dict[int, psycopg.Connection[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.indexes = {i.oid: i for i in self.catalog.indexes}
+
+    def cancel_active(self) -> None:
+        """Cancel every statement running on a worker's target connection (on stop)."""
+        for conn in list(self.active.values()):
+            try:
+                conn.cancel_safe(timeout=5)
+            except Exception:
+                pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    unit: UnitRow
+    ok: bool
+    bytes: int = 0
+    rows: int | None = None
+    error: BaseException | None = None
+    note: str | None = None
+
+
+class Session:
+    """One worker's connections: a source transaction on the snapshot, a target session."""
+
+    def __init__(self, ctx: RunContext, name: str) -> None:
+        self.ctx = ctx
+        self.name = name
+        self._source: psycopg.Connection[Any] | None = None
+        self._target: psycopg.Connection[Any] | None = None
+
+    def source(self) -> psycopg.Connection[Any]:
+        if self._source is None or self._source.closed:
+            conn = self.ctx.source.connect(f"pgferry {self.name}", settings=SOURCE_SETTINGS)
+            begin_on_snapshot(conn, self.ctx.snapshot)
+            self._source = conn
+        return self._source
+
+    def reset_source(self) -> None:
+        """Drop the source session (after an error, or per unit without a snapshot)."""
+        if self._source is not None:
+            try:
+                self._source.close()
+            finally:
+                self._source = None
+
+    def target(self) -> psycopg.Connection[Any]:
+        if self._target is None or self._target.closed:
+            settings = dict(TARGET_SETTINGS, maintenance_work_mem=self.ctx.maintenance_work_mem)
+            self._target = self.ctx.target.connect(f"pgferry {self.name}", settings=settings)
+            self.ctx.active[threading.get_ident()] = self._target
+        return self._target
+
+    def reset_target(self) -> None:
+        if self._target is not None:
+            self.ctx.active.pop(threading.get_ident(), None)
+            try:
+                self._target.close()
+            finally:
+                self._target = None
+
+    def close(self) -> None:
+        self.reset_source()
+        self.reset_target()
+
+
+def run_unit(session: Session, unit: UnitRow, parallel_workers: int = 0) -> Outcome:
+    """Execute one unit; any failure is returned, never raised."""
+    try:
+        handler = _HANDLERS[unit.kind]
+        return handler(session, unit, parallel_workers)
+    except BaseException as exc:  # reported to the scheduler, which decides
+        if isinstance(exc, (psycopg.Error, Interrupted)) or session.ctx.stop.is_set():
+            session.reset_source()
+            if isinstance(exc, psycopg.OperationalError) or session.ctx.stop.is_set():
+                session.reset_target()
+        else:
+            session.close()
+        return Outcome(unit, ok=False, error=exc)
+
+
+def _copy(session: Session, unit: UnitRow, _pw: int) -> Outcome:
+    ctx = session.ctx
+    table = ctx.catalog.table(unit.table_oid)
+    parts = int(unit.detail.get("parts", 1))
+    if parts > 1:
+        _truncate_once(session, unit.table_oid)
+    spec = CopySpec(
+        table=table,
+        first_page=unit.detail.get("first_page"),
+        end_page=unit.detail.get("end_page"),
+        truncate=parts == 1,
+        binary=ctx.binary,
+    )
+    source = session.source()
+    source.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS SHARE MODE").format(table.ident))
+
+    def progress(n: int) -> None:
+        ctx.progress[unit.id] = n
+
+    result = copy_table(source, session.target(), spec, on_progress=progress, stop=ctx.stop)
+    if ctx.snapshot.name is None:
+        session.reset_source()  # without a shared snapshot each unit reads the latest data
+    return Outcome(unit, ok=True, bytes=result.bytes, rows=result.rows)
+
+
+def _truncate_once(session: Session, table_oid: int) -> None:
+    """A split table is emptied once, before its first part starts."""
+    ctx = session.ctx
+    with ctx.truncate_lock:
+        if table_oid in ctx.truncated:
+            return
+        table = ctx.catalog.table(table_oid)
+        session.target().execute(sql.SQL("TRUNCATE ONLY {}").format(table.ident))
+        ctx.store.set_table(table_oid, truncated=True)
+        ctx.truncated.add(table_oid)
+
+
+def _index(session: Session, unit: UnitRow, parallel_workers: int) -> Outcome:
+    ctx = session.ctx
+    idx = ctx.indexes[unit.obj_oid]
+    built = build_index(
+        session.target(),
+        idx,
+        ctx.catalog.table(idx.table_oid),
+        resuming=unit.attempts > 0,
+        parallel_workers=parallel_workers,
+        use_tablespace=ctx.use_tablespaces,
+    )
+    return Outcome(unit, ok=True, note=None if built else "already there")
+
+
+def _constraint(session: Session, unit: UnitRow, _pw: int) -> Outcome:
+    ctx = session.ctx
+    idx = ctx.indexes[unit.obj_oid]
+    done = attach_constraint(
+        session.target(), idx, ctx.catalog.table(idx.table_oid), resuming=unit.attempts > 0
+    )
+    return Outcome(unit, ok=True, note=None if done else "already there")
+
+
+def _vacuum(session: Session, unit: UnitRow, _pw: int) -> Outcome:
+    vacuum_analyze(session.target(), session.ctx.catalog.table(unit.table_oid))
+    return Outcome(unit, ok=True)
+
+
+def _sequence(session: Session, unit: UnitRow, _pw: int) -> Outcome:
+    ctx = session.ctx
+    seq = next(s for s in ctx.catalog.sequences if s.oid == unit.obj_oid)
+    last_value, is_called = read_sequence(session.source(), seq)
+    set_sequence(session.target(), seq, last_value, is_called)
+    return Outcome(unit, ok=True, note=f"{last_value} {'called' if is_called else 'not called'}")
+
+
+def _blobs(session: Session, unit: UnitRow, _pw: int) -> Outcome:
+    count, total = copy_large_objects(
+        session.source(), session.target(), int(unit.detail["first"]), int(unit.detail["last"])
+    )
+    return Outcome(unit, ok=True, bytes=total, rows=count)
+
+
+_HANDLERS: dict[UnitKind, Callable[[Session, UnitRow, int], Outcome]] = {
+    UnitKind.COPY: _copy,
+    UnitKind.INDEX: _index,
+    UnitKind.CONSTRAINT: _constraint,
+    UnitKind.VACUUM: _vacuum,
+    UnitKind.SEQUENCE: _sequence,
+    UnitKind.BLOBS: _blobs,
+}
