@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pgferry import log as pflog
@@ -40,6 +40,7 @@ from pgferry.clone.target import (
 from pgferry.clone.workers import RunContext
 from pgferry.errors import InputError, Interrupted, PgferryError, StepFailed
 from pgferry.pg.binaries import DumpTools, find_dump_tools
+from pgferry.pg.sessions import dir_tag, terminate_orphans
 from pgferry.state.store import StateStore, Status, UnitKind
 from pgferry.state.workdir import WorkDir
 from pgferry.ui.progress import make_reporter
@@ -65,10 +66,14 @@ class Clone:
     """One invocation of `pgferry clone` on a work directory."""
 
     def __init__(self, options: CloneOptions) -> None:
-        self.o = options
+        tag = dir_tag(options.dir)
+        self.o = replace(
+            options, source=options.source.with_tag(tag), target=options.target.with_tag(tag)
+        )
+        self.tag = tag
         self.workdir = WorkDir(options.dir)
         self.store: StateStore | None = None
-        self.holder = SnapshotHolder(options.source)
+        self.holder = SnapshotHolder(self.o.source)
         self.stop = threading.Event()
         self.run_id = 0
 
@@ -94,14 +99,14 @@ class Clone:
         source = o.source.connect("pgferry check", settings=SOURCE_SETTINGS)
         target = o.target.connect("pgferry check")
         try:
+            source_major = int(source.info.server_version) // 10000
+            tools = find_dump_tools(source_major)
             self._decide_start(target)
             store = self.store
             assert store is not None
             self.run_id = store.begin_run("clone", os.getpid())
             store.define_phases(PHASES)
             store.phase_reset_running()
-            source_major = int(source.info.server_version) // 10000
-            tools = find_dump_tools(source_major)
             log.info(
                 "source %s (PostgreSQL %s), target %s (PostgreSQL %s); using %s",
                 o.source.short(),
@@ -113,6 +118,8 @@ class Clone:
         finally:
             source.close()
             target.close()
+        for side in (self.o.source, self.o.target):
+            terminate_orphans(side, self.tag)
         try:
             summary = self._phases(tools)
         except Interrupted as exc:
@@ -159,7 +166,14 @@ class Clone:
             self.workdir.wipe()
             had_state = False
         self.store = StateStore.open_dir(self.workdir.path)
-        started = self.store.get_meta("started_at") is not None
+        started = self._target_written()
+        if had_state and not started and self.store.get_meta("started_at") is not None:
+            # A previous attempt stopped before writing anything: start afresh.
+            log.info("previous run in %s never wrote to the target; starting afresh",
+                     self.workdir.path)
+            self.store.close()
+            self.workdir.wipe()
+            self.store = StateStore.open_dir(self.workdir.path)
         if started and not o.resume:
             raise InputError(
                 f"{self.workdir.path} holds a previous clone (status: "
@@ -177,6 +191,12 @@ class Clone:
         self.store.set_meta("target", o.target.masked())
         self.store.set_meta("started_at", str(time.time()))
         self.store.set_meta("status", "running")
+
+    def _target_written(self) -> bool:
+        """Did a previous run start writing to the target (pre-data restore onwards)?"""
+        assert self.store is not None
+        row = self.store.phase("pre-data")
+        return row is not None and row.started_at is not None
 
     def _check_resume_compatible(self) -> None:
         assert self.store is not None
@@ -428,14 +448,6 @@ class Clone:
         with self._phase("pre-data") as todo:
             if not todo:
                 return
-            if not self.o.skip_db_properties and p.catalog.settings:
-                target = self.o.target.connect("pgferry pre-data")
-                try:
-                    skipped = apply_database_settings(target, p.catalog, self.o.target.dbname)
-                finally:
-                    target.close()
-                for s in skipped:
-                    log.warning("database setting not copied: %s", s)
             single = len(p.scope.restore_ids) <= SINGLE_TRANSACTION_MAX_ENTRIES
             restore(
                 p.tools,
@@ -447,6 +459,14 @@ class Clone:
                 single_transaction=single,
                 clean=self.o.drop_if_exists or (tried and not single),
             )
+            if not self.o.skip_db_properties and p.catalog.settings:
+                target = self.o.target.connect("pgferry pre-data")
+                try:
+                    skipped = apply_database_settings(target, p.catalog, self.o.target.dbname)
+                finally:
+                    target.close()
+                for s in skipped:
+                    log.warning("database setting not copied: %s", s)
 
     def _data_phase(self, p: Prepared, snapshot: Snapshot) -> None:
         store = self.store

@@ -51,6 +51,7 @@ class ConnInfo:
     role: str  # "source" or "target": used in messages
     params: Mapping[str, str]  # every libpq parameter except the password
     password: str | None = field(default=None, repr=False)
+    tag: str | None = None  # marks the sessions of one work directory (application_name)
 
     @classmethod
     def parse(cls, text: str, role: str) -> ConnInfo:
@@ -97,7 +98,15 @@ class ConnInfo:
     def with_dbname(self, dbname: str) -> ConnInfo:
         params = dict(self.params)
         params["dbname"] = dbname
-        return ConnInfo(role=self.role, params=params, password=self.password)
+        return ConnInfo(role=self.role, params=params, password=self.password, tag=self.tag)
+
+    def with_tag(self, tag: str) -> ConnInfo:
+        """Sessions opened through the result carry `tag` in their application_name."""
+        return ConnInfo(role=self.role, params=self.params, password=self.password, tag=tag)
+
+    def application_name(self, purpose: str) -> str:
+        name = f"pgferry:{self.tag} {purpose}" if self.tag else purpose
+        return name[:63]
 
     # -- renderings ---------------------------------------------------------------------
     def masked(self) -> str:
@@ -147,7 +156,7 @@ class ConnInfo:
         **overrides: str,
     ) -> psycopg.Connection[Any]:
         """Open a connection; failures become one clear ConnectionFailed line."""
-        overrides.setdefault("application_name", purpose[:63])
+        overrides.setdefault("application_name", self.application_name(purpose))
         try:
             conn = psycopg.connect(self._dsn(**overrides), autocommit=autocommit)
         except psycopg.OperationalError as exc:

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up what pgferry needs on a fresh Debian/Ubuntu machine, then run one thing:
+#   ./dev.sh demo [pgferry demo flags]   the whole migration on two throwaway local clusters
+#   ./dev.sh test [pytest args]          the test suite (real PostgreSQL clusters, no mocks)
+#   ./dev.sh pgferry ARGS...             any pgferry command from the development install
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+for pkg in postgresql-15 postgresql-15-wal2json; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})) && command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing ${need[*]}" >&2
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import pgferry, pytest, ruff" >/dev/null 2>&1 \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    touch .venv/.installed
+fi
+
+what="${1:-test}"
+shift || true
+case "$what" in
+    demo) exec .venv/bin/pgferry demo "$@" ;;
+    test)
+        .venv/bin/ruff check .
+        .venv/bin/ruff format --check .
+        exec .venv/bin/python -m pytest -q "$@" ;;
+    pgferry) exec .venv/bin/pgferry "$@" ;;
+    *) echo "usage: ./dev.sh demo|test|pgferry ..." >&2; exit 2 ;;
+esac

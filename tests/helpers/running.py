@@ -1,0 +1,75 @@
+"""Driving a pgferry process from a test: start it in its own process group, watch its
+state store, kill it at a chosen moment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.helpers.cli import REPO_ROOT
+
+Row = dict[str, object]
+
+
+def start_pgferry(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """pgferry in a new session (its own process group), output captured."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    if env:
+        full_env.update(env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pgferry", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+        start_new_session=True,
+    )
+
+
+def units(workdir: Path) -> list[Row]:
+    """Rows of the units table, read like any other process would (read-only)."""
+    path = workdir / "state.db"
+    if not path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in db.execute("SELECT * FROM units")]
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return []
+
+
+def wait_for(
+    proc: subprocess.Popen[str],
+    workdir: Path,
+    condition: Callable[[list[Row]], bool],
+    timeout: float = 120,
+) -> list[Row]:
+    """Poll the state store until `condition(units)` holds; fail if pgferry exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = units(workdir)
+        if rows and condition(rows):
+            return rows
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"pgferry exited ({proc.returncode}) first:\n{out}\n{err}")
+        time.sleep(0.05)
+    kill_group(proc)
+    raise AssertionError("condition not reached in time")
+
+
+def kill_group(proc: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:
+    """kill -9 the whole process group (pgferry and its pg_dump/pg_restore children)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    proc.communicate(timeout=60)
