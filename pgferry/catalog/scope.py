@@ -146,6 +146,7 @@ def resolve_scope(
         for child in dependents.get(d, ()):
             if entry[child].desc in DECORATION_DESCS:
                 excluded.add(child)
+    excluded |= _unused_event_trigger_functions(toc, seeds, excluded, dependents, entry)
 
     # Report relations that left only because something they need left.
     cause = _first_cause(seeds, dependents)
@@ -161,6 +162,17 @@ def resolve_scope(
                 f"{e.desc.lower()} {e.namespace}.{e.tag} is excluded too: it depends on "
                 f"excluded {src.describe()}"
             )
+        elif e.desc == "FK CONSTRAINT" and e.dump_id in excluded and e.dump_id not in seeds:
+            # A kept table losing a foreign key is worth telling; one going with its table
+            # is not.
+            owner = _constraint_table(e, entry)
+            if owner is not None and owner.dump_id not in excluded:
+                src = entry[cause[e.dump_id]]
+                name = e.tag[len(owner.tag) + 1 :]
+                warnings.append(
+                    f"foreign key {name} on {owner.namespace}.{owner.tag} is excluded too: "
+                    f"it depends on excluded {src.describe()}"
+                )
 
     restore_ids = frozenset(e.dump_id for e in toc) - excluded
     kept_rel_oids = {e.oid for e in toc if e.catalog_oid == PG_CLASS and e.dump_id in restore_ids}
@@ -216,6 +228,46 @@ def _seed(
     if e.desc == "MATERIALIZED VIEW DATA":
         return e.oid in matviews_no_data
     return False
+
+
+def _constraint_table(e: TocEntry, entry: dict[int, TocEntry]) -> TocEntry | None:
+    """The table a constraint entry belongs to: pg_dump tags them "table constraint"."""
+    candidates = [
+        t
+        for t in (entry.get(d) for d in e.deps)
+        if t is not None
+        and t.desc == "TABLE"
+        and t.namespace == e.namespace
+        and e.tag.startswith(t.tag + " ")
+    ]
+    return max(candidates, key=lambda t: len(t.tag), default=None)
+
+
+def _unused_event_trigger_functions(
+    toc: list[TocEntry],
+    seeds: set[int],
+    excluded: set[int],
+    dependents: dict[int, list[int]],
+    entry: dict[int, TocEntry],
+) -> set[int]:
+    """Functions behind excluded event triggers that nothing kept uses, with their
+    comments and grants (pgcopydb's [exclude-event-trigger] drops them too).
+
+    A function an event trigger executes returns event_trigger, so only event triggers
+    can use it; it stays when a kept event trigger (or anything else kept) needs it.
+    """
+    out: set[int] = set()
+    for e in toc:
+        if e.desc != "EVENT TRIGGER" or e.dump_id not in seeds:
+            continue
+        for d in e.deps:
+            fn = entry.get(d)
+            if fn is None or fn.desc != "FUNCTION" or d in excluded or d in out:
+                continue
+            users = [c for c in dependents.get(d, ()) if entry[c].desc not in DECORATION_DESCS]
+            if all(c in excluded for c in users):
+                out |= _closure({d}, dependents)
+    return out
 
 
 def _partition_family(catalog: Catalog, oids: set[int]) -> set[int]:

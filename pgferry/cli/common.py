@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -55,7 +56,17 @@ def resolve_conn(args: argparse.Namespace, role: str) -> ConnInfo:
             fix=f"pass --{role} URI or set PGCOPYDB_{role.upper()}_PGURI",
         )
     info = ConnInfo.parse(value, role)
-    if flag and info.password:
+    moved = os.environ.get(f"PGFERRY_{role.upper()}_PASSWORD")
+    if flag and moved and info.password is None:
+        # hide_passwords_from_ps() took it out of our argv
+        info = info.with_password(moved)
+        log.warning(
+            "a password was given in --%s: pgferry hid it from ps, but prefer PGPASSWORD, "
+            "~/.pgpass or PGCOPYDB_%s_PGURI (the shell history keeps it)",
+            role,
+            role.upper(),
+        )
+    elif flag and info.password:
         log.warning(
             "the password in --%s is visible to other users of this machine (ps); prefer "
             "PGPASSWORD, ~/.pgpass or PGCOPYDB_%s_PGURI",

@@ -56,6 +56,11 @@ def _level(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        hide_passwords_from_ps(sys.argv[1:])
+    import os
+
+    os.umask(0o077)  # everything pgferry writes (DIR, dumps, CDC files, logs) is private
     parser = build_parser()
     args = parser.parse_args(argv)
     pflog.setup(_level(args))
@@ -84,3 +89,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     sys.exit(main())
+
+
+def hide_passwords_from_ps(args: list[str]) -> None:
+    """Re-run ourselves with passwords moved from --source/--target into the environment.
+
+    Other users see a process's argv (ps, /proc); a password typed in a URI would stay
+    there for hours. The password travels on in PGFERRY_<ROLE>_PASSWORD instead.
+    """
+    import os
+
+    from pgferry.pg.conninfo import ConnInfo
+
+    if os.environ.get("PGFERRY_ARGV_CLEAN") == "1":
+        return
+    new_args = list(args)
+    env = dict(os.environ)
+    changed = False
+    for i, arg in enumerate(args):
+        for role in ("source", "target"):
+            flag = f"--{role}"
+            if arg == flag and i + 1 < len(args):
+                pos, value, prefix = i + 1, args[i + 1], ""
+            elif arg.startswith(flag + "="):
+                pos, value, prefix = i, arg[len(flag) + 1 :], flag + "="
+            else:
+                continue
+            try:
+                info = ConnInfo.parse(value, role)
+            except PgferryError:
+                continue
+            if info.password is None:
+                continue
+            env[f"PGFERRY_{role.upper()}_PASSWORD"] = info.password
+            new_args[pos] = prefix + info.dsn_without_password()
+            changed = True
+    if not changed:
+        return
+    env["PGFERRY_ARGV_CLEAN"] = "1"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "pgferry", *new_args], env)

@@ -169,8 +169,9 @@ class Clone:
         started = self._target_written()
         if had_state and not started and self.store.get_meta("started_at") is not None:
             # A previous attempt stopped before writing anything: start afresh.
-            log.info("previous run in %s never wrote to the target; starting afresh",
-                     self.workdir.path)
+            log.info(
+                "previous run in %s never wrote to the target; starting afresh", self.workdir.path
+            )
             self.store.close()
             self.workdir.wipe()
             self.store = StateStore.open_dir(self.workdir.path)

@@ -100,6 +100,9 @@ class ConnInfo:
         params["dbname"] = dbname
         return ConnInfo(role=self.role, params=params, password=self.password, tag=self.tag)
 
+    def with_password(self, password: str) -> ConnInfo:
+        return ConnInfo(role=self.role, params=self.params, password=password, tag=self.tag)
+
     def with_tag(self, tag: str) -> ConnInfo:
         """Sessions opened through the result carry `tag` in their application_name."""
         return ConnInfo(role=self.role, params=self.params, password=self.password, tag=tag)

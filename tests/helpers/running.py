@@ -25,7 +25,10 @@ def start_pgferry(*args: str, env: dict[str, str] | None = None) -> subprocess.P
         full_env.update(env)
     return subprocess.Popen(
         [sys.executable, "-m", "pgferry", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
         start_new_session=True,
     )
 

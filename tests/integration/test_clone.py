@@ -15,8 +15,17 @@ if TYPE_CHECKING:
 def test_clone_rich_schema_is_identical(rich_source: DbPair) -> None:
     p = rich_source
     result = run_pgferry(
-        "clone", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir),
-        "--table-jobs", "3", "--index-jobs", "2",
+        "clone",
+        "--source",
+        p.source_uri,
+        "--target",
+        p.target_uri,
+        "--dir",
+        str(p.workdir),
+        "--table-jobs",
+        "3",
+        "--index-jobs",
+        "2",
     )
     assert "pgferry clone summary" in result.stdout
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)

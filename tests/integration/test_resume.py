@@ -36,9 +36,21 @@ CREATE INDEX slowidx_slow ON app.slowidx (app.slow(id));
 
 def _clone_args(p: DbPair, *extra: str) -> list[str]:
     return [
-        "clone", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir),
-        "--table-jobs", "2", "--index-jobs", "2", "--split-tables-larger-than", "12MB",
-        "--no-progress", *extra,
+        "clone",
+        "--source",
+        p.source_uri,
+        "--target",
+        p.target_uri,
+        "--dir",
+        str(p.workdir),
+        "--table-jobs",
+        "2",
+        "--index-jobs",
+        "2",
+        "--split-tables-larger-than",
+        "12MB",
+        "--no-progress",
+        *extra,
     ]
 
 
@@ -59,9 +71,11 @@ def test_kill_during_copy_then_resume(crash_source: DbPair) -> None:
     p = crash_source
     proc = start_pgferry(*_clone_args(p))
     rows = wait_for(
-        proc, p.workdir,
-        lambda us: any(u["kind"] == "copy" and u["status"] == "running" and u["bytes"] > 0
-                       for u in us),
+        proc,
+        p.workdir,
+        lambda us: any(
+            u["kind"] == "copy" and u["status"] == "running" and u["bytes"] > 0 for u in us
+        ),
     )
     kill_group(proc)
     # The kill really happened mid-copy: some copy unit had not finished.
@@ -79,9 +93,12 @@ def test_kill_during_index_build_then_resume(crash_source: DbPair) -> None:
     p = crash_source
     proc = start_pgferry(*_clone_args(p))
     wait_for(
-        proc, p.workdir,
-        lambda us: any(u["kind"] == "index" and u["label"] == "app.slowidx_slow"
-                       and u["status"] == "running" for u in us),
+        proc,
+        p.workdir,
+        lambda us: any(
+            u["kind"] == "index" and u["label"] == "app.slowidx_slow" and u["status"] == "running"
+            for u in us
+        ),
         timeout=180,
     )
     kill_group(proc)
@@ -93,13 +110,16 @@ def test_kill_twice_then_resume(crash_source: DbPair) -> None:
     """Killed during the copy, then again while resuming: still exact."""
     p = crash_source
     proc = start_pgferry(*_clone_args(p))
-    wait_for(proc, p.workdir,
-             lambda us: any(u["kind"] == "copy" and u["bytes"] > 0 for u in us))
+    wait_for(proc, p.workdir, lambda us: any(u["kind"] == "copy" and u["bytes"] > 0 for u in us))
     kill_group(proc)
     proc = start_pgferry(*_clone_args(p, "--resume"))
-    wait_for(proc, p.workdir,
-             lambda us: any(u["kind"] == "copy" and u["status"] == "running" and u["bytes"] > 0
-                            for u in us))
+    wait_for(
+        proc,
+        p.workdir,
+        lambda us: any(
+            u["kind"] == "copy" and u["status"] == "running" and u["bytes"] > 0 for u in us
+        ),
+    )
     kill_group(proc)
     run_pgferry(*_clone_args(p, "--resume"))
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
