@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
-from pgferry.catalog.filters import Filters, QualifiedName
+from pgferry.catalog.filters import Filters, QualifiedName, quote_ident
 from pgferry.catalog.model import Catalog
 from pgferry.catalog.toc import DECORATION_DESCS, LARGE_OBJECT_DESCS, TocEntry
 
@@ -55,12 +55,19 @@ def resolve_scope(
     ext_names = {e.name for e in catalog.extensions}
     evt_names = {e.name for e in catalog.event_triggers}
 
+    def where(section: str, key: str | QualifiedName) -> str:
+        """The prefix naming where `key` is listed: the file, its first line, the section."""
+        for e in filters.entries:
+            if e.section == section and e.key() == key:
+                return f"{filters.path or '<filters>'}:{e.line}: [{section}] "
+        return f"filters [{section}]: "
+
     def known_tables(section: str, names: frozenset[QualifiedName]) -> set[int]:
         found = set()
         for qn in sorted(names, key=str):
             t = by_name.get((qn.schema, qn.name))
             if t is None:
-                warnings.append(f"filters [{section}]: {qn} matches no table on the source")
+                warnings.append(f"{where(section, qn)}{qn} matches no table on the source")
             else:
                 found.add(t.oid)
         return found
@@ -70,14 +77,18 @@ def resolve_scope(
         ("exclude-schema", filters.exclude_schema),
     ):
         for name in sorted(names - schema_names):
-            warnings.append(f"filters [{section}]: schema {name} does not exist on the source")
+            warnings.append(
+                f"{where(section, name)}schema {quote_ident(name)} does not exist on the source"
+            )
     for section, names, known in (
         ("include-only-extension", filters.include_only_extension, ext_names),
         ("exclude-extension", filters.exclude_extension, ext_names),
         ("exclude-event-trigger", filters.exclude_event_trigger, evt_names),
     ):
         for name in sorted(names - known):
-            warnings.append(f"filters [{section}]: {name} matches nothing on the source")
+            warnings.append(
+                f"{where(section, name)}{quote_ident(name)} matches nothing on the source"
+            )
 
     # Schemas out of scope.
     excluded_schemas = set(filters.exclude_schema)
@@ -87,6 +98,7 @@ def resolve_scope(
     # Relations out of scope.
     excluded_rels = known_tables("exclude-table", filters.exclude_table)
     no_data = known_tables("exclude-table-data", filters.exclude_table_data)
+    no_data |= _partitions(catalog, no_data)  # a partitioned table's rows are in them
     if filters.include_only_table:
         wanted = known_tables("include-only-table", filters.include_only_table)
         wanted |= _partition_family(catalog, wanted)
@@ -99,16 +111,25 @@ def resolve_scope(
     excluded_constraints: set[int] = set()
     for qn in sorted(filters.exclude_index, key=str):
         idx = index_by_name.get((qn.schema, qn.name))
-        if idx is None:
-            warnings.append(f"filters [exclude-index]: {qn} matches no index on the source")
+        if idx is not None:
+            excluded_indexes.add(idx.oid)
+            if idx.constraint_oid is not None:
+                excluded_constraints.add(idx.constraint_oid)
             continue
-        excluded_indexes.add(idx.oid)
-        if idx.constraint_oid is not None:
-            excluded_constraints.add(idx.constraint_oid)
+        # Indexes pg_restore builds (on partitioned tables, materialized views) are known
+        # by their dump entries only; a partitioned index's partitions follow it there.
+        found = _dumped_index(toc, qn)
+        if found is None:
+            warnings.append(f"{where('exclude-index', qn)}{qn} matches no index on the source")
+        elif found.catalog_oid == PG_CONSTRAINT:
+            excluded_constraints.add(found.oid)
+        else:
+            excluded_indexes.add(found.oid)
 
     excluded_exts = set(filters.exclude_extension)
     if filters.include_only_extension:
         excluded_exts |= ext_names - set(filters.include_only_extension)
+    filtered_exts = set(excluded_exts)
     if options.skip_extensions:
         excluded_exts |= ext_names
     kept_ext_schemas = {e.schema for e in catalog.extensions if e.name not in excluded_exts}
@@ -147,6 +168,24 @@ def resolve_scope(
             if entry[child].desc in DECORATION_DESCS:
                 excluded.add(child)
     excluded |= _unused_event_trigger_functions(toc, seeds, excluded, dependents, entry)
+
+    # An excluded extension is not created, but what uses it stays (as with pgcopydb): it
+    # only restores if the target already has the extension.
+    for d in sorted(local):
+        e = entry[d]
+        if e.desc != "EXTENSION" or e.tag not in filtered_exts:
+            continue
+        users = [
+            entry[c].describe()
+            for c in sorted(set(dependents.get(d, ())))
+            if c not in excluded and entry[c].desc not in DECORATION_DESCS
+        ]
+        if users:
+            shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+            warnings.append(
+                f"extension {quote_ident(e.tag)} is excluded but kept objects use it: {shown}; "
+                "they only restore if the target already has the extension"
+            )
 
     # Report relations that left only because something they need left.
     cause = _first_cause(seeds, dependents)
@@ -230,6 +269,22 @@ def _seed(
     return False
 
 
+def _dumped_index(toc: list[TocEntry], qn: QualifiedName) -> TocEntry | None:
+    """The dump entry of index `qn`: an INDEX, or the CONSTRAINT (primary key, unique,
+    exclusion) it backs, which has the index's name."""
+    entry = {e.dump_id: e for e in toc}
+    for e in toc:
+        if e.namespace != qn.schema:
+            continue
+        if e.desc == "INDEX" and e.catalog_oid == PG_CLASS and e.tag == qn.name:
+            return e
+        if e.desc == "CONSTRAINT" and e.catalog_oid == PG_CONSTRAINT:
+            owner = _constraint_table(e, entry)
+            if owner is not None and e.tag == f"{owner.tag} {qn.name}":
+                return e
+    return None
+
+
 def _constraint_table(e: TocEntry, entry: dict[int, TocEntry]) -> TocEntry | None:
     """The table a constraint entry belongs to: pg_dump tags them "table constraint"."""
     candidates = [
@@ -267,6 +322,24 @@ def _unused_event_trigger_functions(
             users = [c for c in dependents.get(d, ()) if entry[c].desc not in DECORATION_DESCS]
             if all(c in excluded for c in users):
                 out |= _closure({d}, dependents)
+    return out
+
+
+def _partitions(catalog: Catalog, oids: set[int]) -> set[int]:
+    """Partitions, at any depth, of the given relations (not inheritance children: an
+    inheritance parent has rows of its own, a partitioned table has none)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for t in catalog.tables:
+        if t.is_partition:
+            for p in t.parent_oids:
+                children[p].append(t.oid)
+    out: set[int] = set()
+    todo = deque(oids)
+    while todo:
+        for child in children.get(todo.popleft(), ()):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
     return out
 
 

@@ -97,7 +97,8 @@ def build_summary(
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    width = None if sys.stdout.isatty() else 120
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
     table = RichTable(title="pgferry clone summary", title_justify="left")
     table.add_column("Phase")
     table.add_column("Status")

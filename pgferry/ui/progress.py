@@ -11,13 +11,9 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 
 from pgferry import log as pflog
@@ -111,40 +107,54 @@ class RichReporter:
     def __init__(self) -> None:
         self.console = Console(file=sys.stderr)
         self.progress = Progress(
-            TextColumn("{task.description:<12}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
+            TextColumn("{task.description:<8}"),
+            BarColumn(bar_width=40),
+            TextColumn("{task.fields[detail]}"),
             console=self.console,
             transient=False,
             redirect_stderr=True,
             redirect_stdout=False,
         )
         self.tasks: dict[str, TaskID] = {}
+        self.rate = RateMeter()
 
     def start(self) -> None:
         self.progress.start()
         handler = pflog.stderr_handler()
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sys.stderr)  # the Live proxy prints lines above the bars
-        self.tasks["bytes"] = self.progress.add_task("copy bytes", total=None)
-        self.tasks["tables"] = self.progress.add_task("tables", total=None)
-        self.tasks["indexes"] = self.progress.add_task("indexes", total=None)
+        for name in ("data", "tables", "indexes"):
+            self.tasks[name] = self.progress.add_task(name, total=None, detail="")
 
     def update(self, snap: Any) -> None:
+        rate = self.rate.add(snap.bytes_done)
+        total = max(snap.bytes_total, snap.bytes_done)
+        if snap.tables_total and snap.tables_done == snap.tables_total:
+            total = snap.bytes_done  # sizes on disk were only an estimate of COPY bytes
+        left = max(total - snap.bytes_done, 0)
+        eta = human_duration(left / rate) if rate > 0 and left else "-"
         self.progress.update(
-            self.tasks["bytes"],
+            self.tasks["data"],
             completed=snap.bytes_done,
-            total=max(snap.bytes_total, snap.bytes_done) or None,
+            total=total or None,
+            detail=f"{human_bytes(snap.bytes_done)} of ~{human_bytes(total)}  "
+            f"{human_bytes(rate)}/s  ETA {eta}",
         )
         self.progress.update(
-            self.tasks["tables"], completed=snap.tables_done, total=snap.tables_total or None
+            self.tasks["tables"],
+            completed=snap.tables_done,
+            total=snap.tables_total or None,
+            detail=f"{snap.tables_done}/{snap.tables_total} tables copied",
         )
         built = snap.done.get(UnitKind.INDEX, 0) + snap.done.get(UnitKind.CONSTRAINT, 0)
-        total = snap.total.get(UnitKind.INDEX, 0) + snap.total.get(UnitKind.CONSTRAINT, 0)
-        self.progress.update(self.tasks["indexes"], completed=built, total=total or None)
+        count = snap.total.get(UnitKind.INDEX, 0) + snap.total.get(UnitKind.CONSTRAINT, 0)
+        running = len(snap.running.get(UnitKind.INDEX, []))
+        self.progress.update(
+            self.tasks["indexes"],
+            completed=built,
+            total=count or None,
+            detail=f"{built}/{count} indexes and constraints ({running} building)",
+        )
 
     def stop(self) -> None:
         self.progress.stop()
