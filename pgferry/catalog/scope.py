@@ -42,6 +42,8 @@ class Scope:
     sequences: frozenset[int]
     large_objects: bool
     warnings: tuple[str, ...]
+    # Extensions not created by the restore that kept objects use: the target must have them.
+    preinstalled_extensions: frozenset[str] = frozenset()
 
 
 def resolve_scope(
@@ -171,9 +173,10 @@ def resolve_scope(
 
     # An excluded extension is not created, but what uses it stays (as with pgcopydb): it
     # only restores if the target already has the extension.
+    needed: set[str] = set()
     for d in sorted(local):
         e = entry[d]
-        if e.desc != "EXTENSION" or e.tag not in filtered_exts:
+        if e.desc != "EXTENSION":
             continue
         users = [
             entry[c].describe()
@@ -181,6 +184,8 @@ def resolve_scope(
             if c not in excluded and entry[c].desc not in DECORATION_DESCS
         ]
         if users:
+            needed.add(e.tag)
+        if users and e.tag in filtered_exts:
             shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
             warnings.append(
                 f"extension {quote_ident(e.tag)} is excluded but kept objects use it: {shown}; "
@@ -241,6 +246,7 @@ def resolve_scope(
         sequences=sequences,
         large_objects=not options.skip_large_objects and catalog.large_objects > 0,
         warnings=tuple(warnings),
+        preinstalled_extensions=frozenset(needed),
     )
 
 

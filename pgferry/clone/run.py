@@ -328,6 +328,14 @@ class Clone:
                 e.tag for e in p.toc if e.desc == "EXTENSION" and e.dump_id in p.scope.restore_ids
             }
             missing = missing_extensions(target, p.catalog, kept)
+            installed = {r[0] for r in target.execute("SELECT extname FROM pg_extension")}
+            absent = sorted(p.scope.preinstalled_extensions - installed)
+            if absent:
+                raise InputError(
+                    f"extension(s) {', '.join(absent)} are not created by the clone (filters or "
+                    "--skip-extensions) but kept objects use them, and the target lacks them",
+                    fix="CREATE EXTENSION them on the target first, or keep them in the filters",
+                )
             if missing:
                 raise InputError(
                     f"the target cannot create extension(s) {', '.join(missing)}",

@@ -38,13 +38,18 @@ SELECT kind, name FROM (
 """
 
 
-def user_objects(conn: psycopg.Connection[Any]) -> list[str]:
+def user_objects(conn: psycopg.Connection[Any], *, extensions: bool = True) -> list[str]:
     """What the target database holds besides the system's own objects."""
-    return [f"{kind} {name}" for kind, name in conn.execute(USER_OBJECTS_SQL).fetchall()]
+    return [
+        f"{kind} {name}"
+        for kind, name in conn.execute(USER_OBJECTS_SQL).fetchall()
+        if extensions or kind != "extension"
+    ]
 
 
 def require_empty_target(conn: psycopg.Connection[Any], dbname: str) -> None:
-    objects = user_objects(conn)
+    """Refuse a target holding user objects; extensions created beforehand are fine."""
+    objects = user_objects(conn, extensions=False)
     if objects:
         shown = ", ".join(objects[:3]) + (
             f" and {len(objects) - 3} more" if len(objects) > 3 else ""

@@ -550,6 +550,24 @@ def test_include_only_extension(dbpair: DbPair) -> None:
     assert_kept_data_identical(p)
 
 
+def test_excluded_extension_still_used_is_refused_before_writing(dbpair: DbPair) -> None:
+    """A kept index needs pg_trgm, which the filters leave out and the target lacks."""
+    p = dbpair
+    setup_source(p, EXTENSIONS_SQL)
+    result = clone(p, "[include-only-extension]\ncitext\n", check=False)
+    assert result.returncode == ExitCode.BAD_INPUT
+    assert "pg_trgm" in result.stderr and "CREATE EXTENSION" in result.stderr
+    with p.tgt_conn() as tgt:
+        assert user_objects(tgt) == []
+    # Once the target has it, the same clone goes through.
+    with p.tgt_conn() as tgt:
+        tgt.execute("CREATE EXTENSION pg_trgm")
+    clone(p, "[include-only-extension]\ncitext\n", "--resume")
+    with p.tgt_conn() as tgt:
+        assert "public.users_name_trgm" in relations(tgt)
+    assert_kept_data_identical(p)
+
+
 def test_exclude_extension(dbpair: DbPair) -> None:
     p = dbpair
     setup_source(p, EXTENSIONS_SQL)
