@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pgferry.cli import clone, demo, listing, misc
+    from pgferry.cli import clone, compare, demo, listing, misc
 
     parser = _Parser(
         prog="pgferry",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.register(sub)
     misc.register(sub)
     demo.register(sub)
+    compare.register(sub)
     return parser
 
 

@@ -239,7 +239,7 @@ class Scheduler:
             self.store.unit_done(unit.id, bytes_=outcome.bytes, rows=outcome.rows)
             self.status[unit.id] = Status.DONE
             if outcome.note:
-                log.info("%s %s: %s", unit.kind, unit.label, outcome.note)
+                log.debug("%s %s: %s", unit.kind, unit.label, outcome.note)
             self._after_done(unit)
             return
         if stopping:
@@ -270,7 +270,9 @@ class Scheduler:
         phase = PHASE_OF[kind]
         if phase not in self.phase_started:
             self.phase_started.add(phase)
-            self.store.phase_start(phase, concurrency=self.pools[POOL_OF[kind]].size)
+            units = sum(1 for u in self.units.values() if PHASE_OF[u.kind] == phase)
+            size = self.pools[POOL_OF[kind]].size
+            self.store.phase_start(phase, concurrency=min(size, units))
 
     def _flush_progress(self) -> None:
         progress = dict(self.ctx.progress)

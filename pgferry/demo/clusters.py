@@ -372,6 +372,7 @@ def _write_conf(path: Path, settings: dict[str, str]) -> None:
         f"{key} = '{value.replace(chr(39), chr(39) * 2)}'\n" for key, value in settings.items()
     )
     path.write_text("# written by pgferry; overrides postgresql.conf\n" + body)
+    path.chmod(0o644)  # the server may run as another user (root -> postgres)
     main = path.parent / "postgresql.conf"
     include = f"include '{path.name}'\n"
     if include not in main.read_text():

@@ -500,7 +500,7 @@ class _Side:
         return {oid: h.hexdigest() for oid, h in hashes.items()}
 
     # -- table fingerprints: on the calling worker's connection ------------------------
-    def fingerprint(self, query: sql.Composable) -> tuple[int, str]:
+    def fingerprint(self, query: sql.Composed) -> tuple[int, str]:
         conn = self._worker_conn()
         with _savepoint(conn):
             row = conn.execute(query).fetchone()
@@ -634,9 +634,10 @@ def _size(key: tuple[str, str], *sides: dict[tuple[str, str], _Relation]) -> int
 
 def _common_columns(a: _Relation | None, b: _Relation | None) -> tuple[str, ...]:
     """Columns hashed: those both sides have, by name (physical order may differ)."""
-    if a is None or b is None:
-        return tuple(sorted((a or b).columns)) if (a or b) else ()
-    return tuple(sorted(set(a.columns) & set(b.columns)))
+    if a is not None and b is not None:
+        return tuple(sorted(set(a.columns) & set(b.columns)))
+    one = a or b
+    return tuple(sorted(one.columns)) if one is not None else ()
 
 
 def _fingerprint(side: _Side, rel: _Relation, columns: tuple[str, ...]) -> _Outcome:

@@ -67,8 +67,8 @@ def table_fingerprints(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
     """
     query = sql.SQL(
         "SELECT count(*), "
-        "coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0) "
-        "FROM ONLY {}.{} AS t"
+        "coalesce(sum(('x' || substr(md5(pgferry_row::text), 1, 16))::bit(64)::bigint::numeric)"
+        ", 0) FROM ONLY {}.{} AS pgferry_row"
     )
     with _snapshot(conn):
         tables = conn.execute(
