@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from pgferry.cdc.follow import PLUGINS, CdcOptions, parse_endpos
 from pgferry.cli.common import (
     add_dir,
     add_filters,
@@ -131,8 +132,55 @@ def register(sub: Any) -> None:
             help="COPY in binary format (same types on both sides)",
         )
         run.add_argument("--no-progress", action="store_true", help="no progress display")
+        add_cdc_flags(p, follow=True)
         add_logging_flags(p)
         p.set_defaults(handler=handle)
+
+
+def add_cdc_flags(p: argparse.ArgumentParser, *, follow: bool) -> None:
+    g = p.add_argument_group("change data capture")
+    if follow:
+        g.add_argument(
+            "--follow",
+            action="store_true",
+            help="keep the target in sync after the copy (logical decoding)",
+        )
+    g.add_argument(
+        "--plugin",
+        choices=PLUGINS,
+        help="logical decoding plugin (env PGCOPYDB_OUTPUT_PLUGIN; default test_decoding)",
+    )
+    g.add_argument(
+        "--wal2json-numeric-as-string",
+        action="store_true",
+        help="ask wal2json (>= 2.6) for numbers as strings",
+    )
+    g.add_argument("--slot-name", metavar="NAME", help="replication slot (default pgferry)")
+    g.add_argument(
+        "--origin", metavar="NAME", help="replication origin on the target (default pgferry)"
+    )
+    g.add_argument(
+        "--create-slot",
+        action="store_true",
+        help="accepted for pgcopydb compatibility (the slot is always created)",
+    )
+    g.add_argument("--endpos", metavar="LSN", help="stop applying at this LSN")
+
+
+def cdc_options_from_args(args: argparse.Namespace) -> CdcOptions:
+    plugin = args.plugin or env_value("OUTPUT_PLUGIN") or "test_decoding"
+    if plugin not in PLUGINS:
+        raise UsageError(f"unknown plugin {plugin}", fix=f"use one of {', '.join(PLUGINS)}")
+    numeric = args.wal2json_numeric_as_string or env_bool("WAL2JSON_NUMERIC_AS_STRING")
+    if numeric and plugin != "wal2json":
+        raise UsageError("--wal2json-numeric-as-string needs --plugin wal2json")
+    return CdcOptions(
+        slot=args.slot_name or "pgferry",
+        plugin=plugin,
+        origin=args.origin or "pgferry",
+        endpos=parse_endpos(args.endpos) if args.endpos else None,
+        numeric_as_string=numeric,
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> CloneOptions:
@@ -189,6 +237,8 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
         ignore_restore_errors=max(0, args.ignore_restore_errors),
         maintenance_work_mem=env_value("MAINTENANCE_WORK_MEM") or "1GB",
         progress=not args.no_progress and not args.quiet,
+        follow=args.follow,
+        cdc=cdc_options_from_args(args),
     )
 
 

@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pgferry.cli import clone, compare, demo, listing, misc
+    from pgferry.cli import clone, compare, demo, listing, misc, stream
 
     parser = _Parser(
         prog="pgferry",
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     clone.register(sub)
+    stream.register(sub)
     listing.register(sub)
     misc.register(sub)
     demo.register(sub)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pgferry.catalog.filters import Filters, no_filters
+from pgferry.cdc.follow import CdcOptions
 from pgferry.pg.conninfo import ConnInfo
 
 PHASES = (
@@ -53,6 +54,8 @@ class CloneOptions:
     ignore_restore_errors: int = 0
     maintenance_work_mem: str = "1GB"
     progress: bool = True
+    follow: bool = False
+    cdc: CdcOptions = field(default_factory=CdcOptions)
 
     @property
     def effective_restore_jobs(self) -> int:
@@ -73,4 +76,7 @@ class CloneOptions:
             "no_owner": self.no_owner,
             "no_acl": self.no_acl,
             "no_comments": self.no_comments,
+            "follow": self.follow,
+            "plugin": self.cdc.plugin if self.follow else None,
+            "slot_name": self.cdc.slot if self.follow else None,
         }

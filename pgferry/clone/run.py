@@ -26,6 +26,8 @@ from pgferry.catalog.plan import PlanOptions, plan_units
 from pgferry.catalog.queries import read_catalog
 from pgferry.catalog.scope import PG_CLASS, PG_CONSTRAINT, Scope, ScopeOptions, resolve_scope
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
+from pgferry.cdc.apply import ApplyScope
+from pgferry.cdc.follow import Cdc
 from pgferry.clone.options import PHASES, CloneOptions
 from pgferry.clone.scheduler import Scheduler
 from pgferry.clone.schema import RestoreOptions, apply_database_settings, dump_schema, restore
@@ -40,6 +42,7 @@ from pgferry.clone.target import (
 from pgferry.clone.workers import RunContext
 from pgferry.errors import InputError, Interrupted, PgferryError, StepFailed
 from pgferry.pg.binaries import DumpTools, find_dump_tools
+from pgferry.pg.lsn import format_lsn, lsn_or_none
 from pgferry.pg.sessions import dir_tag, terminate_orphans
 from pgferry.state.store import StateStore, Status, UnitKind
 from pgferry.state.workdir import WorkDir
@@ -75,6 +78,7 @@ class Clone:
         self.store: StateStore | None = None
         self.holder = SnapshotHolder(self.o.source)
         self.stop = threading.Event()
+        self.cdc: Cdc | None = None
         self.run_id = 0
 
     # -- entry point ----------------------------------------------------------------------
@@ -89,7 +93,9 @@ class Clone:
             with self._signals():
                 return self._run_locked()
         finally:
-            self.holder.release()
+            self._release_snapshot()
+            if self.cdc is not None:
+                self.cdc.stop_receiver()
             if self.store is not None:
                 self.store.close()
             self.workdir.unlock()
@@ -110,9 +116,9 @@ class Clone:
             log.info(
                 "source %s (PostgreSQL %s), target %s (PostgreSQL %s); using %s",
                 o.source.short(),
-                source.info.server_version,
+                source.info.parameter_status("server_version"),
                 o.target.short(),
-                target.info.server_version,
+                target.info.parameter_status("server_version"),
                 tools.pg_dump,
             )
         finally:
@@ -186,12 +192,27 @@ class Clone:
             return
         if not o.drop_if_exists:
             require_empty_target(target, o.target.dbname)
+        if o.follow:
+            self._cdc().check_fresh()
         self.store.set_json("options", self.o.plan_fingerprint())
         self.store.set_json("filters", self.o.filters.to_json())
         self.store.set_meta("source", o.source.masked())
         self.store.set_meta("target", o.target.masked())
         self.store.set_meta("started_at", str(time.time()))
         self.store.set_meta("status", "running")
+
+    def _cdc(self) -> Cdc:
+        if self.cdc is None:
+            assert self.store is not None
+            self.cdc = Cdc(
+                self.o.source, self.o.target, self.workdir, self.store, self.o.cdc, self.stop
+            )
+        return self.cdc
+
+    def _release_snapshot(self) -> None:
+        self.holder.release()
+        if self.cdc is not None:
+            self.cdc.release_snapshot()
 
     def _target_written(self) -> bool:
         """Did a previous run start writing to the target (pre-data restore onwards)?"""
@@ -247,21 +268,63 @@ class Clone:
         self._write_lists(prepared)
         self._phase_pre_data(prepared)
         self._data_phase(prepared, snapshot)
-        self.holder.release()
+        self._release_snapshot()
         self._phase_post_data(prepared)
         summary = build_summary(store, catalog, self.o, wall=time.time() - t0)
         self.workdir.summary_file.write_text(json.dumps(summary, indent=2) + "\n")
         os.chmod(self.workdir.summary_file, 0o600)
         print_summary(summary)
+        if self.o.follow:
+            self._follow(prepared)
         return summary
 
+    def _follow(self, p: Prepared) -> None:
+        """After the copy: apply the prefetched and live changes until the end position."""
+        store = self.store
+        cdc = self.cdc
+        assert store is not None and cdc is not None
+        store.set_sentinel(apply=1)
+        tables = {}
+        for t in store.tables():
+            if t.copy_data:
+                tables[(t.nspname, t.relname)] = lsn_or_none(t.snapshot_lsn) or 0
+        applied = cdc.apply_until_endpos(ApplyScope(tables=tables))
+        sequences = [s for s in p.catalog.sequences if s.oid in p.scope.sequences]
+        cdc.sync_sequences(sequences)
+        cdc.stop_receiver()
+        store.set_meta("cdc_done", "1")
+        log.info(
+            "cutover point reached: every change committed up to %s is applied; "
+            "sequences are synced",
+            format_lsn(applied),
+        )
+
     def _snapshot(self) -> Snapshot:
+        if self.o.follow:
+            return self._follow_snapshot()
         if self.o.not_consistent:
             log.info("--not-consistent: no shared snapshot; each worker reads the latest data")
             return Snapshot(None, None)
         if self.o.snapshot:
             return Snapshot(self.o.snapshot, None)
         return self.holder.export()
+
+    def _follow_snapshot(self) -> Snapshot:
+        """The slot's snapshot (fresh start), or a new one taken with its LSN (resume)."""
+        store = self.store
+        assert store is not None
+        cdc = self._cdc()
+        if not cdc.is_set_up:
+            snapshot = cdc.create()
+        else:
+            cdc.ensure_slot()
+            cdc.ensure_origin()
+            copied = store.has_plan() and all(
+                u.status == Status.DONE for u in store.units() if u.kind == UnitKind.COPY
+            )
+            snapshot = Snapshot(None, None) if copied else cdc.fresh_snapshot()
+        cdc.start_receiver()
+        return snapshot
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[bool]:

@@ -1,0 +1,480 @@
+"""Apply: replay spooled transactions on the target, exactly once, in commit order.
+
+Each source transaction becomes one target transaction run with
+session_replication_role = replica, and `pg_replication_origin_xact_setup` records its
+commit LSN in the same commit. After any crash the origin's progress says exactly which
+transaction comes next. Statements are prepared and pipelined, many transactions per
+round trip; consecutive inserts into a table become multi-row inserts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgferry.cdc.decode import Change, DecodeError, decode_test_decoding, decode_wal2json
+from pgferry.cdc.pipeline import CommandFailed, Ctx, Pipeline
+from pgferry.cdc.protocol import pg_time_to_unix
+from pgferry.cdc.spool import TxnEntry, read_changes, read_index, remove_applied, spool_files
+from pgferry.cdc.sqlgen import (
+    NO_ROW_SQLSTATE,
+    Column,
+    TargetTable,
+    batch_sizes,
+    delete_sql,
+    insert_sql,
+    truncate_sql,
+    update_sql,
+)
+from pgferry.errors import StepFailed
+from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.lsn import format_lsn, parse_lsn
+
+log = logging.getLogger(__name__)
+
+APPLY_SETTINGS = {
+    "session_replication_role": "replica",
+    "synchronous_commit": "off",
+    "search_path": "",
+    "statement_timeout": "0",
+    "lock_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "3",
+}
+SYNC_EVERY_TXNS = 200
+SYNC_EVERY_STATEMENTS = 2000
+SYNC_EVERY_SECONDS = 0.05
+
+_TEXT_COMPARE_TYPES = {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
+
+TABLES_SQL = """
+SELECT n.nspname, c.relname, c.relreplident::text,
+       coalesce((
+         SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod),
+                                (a.attgenerated <> '')::text, (a.attidentity = 'a')::text,
+                                (t.typcategory = 'G' OR bt.typname = ANY(%(textcmp)s)
+                                 OR et.typname = ANY(%(textcmp)s)
+                                 OR NOT EXISTS (
+                                   SELECT 1 FROM pg_operator o
+                                    WHERE o.oprname = '=' AND (
+                                      (o.oprleft = bt.oid AND o.oprright = bt.oid)
+                                      OR (bt.typtype IN ('e', 'r', 'm') )
+                                      OR (bt.typcategory = 'A' AND o.oprleft = et.oid
+                                          AND o.oprright = et.oid))))::text]
+                          ORDER BY a.attnum)
+           FROM pg_attribute a
+           JOIN pg_type t ON t.oid = a.atttypid
+           JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype
+                                            ELSE t.oid END
+           LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
+          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
+       coalesce((
+         SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
+           FROM pg_index i
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey::int2[])
+          WHERE i.indrelid = c.oid
+            AND CASE WHEN c.relreplident = 'i' THEN i.indisreplident ELSE i.indisprimary END
+       ), '{}')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('r', 'p')
+"""
+
+
+class ApplyError(StepFailed):
+    """A change the target cannot take; nothing after it was applied."""
+
+
+@dataclass(frozen=True)
+class ApplyScope:
+    """Which source tables apply writes to, and each one's copy LSN."""
+
+    tables: dict[tuple[str, str], int]  # (schema, name) -> LSN its copy was taken at
+    everything: bool = False  # follow without a clone: every table is in scope
+
+
+def commit_time_text(pg_us: int) -> str:
+    return datetime.fromtimestamp(pg_time_to_unix(pg_us), UTC).isoformat()
+
+
+class Applier:
+    """Replays the spool; `run` returns when endpos is applied or `stop` is set."""
+
+    def __init__(
+        self,
+        target: ConnInfo,
+        origin: str,
+        spool_dir: Path,
+        plugin: str,
+        scope: ApplyScope,
+        *,
+        endpos: Callable[[], int | None],
+        may_apply: Callable[[], bool],
+        received: Callable[[], int],
+        on_progress: Callable[[int, int], None],
+        stop: threading.Event,
+    ) -> None:
+        self.target = target
+        self.origin = origin
+        self.spool_dir = spool_dir
+        self.decode = decode_wal2json if plugin == "wal2json" else decode_test_decoding
+        self.scope = scope
+        self.endpos = endpos
+        self.may_apply = may_apply
+        self.received = received
+        self.on_progress = on_progress
+        self.stop = stop
+        self.tables: dict[tuple[str, str], TargetTable | None] = {}
+        self.conn: psycopg.Connection[Any] | None = None  # pipelined: changes only
+        self.meta: psycopg.Connection[Any] | None = None  # catalog and progress queries
+        self.applied_lsn = 0
+        self.applied_txns = 0
+
+    # -- setup ------------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = self.target.connect("pgferry apply", settings=APPLY_SETTINGS)
+        row = conn.execute(
+            "SELECT pg_replication_origin_session_setup(%s), "
+            "pg_replication_origin_progress(%s, false)::text",
+            (self.origin, self.origin),
+        ).fetchone()
+        progress = row[1] if row else None
+        self.applied_lsn = parse_lsn(progress) if progress else 0
+        return conn
+
+    def table(self, schema: str, name: str) -> TargetTable | None:
+        """Target metadata for a source table; None when the table is not applied."""
+        key = (schema, name)
+        if key in self.tables:
+            return self.tables[key]
+        copy_lsn = self.scope.tables.get(key)
+        if copy_lsn is None and not self.scope.everything:
+            self.tables[key] = None
+            return None
+        assert self.meta is not None
+        row = self.meta.execute(
+            TABLES_SQL, {"schema": schema, "name": name, "textcmp": sorted(_TEXT_COMPARE_TYPES)}
+        ).fetchone()
+        if row is None:
+            raise ApplyError(
+                f"table {schema}.{name} receives changes on the source but does not exist on "
+                "the target",
+                fix="create it on the target (DDL is not replicated), then --resume",
+            )
+        columns = {
+            c[0]: Column(c[0], c[1], c[2] == "true", c[3] == "true", c[4] == "true") for c in row[3]
+        }
+        table = TargetTable(
+            schema=schema,
+            name=name,
+            columns=columns,
+            key=tuple(row[4]),
+            identity=row[2],
+            copy_lsn=copy_lsn or 0,
+        )
+        self.tables[key] = table
+        return table
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> int:
+        """Apply until endpos (returns the applied LSN) or until stopped."""
+        self.conn = self._connect()
+        self.meta = self.target.connect("pgferry apply-meta", settings=APPLY_SETTINGS)
+        pipe = Pipeline(self.conn)
+        try:
+            return self._loop(pipe)
+        finally:
+            try:
+                pipe.close()
+            except Exception:
+                pass
+            self.conn.close()
+            self.meta.close()
+
+    def _entries(self) -> Iterator[TxnEntry | None]:
+        """Spooled transactions after the origin's position; None when caught up."""
+        position: dict[int, int] = {}
+        while True:
+            found = False
+            for file_no in spool_files(self.spool_dir):
+                start = position.get(file_no, 0)
+                entries = read_index(self.spool_dir, file_no, start)
+                if not entries:
+                    continue
+                position[file_no] = start + len(entries)
+                for e in entries:
+                    if e.commit_lsn > self.applied_lsn:
+                        found = True
+                        yield e
+            if not found:
+                yield None
+
+    def _loop(self, pipe: Pipeline) -> int:
+        last_sync = time.monotonic()
+        txns = 0
+        committed: list[TxnEntry] = []
+        last_cleanup = time.monotonic()
+        for entry in self._entries():
+            endpos = self.endpos()
+            if entry is not None and endpos is not None and entry.commit_lsn > endpos:
+                entry = None  # past the end: what remains is not applied
+            if entry is None:
+                if committed:
+                    self._sync(pipe, committed)
+                    txns = 0
+                if self.stop.is_set():
+                    return self.applied_lsn
+                if endpos is not None and self.received() >= endpos:
+                    if self.applied_lsn < endpos:
+                        self._advance_origin(pipe, endpos)
+                    return self.applied_lsn
+                if time.monotonic() - last_cleanup > 10:
+                    remove_applied(self.spool_dir, self.applied_lsn)
+                    last_cleanup = time.monotonic()
+                self.stop.wait(0.1)
+                continue
+            while not self.may_apply() and not self.stop.is_set():
+                self.stop.wait(0.5)
+            if self.stop.is_set():
+                if committed:
+                    self._sync(pipe, committed)
+                return self.applied_lsn
+            self._apply_txn(pipe, entry)
+            committed.append(entry)
+            txns += 1
+            now = time.monotonic()
+            if (
+                txns >= SYNC_EVERY_TXNS
+                or pipe.queued >= SYNC_EVERY_STATEMENTS
+                or now - last_sync >= SYNC_EVERY_SECONDS
+            ):
+                self._sync(pipe, committed)
+                txns = 0
+                last_sync = now
+        return self.applied_lsn
+
+    def _sync(self, pipe: Pipeline, committed: list[TxnEntry]) -> None:
+        try:
+            pipe.sync_and_wait()
+        except CommandFailed as exc:
+            self._fail(pipe, exc)
+        if committed:
+            self.applied_lsn = max(self.applied_lsn, committed[-1].commit_lsn)
+            self.applied_txns += len(committed)
+            self.on_progress(self.applied_lsn, len(committed))
+            committed.clear()
+
+    def _fail(self, pipe: Pipeline, exc: CommandFailed) -> None:
+        """Roll back the failed transaction and stop with a message naming the change."""
+        assert self.meta is not None
+        pipe.simple(b"ROLLBACK", Ctx("rollback"))
+        try:
+            pipe.sync_and_wait()
+        except CommandFailed:
+            pass
+        row = self.meta.execute(
+            "SELECT pg_replication_origin_progress(%s, false)::text", (self.origin,)
+        ).fetchone()
+        if row and row[0]:
+            self.applied_lsn = parse_lsn(row[0])
+            self.on_progress(self.applied_lsn, 0)
+        error = exc.error
+        state = getattr(error, "sqlstate", None) or "-----"
+        ctx = exc.ctx
+        entry, change = ctx.detail if isinstance(ctx.detail, tuple) else (None, None)
+        where = ""
+        if isinstance(entry, TxnEntry):
+            where = f" in transaction {entry.xid} (commit {format_lsn(entry.commit_lsn)})"
+        what = change.describe() if isinstance(change, Change) else ctx.what
+        if ctx.expect_rows and state == NO_ROW_SQLSTATE:
+            message = f"{what}{where} matched no row on the target: the target has diverged"
+        else:
+            primary = getattr(getattr(error, "diag", None), "message_primary", None) or str(error)
+            message = f"{what}{where} failed on the target: [{state}] {primary}"
+        raise ApplyError(
+            "apply stopped: " + " ".join(message.split()),
+            fix="fix the target (DDL is not replicated: run it there too), then run the same "
+            "command with --resume",
+        )
+
+    def _advance_origin(self, pipe: Pipeline, lsn: int) -> None:
+        """Nothing left to apply up to `lsn`: record it (idle source, filtered changes).
+
+        An empty transaction does not write its origin progress, so this one takes an
+        xid (txid_current) to make a real commit carrying the position.
+        """
+        pipe.simple(b"BEGIN", Ctx("begin"))
+        pipe.execute(
+            "SELECT pg_replication_origin_xact_setup($1, now())",
+            [format_lsn(lsn).encode()],
+            Ctx("origin"),
+        )
+        pipe.execute("SELECT txid_current()", [], Ctx("xid"))
+        pipe.simple(b"COMMIT", Ctx("commit"))
+        try:
+            pipe.sync_and_wait()
+        except CommandFailed as exc:
+            self._fail(pipe, exc)
+        self.applied_lsn = lsn
+        self.on_progress(lsn, 0)
+
+    # -- one transaction ----------------------------------------------------------------
+    def _apply_txn(self, pipe: Pipeline, entry: TxnEntry) -> None:
+        pipe.simple(b"BEGIN", Ctx("begin", (entry, None)))
+        pipe.execute(
+            "SELECT pg_replication_origin_xact_setup($1, $2)",
+            [format_lsn(entry.commit_lsn).encode(), commit_time_text(entry.commit_time).encode()],
+            Ctx("origin", (entry, None)),
+        )
+        batch: list[Change] = []
+        batch_table: TargetTable | None = None
+        for lsn, payload in read_changes(self.spool_dir, entry):
+            try:
+                change = self.decode(payload, lsn)
+            except DecodeError as exc:
+                raise ApplyError(
+                    f"cannot read transaction {entry.xid} (commit "
+                    f"{format_lsn(entry.commit_lsn)}): {exc}"
+                ) from None
+            if change is None:
+                continue
+            if change.kind == "I":
+                table = self._target_for(change, entry)
+                if table is None:
+                    continue
+                if batch and (batch_table is not table or batch[0].columns != change.columns):
+                    self._insert(pipe, entry, batch_table, batch)  # type: ignore[arg-type]
+                    batch = []
+                batch.append(change)
+                batch_table = table
+                if len(batch) >= 1024:
+                    self._insert(pipe, entry, table, batch)
+                    batch = []
+                continue
+            if batch:
+                self._insert(pipe, entry, batch_table, batch)  # type: ignore[arg-type]
+                batch = []
+            if change.kind == "T":
+                self._truncate(pipe, entry, change)
+                continue
+            table = self._target_for(change, entry)
+            if table is None:
+                continue
+            if change.kind == "U":
+                self._update(pipe, entry, table, change)
+            else:
+                self._delete(pipe, entry, table, change)
+            if pipe.queued >= SYNC_EVERY_STATEMENTS:
+                pipe.sync()  # bounded memory inside huge transactions
+        if batch:
+            self._insert(pipe, entry, batch_table, batch)  # type: ignore[arg-type]
+        pipe.simple(b"COMMIT", Ctx("commit", (entry, None)))
+
+    def _target_for(self, change: Change, entry: TxnEntry) -> TargetTable | None:
+        table = self.table(change.schema, change.table)
+        if table is None or entry.commit_lsn <= table.copy_lsn:
+            return None
+        return table
+
+    def _columns(self, table: TargetTable, change: Change, names: list[str]) -> None:
+        for name in names:
+            if name not in table.columns:
+                raise ApplyError(
+                    f"apply stopped: {change.describe()} has column {name}, which table "
+                    f"{table.qualname} does not have on the target",
+                    fix="add the column on the target (DDL is not replicated), then --resume",
+                )
+
+    def _insert(
+        self, pipe: Pipeline, entry: TxnEntry, table: TargetTable, rows: list[Change]
+    ) -> None:
+        first = rows[0]
+        self._columns(table, first, first.columns)
+        keep = [i for i, c in enumerate(first.columns) if not table.columns[c].generated]
+        columns = tuple(first.columns[i] for i in keep)
+        start = 0
+        for size in batch_sizes(len(rows), len(columns)):
+            chunk = rows[start : start + size]
+            start += size
+            params: list[bytes | None] = []
+            for change in chunk:
+                values = change.values
+                params.extend(
+                    None if values[i] is None else values[i].encode()  # type: ignore[union-attr]
+                    for i in keep
+                )
+            pipe.execute(insert_sql(table, columns, size), params, Ctx("insert", (entry, chunk[0])))
+
+    def _where_values(
+        self, table: TargetTable, change: Change
+    ) -> tuple[tuple[str, ...], list[str | None], bool]:
+        if change.key_columns:
+            self._columns(table, change, change.key_columns)
+            # The old key is the identity: a unique key, or (FULL) the whole old row.
+            full = table.identity == "f" or set(change.key_columns) != set(table.key)
+            return tuple(change.key_columns), change.key_values, full
+        if not table.key:
+            raise ApplyError(
+                f"apply stopped: {change.describe()}: table {table.qualname} has no replica "
+                "identity (no primary key, REPLICA IDENTITY NOTHING), so its updates and "
+                "deletes cannot be replicated",
+                fix="pgferry fix-replica-identity on the source, then restart the migration",
+            )
+        positions = {c: i for i, c in enumerate(change.columns)}
+        missing = [c for c in table.key if c not in positions]
+        if missing:
+            raise ApplyError(
+                f"apply stopped: {change.describe()} lacks key column(s) {', '.join(missing)} of "
+                f"{table.qualname}"
+            )
+        return table.key, [change.values[positions[c]] for c in table.key], False
+
+    def _update(self, pipe: Pipeline, entry: TxnEntry, table: TargetTable, change: Change) -> None:
+        self._columns(table, change, change.columns)
+        where_cols, where_vals, full = self._where_values(table, change)
+        set_idx = [
+            i
+            for i, c in enumerate(change.columns)
+            if not table.columns[c].generated and not table.columns[c].always_identity
+        ]
+        if not set_idx:
+            return
+        set_cols = tuple(change.columns[i] for i in set_idx)
+        params = [_b(change.values[i]) for i in set_idx] + [_b(v) for v in where_vals]
+        pipe.execute(
+            update_sql(table, set_cols, where_cols, full),
+            params,
+            Ctx("update", (entry, change), expect_rows=True),
+        )
+
+    def _delete(self, pipe: Pipeline, entry: TxnEntry, table: TargetTable, change: Change) -> None:
+        where_cols, where_vals, full = self._where_values(table, change)
+        pipe.execute(
+            delete_sql(table, where_cols, full),
+            [_b(v) for v in where_vals],
+            Ctx("delete", (entry, change), expect_rows=True),
+        )
+
+    def _truncate(self, pipe: Pipeline, entry: TxnEntry, change: Change) -> None:
+        tables = []
+        for schema, name in change.relations:
+            table = self.table(schema, name)
+            if table is not None and entry.commit_lsn > table.copy_lsn:
+                tables.append(table)
+        if tables:
+            pipe.simple(
+                truncate_sql(tables, change.restart_seqs).encode(), Ctx("truncate", (entry, change))
+            )
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else value.encode()

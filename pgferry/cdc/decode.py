@@ -1,0 +1,261 @@
+"""Output plugins' messages, normalised into one change format.
+
+Values stay as PostgreSQL's text representation, exactly as the source printed them:
+a numeric with 40 digits, NaN, a timestamp with its zone, an array literal. Apply sends
+them as text parameters, so nothing is ever converted through a float or a Python type.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+# Marker test_decoding prints for a TOASTed column an UPDATE did not change.
+UNCHANGED_TOAST = "unchanged-toast-datum"
+
+
+class DecodeError(ValueError):
+    """A message the decoder does not understand."""
+
+
+@dataclass(slots=True)
+class Change:
+    """One row change (or a TRUNCATE) of a committed transaction."""
+
+    kind: str  # I insert, U update, D delete, T truncate
+    schema: str
+    table: str
+    columns: list[str] = field(default_factory=list)  # new tuple (I, U)
+    values: list[str | None] = field(default_factory=list)
+    key_columns: list[str] = field(default_factory=list)  # old key / identity (U, D)
+    key_values: list[str | None] = field(default_factory=list)
+    unchanged: set[str] = field(default_factory=set)  # TOASTed columns not sent (U)
+    relations: list[tuple[str, str]] = field(default_factory=list)  # T
+    restart_seqs: bool = False
+    cascade: bool = False
+    lsn: int = 0
+
+    def describe(self, limit: int = 200) -> str:
+        """For error messages: the operation, the table and the key."""
+        op = {"I": "INSERT", "U": "UPDATE", "D": "DELETE", "T": "TRUNCATE"}[self.kind]
+        if self.kind == "T":
+            return f"{op} " + ", ".join(f"{s}.{t}" for s, t in self.relations)
+        cols, vals = (
+            (self.key_columns, self.key_values) if self.key_columns else (self.columns, self.values)
+        )
+        pairs = ", ".join(f"{c}={v!r}" for c, v in zip(cols, vals, strict=False))
+        text = f"{op} on {self.schema}.{self.table} ({pairs})"
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- wal2json (format-version 2) ---------------------------------------------------------
+WAL2JSON_OPTIONS = {
+    "format-version": "2",
+    "include-xids": "1",
+    "include-timestamp": "1",
+    "include-schemas": "1",
+    "include-types": "1",
+    "include-transaction": "1",
+}
+
+
+def wal2json_action(payload: bytes | memoryview) -> int:
+    """The action letter of a wal2json v2 message, without parsing it: {"action":"X"."""
+    return payload[11] if len(payload) > 11 else 0
+
+
+def _json_text(value: object, type_name: str) -> str | None:
+    if value is None:
+        return None
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    text = str(value)
+    if type_name == "bytea" and not text.startswith("\\x"):
+        return "\\x" + text  # wal2json strips bytea's \x prefix
+    return text
+
+
+def decode_wal2json(payload: bytes | memoryview, lsn: int = 0) -> Change | None:
+    """A wal2json v2 change (I/U/D/T); None for messages that carry no row change."""
+    try:
+        msg = json.loads(bytes(payload), parse_float=str, parse_int=str, parse_constant=str)
+    except ValueError as exc:
+        raise DecodeError(f"invalid wal2json message: {exc}") from None
+    action = msg.get("action")
+    if action not in ("I", "U", "D", "T"):
+        return None
+    change = Change(kind=action, schema=msg["schema"], table=msg["table"], lsn=lsn)
+    if action == "T":
+        change.relations = [(change.schema, change.table)]
+        return change
+    for col in msg.get("columns") or ():
+        change.columns.append(col["name"])
+        change.values.append(_json_text(col.get("value"), col.get("type", "")))
+    for col in msg.get("identity") or ():
+        change.key_columns.append(col["name"])
+        change.key_values.append(_json_text(col.get("value"), col.get("type", "")))
+    return change
+
+
+# -- test_decoding ------------------------------------------------------------------------
+TEST_DECODING_OPTIONS = {"include-xids": "1", "include-timestamp": "1"}
+
+
+def test_decoding_kind(payload: bytes | memoryview) -> int:
+    """B for BEGIN, C for COMMIT, M for a message, R for a row change."""
+    head = bytes(payload[:7])
+    if head.startswith(b"BEGIN"):
+        return ord("B")
+    if head.startswith(b"COMMIT"):
+        return ord("C")
+    if head.startswith(b"table "):
+        return ord("R")
+    return ord("M")
+
+
+def decode_test_decoding(payload: bytes | memoryview, lsn: int = 0) -> Change | None:
+    text = bytes(payload).decode("utf-8")
+    if not text.startswith("table "):
+        return None
+    return _TestDecodingParser(text, lsn).parse()
+
+
+class _TestDecodingParser:
+    """`table s.t: UPDATE: old-key: c[type]:v ... new-tuple: c[type]:v ...`"""
+
+    def __init__(self, text: str, lsn: int) -> None:
+        self.s = text
+        self.i = len("table ")
+        self.lsn = lsn
+
+    def fail(self, why: str) -> DecodeError:
+        return DecodeError(f"cannot parse test_decoding output ({why}): {self.s[:200]!r}")
+
+    def ident(self) -> str:
+        s, i = self.s, self.i
+        if i < len(s) and s[i] == '"':
+            out = []
+            i += 1
+            while True:
+                j = s.find('"', i)
+                if j < 0:
+                    raise self.fail("unterminated quoted identifier")
+                out.append(s[i:j])
+                if j + 1 < len(s) and s[j + 1] == '"':
+                    out.append('"')
+                    i = j + 2
+                    continue
+                self.i = j + 1
+                return "".join(out)
+        j = i
+        while j < len(s) and s[j] not in ".:[, ":
+            j += 1
+        if j == i:
+            raise self.fail("empty identifier")
+        self.i = j
+        return s[i:j]
+
+    def expect(self, text: str) -> None:
+        if not self.s.startswith(text, self.i):
+            raise self.fail(f"expected {text!r} at {self.i}")
+        self.i += len(text)
+
+    def qualified(self) -> tuple[str, str]:
+        schema = self.ident()
+        self.expect(".")
+        return schema, self.ident()
+
+    def parse(self) -> Change:
+        relations = [self.qualified()]
+        while self.s.startswith(", ", self.i):
+            self.i += 2
+            relations.append(self.qualified())
+        self.expect(": ")
+        end = self.s.find(":", self.i)
+        if end < 0:
+            raise self.fail("no action")
+        action = self.s[self.i : end]
+        self.i = end + 1
+        schema, table = relations[0]
+        kinds = {"INSERT": "I", "UPDATE": "U", "DELETE": "D", "TRUNCATE": "T"}
+        if action not in kinds:
+            raise self.fail(f"unknown action {action}")
+        change = Change(kind=kinds[action], schema=schema, table=table, lsn=self.lsn)
+        rest = self.s[self.i :].strip()
+        if change.kind == "T":
+            change.relations = relations
+            change.restart_seqs = "restart_seqs" in rest
+            change.cascade = "cascade" in rest
+            return change
+        if rest == "(no-tuple-data)":
+            return change
+        target = (
+            (change.key_columns, change.key_values)
+            if change.kind == "D"
+            else (change.columns, change.values)
+        )
+        while self.i < len(self.s):
+            if self.s[self.i] == " ":
+                self.i += 1
+                continue
+            if self.s.startswith("old-key:", self.i):
+                self.i += len("old-key:")
+                target = (change.key_columns, change.key_values)
+                continue
+            if self.s.startswith("new-tuple:", self.i):
+                self.i += len("new-tuple:")
+                target = (change.columns, change.values)
+                continue
+            name = self.ident()
+            self.expect("[")
+            self._skip_type()
+            value = self.value()
+            if value is _UNCHANGED:
+                change.unchanged.add(name)
+                continue
+            target[0].append(name)
+            target[1].append(value)  # type: ignore[arg-type]
+        return change
+
+    def _skip_type(self) -> None:
+        s, i, quoted = self.s, self.i, False
+        while i < len(s):
+            c = s[i]
+            if c == '"':
+                quoted = not quoted
+            elif not quoted and c == "]" and s.startswith("]:", i):
+                self.i = i + 2
+                return
+            i += 1
+        raise self.fail("unterminated type")
+
+    def value(self) -> str | None | object:
+        s, i = self.s, self.i
+        if s.startswith("'", i) or s.startswith("B'", i):
+            i += 1 if s[i] == "'" else 2
+            out = []
+            while True:
+                j = s.find("'", i)
+                if j < 0:
+                    raise self.fail("unterminated literal")
+                out.append(s[i:j])
+                if j + 1 < len(s) and s[j + 1] == "'":
+                    out.append("'")
+                    i = j + 2
+                    continue
+                self.i = j + 1
+                return "".join(out)
+        j = s.find(" ", i)
+        j = len(s) if j < 0 else j
+        token = s[i:j]
+        self.i = j
+        if token == "null":
+            return None
+        if token == UNCHANGED_TOAST:
+            return _UNCHANGED
+        return token
+
+
+_UNCHANGED = object()

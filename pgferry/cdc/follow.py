@@ -1,0 +1,271 @@
+"""Change data capture for one work directory: slot, origin, receive, apply, cutover.
+
+Used by `clone --follow` (the slot's exported snapshot is the clone's snapshot; changes
+are prefetched during the copy and applied after it) and by `follow` on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from pgferry.catalog.model import Sequence
+from pgferry.cdc.apply import Applier, ApplyScope
+from pgferry.cdc.protocol import create_slot, current_wal_lsn
+from pgferry.cdc.receive import ReceiveOptions, Receiver
+from pgferry.clone.maintenance import read_sequence, set_sequence
+from pgferry.clone.snapshot import Snapshot
+from pgferry.errors import InputError, Interrupted, StepFailed
+from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
+from pgferry.state.store import StateStore
+from pgferry.state.workdir import WorkDir
+
+log = logging.getLogger(__name__)
+
+PLUGINS = ("test_decoding", "wal2json")
+
+
+@dataclass(frozen=True)
+class CdcOptions:
+    slot: str = "pgferry"
+    plugin: str = "test_decoding"
+    origin: str = "pgferry"
+    endpos: int | None = None
+    numeric_as_string: bool = False
+
+
+def slot_exists(conn: psycopg.Connection[Any], slot: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+    ).fetchone()
+    return row is not None
+
+
+def origin_exists(conn: psycopg.Connection[Any], origin: str) -> bool:
+    row = conn.execute("SELECT pg_replication_origin_oid(%s)", (origin,)).fetchone()
+    return row is not None and row[0] is not None
+
+
+class Cdc:
+    """The CDC side of a migration in DIR."""
+
+    def __init__(
+        self,
+        source: ConnInfo,
+        target: ConnInfo,
+        workdir: WorkDir,
+        store: StateStore,
+        options: CdcOptions,
+        stop: threading.Event,
+    ) -> None:
+        self.source = source
+        self.target = target
+        self.workdir = workdir
+        self.store = store
+        self.options = options
+        self.stop = stop
+        self.holder: psycopg.Connection[Any] | None = None
+        self.receiver: Receiver | None = None
+
+    # -- setup ----------------------------------------------------------------------------
+    @property
+    def is_set_up(self) -> bool:
+        return self.store.get_meta("cdc_slot") is not None
+
+    def check_fresh(self) -> None:
+        """Before a new migration: no leftover slot on the source, no origin on the target."""
+        with self.source.connect("pgferry check") as conn:
+            if slot_exists(conn, self.options.slot):
+                raise InputError(
+                    f"replication slot {self.options.slot} already exists on the source",
+                    fix="drop it with pgferry cleanup (if it is a leftover), or use --slot-name",
+                )
+        with self.target.connect("pgferry check") as conn:
+            if origin_exists(conn, self.options.origin):
+                raise InputError(
+                    f"replication origin {self.options.origin} already exists on the target",
+                    fix="drop it with pgferry cleanup (if it is a leftover), or use --origin",
+                )
+
+    def create(self) -> Snapshot:
+        """Create the slot and export its snapshot: the one the whole copy uses."""
+        conn = self.source.connect_replication("pgferry snapshot")
+        try:
+            slot = create_slot(conn, self.options.slot, self.options.plugin)
+        except psycopg.Error as exc:
+            conn.close()
+            raise StepFailed(
+                f"cannot create replication slot {self.options.slot}: {str(exc).strip()}",
+                fix="check wal_level = logical, max_replication_slots and the REPLICATION "
+                "privilege of the source role",
+            ) from None
+        self.holder = conn
+        start = format_lsn(slot.consistent_point)
+        self.store.set_meta("cdc_slot", slot.name)
+        self.store.set_meta("cdc_plugin", slot.plugin)
+        self.store.set_meta("cdc_origin", self.options.origin)
+        self.store.set_meta("cdc_numeric_as_string", "1" if self.options.numeric_as_string else "0")
+        endpos = format_lsn(self.options.endpos) if self.options.endpos else None
+        self.store.set_sentinel(
+            startpos=start,
+            endpos=endpos,
+            apply=0,
+            write_lsn=start,
+            flush_lsn=start,
+            replay_lsn=start,
+        )
+        self._create_origin(slot.consistent_point)
+        log.info(
+            "created replication slot %s (%s) at %s, snapshot %s",
+            slot.name,
+            slot.plugin,
+            start,
+            slot.snapshot,
+        )
+        return Snapshot(name=slot.snapshot, lsn=start)
+
+    def _create_origin(self, start: int) -> None:
+        with self.target.connect("pgferry origin") as conn:
+            if not origin_exists(conn, self.options.origin):
+                conn.execute("SELECT pg_replication_origin_create(%s)", (self.options.origin,))
+            conn.execute(
+                "SELECT pg_replication_origin_advance(%s, %s::pg_lsn)",
+                (self.options.origin, format_lsn(start)),
+            )
+
+    def ensure_origin(self) -> None:
+        """On resume: the origin must still be there (its progress is the truth)."""
+        with self.target.connect("pgferry origin") as conn:
+            if not origin_exists(conn, self.options.origin):
+                raise InputError(
+                    f"replication origin {self.options.origin} is missing on the target: the "
+                    "applied position is lost",
+                    fix="start over: pgferry cleanup, empty the target, clone --follow --restart",
+                )
+
+    def ensure_slot(self) -> None:
+        with self.source.connect("pgferry check") as conn:
+            if not slot_exists(conn, self.options.slot):
+                raise InputError(
+                    f"replication slot {self.options.slot} is missing on the source: changes "
+                    "since it was dropped are lost",
+                    fix="start over: pgferry cleanup, empty the target, clone --follow --restart",
+                )
+
+    def fresh_snapshot(self) -> Snapshot:
+        """For work redone after a crash: a snapshot and the exact LSN it corresponds to.
+
+        A temporary slot exports it; changes to the redone tables committed at or before
+        its consistent point are in the copy, so apply skips them (like native logical
+        replication's table sync).
+        """
+        conn = self.source.connect_replication("pgferry snapshot")
+        name = f"pgferry_resync_{int(time.time())}"
+        slot = create_slot(conn, name, "test_decoding", temporary=True)
+        self.holder = conn
+        log.info(
+            "resume: new snapshot %s at %s for the work to redo",
+            slot.snapshot,
+            format_lsn(slot.consistent_point),
+        )
+        return Snapshot(name=slot.snapshot, lsn=format_lsn(slot.consistent_point))
+
+    def release_snapshot(self) -> None:
+        if self.holder is not None:
+            self.holder.close()
+            self.holder = None
+
+    # -- running --------------------------------------------------------------------------
+    def receive_options(self) -> ReceiveOptions:
+        return ReceiveOptions(
+            slot=self.store.get_meta("cdc_slot") or self.options.slot,
+            plugin=self.store.get_meta("cdc_plugin") or self.options.plugin,
+            numeric_as_string=self.store.get_meta("cdc_numeric_as_string") == "1",
+        )
+
+    def start_receiver(self) -> None:
+        row = self.store.sentinel()
+        start = lsn_or_none(row["flush_lsn"]) or lsn_or_none(row["startpos"]) or 0
+        self.receiver = Receiver(
+            self.source, self.receive_options(), self.workdir.cdc_dir, self.store, start
+        )
+        self.receiver.start()
+
+    def stop_receiver(self) -> None:
+        if self.receiver is not None:
+            self.receiver.stop()
+            self.receiver.join(timeout=60)
+
+    def _received(self) -> int:
+        r = self.receiver
+        if r is not None and r.error is not None:
+            raise StepFailed(f"receiving changes failed: {' '.join(str(r.error).split())}")
+        return r.durable if r is not None else 0
+
+    def _endpos(self) -> int | None:
+        row = self.store.sentinel()
+        return lsn_or_none(row["endpos"]) if row is not None else None
+
+    def _may_apply(self) -> bool:
+        row = self.store.sentinel()
+        return bool(row["apply"]) if row is not None else False
+
+    def _progress(self, lsn: int, txns: int) -> None:
+        self.store.set_sentinel(replay_lsn=format_lsn(lsn))
+        if txns:
+            count = int(self.store.get_meta("cdc_applied_txns", "0") or 0) + txns
+            self.store.set_meta("cdc_applied_txns", str(count))
+
+    def apply_until_endpos(self, scope: ApplyScope) -> int:
+        """Apply until the end position is reached (or a stop); returns the applied LSN."""
+        origin = self.store.get_meta("cdc_origin") or self.options.origin
+        applier = Applier(
+            self.target,
+            origin,
+            self.workdir.cdc_dir,
+            self.receive_options().plugin,
+            scope,
+            endpos=self._endpos,
+            may_apply=self._may_apply,
+            received=self._received,
+            on_progress=self._progress,
+            stop=self.stop,
+        )
+        log.info("applying changes (set the end position with pgferry stop-cdc)")
+        applied = applier.run()
+        if self.stop.is_set():
+            raise Interrupted("stopped; the work directory is resumable (--resume)")
+        return applied
+
+    def sync_sequences(self, sequences: list[Sequence]) -> None:
+        """At cutover: sequences take the source's current values (not the snapshot's)."""
+        if not sequences:
+            return
+        with (
+            self.source.connect("pgferry sequences") as src,
+            self.target.connect("pgferry sequences") as tgt,
+        ):
+            for seq in sequences:
+                last_value, is_called = read_sequence(src, seq)
+                set_sequence(tgt, seq, last_value, is_called)
+        log.info("synced %d sequences from the source", len(sequences))
+
+
+def set_endpos_current(source: ConnInfo, store: StateStore) -> int:
+    with source.connect("pgferry stop-cdc") as conn:
+        lsn = current_wal_lsn(conn)
+    store.set_sentinel(endpos=format_lsn(lsn))
+    return lsn
+
+
+def parse_endpos(text: str) -> int:
+    try:
+        return parse_lsn(text)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None

@@ -1,0 +1,129 @@
+"""A thin libpq pipeline: queue many prepared statements, read their results in order.
+
+One round trip per batch of transactions instead of one per statement. Each queued
+command carries a context (what it applies); a failing command raises `CommandFailed`
+with that context, and everything after it up to the next sync is skipped by the server.
+"""
+
+from __future__ import annotations
+
+import select
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import pq
+
+_SYNC = object()
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a queued command does, for error messages and row-count checks."""
+
+    what: str  # "begin", "commit", "change", ...
+    detail: Any = None
+    expect_rows: bool = False  # an UPDATE/DELETE written to fail when it matches no row
+
+
+class CommandFailed(Exception):
+    def __init__(self, ctx: Ctx, error: Exception) -> None:
+        super().__init__(str(error))
+        self.ctx = ctx
+        self.error = error
+
+
+class Pipeline:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.pg = conn.pgconn
+        self.pending: deque[Any] = deque()
+        self.prepared: dict[str, bytes] = {}
+        self.syncs = 0
+        self.results_seen = 0
+        self._current_done = False
+        self.error: CommandFailed | None = None
+        self.pg.enter_pipeline_mode()
+        self.pg.nonblocking = 1
+
+    def close(self) -> None:
+        try:
+            self.sync_and_wait()
+        finally:
+            self.pg.nonblocking = 0
+            self.pg.exit_pipeline_mode()
+
+    # -- queueing ---------------------------------------------------------------------------
+    def statement(self, text: str) -> bytes:
+        """The prepared statement name for `text`, preparing it on first use."""
+        name = self.prepared.get(text)
+        if name is None:
+            name = f"pgf{len(self.prepared) + 1}".encode()
+            self.pg.send_prepare(name, text.encode())
+            self.pending.append(Ctx("prepare", text))
+            self.prepared[text] = name
+        return name
+
+    def execute(self, text: str, params: Sequence[bytes | None], ctx: Ctx) -> None:
+        self.pg.send_query_prepared(self.statement(text), params)
+        self.pending.append(ctx)
+        self._pump(block=False)
+
+    def simple(self, text: bytes, ctx: Ctx) -> None:
+        self.pg.send_query_params(text, None)
+        self.pending.append(ctx)
+
+    def sync(self) -> None:
+        self.pg.pipeline_sync()
+        self.pending.append(_SYNC)
+
+    def sync_and_wait(self) -> None:
+        """Sync and read every result; raises the first failure of the batch."""
+        self.sync()
+        target = self.syncs + sum(1 for p in self.pending if p is _SYNC)
+        while self.syncs < target:
+            self._pump(block=True)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    @property
+    def queued(self) -> int:
+        return len(self.pending)
+
+    # -- results ------------------------------------------------------------------------
+    def _pump(self, *, block: bool) -> None:
+        pg = self.pg
+        want_write = pg.flush() == 1
+        if block or want_write:
+            select.select([pg.socket], [pg.socket] if want_write else [], [], 1.0)
+        pg.consume_input()
+        while self.pending and not pg.is_busy():
+            res = pg.get_result()
+            head = self.pending[0]
+            if res is None:
+                if self._current_done:
+                    self.pending.popleft()
+                    self._current_done = False
+                    continue
+                break
+            if res.status == pq.ExecStatus.PIPELINE_SYNC:
+                if head is _SYNC:
+                    self.pending.popleft()
+                self.syncs += 1
+                continue
+            self._current_done = True
+            self._check(head, res)
+
+    def _check(self, ctx: Any, res: pq.abc.PGresult) -> None:
+        status = res.status
+        if status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+            return
+        if status == pq.ExecStatus.PIPELINE_ABORTED:
+            return
+        if self.error is None:
+            error = pgerrors.error_from_result(res, encoding=self.conn.info.encoding)
+            self.error = CommandFailed(ctx if isinstance(ctx, Ctx) else Ctx("?"), error)

@@ -1,0 +1,180 @@
+"""Receive: stream the slot's changes into the spool, durably, and acknowledge them.
+
+Runs during the copy (prefetch) so the source releases WAL as soon as the changes are
+safe on local disk. What is reported to the source as flushed is only ever the commit
+LSN of a transaction whose changes and index entry are fsynced, or, between
+transactions, the server's own end position; so a crash never loses a transaction the
+source would not send again. A lost connection is retried from the durable position.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from pgferry.cdc.decode import (
+    TEST_DECODING_OPTIONS,
+    WAL2JSON_OPTIONS,
+    test_decoding_kind,
+    wal2json_action,
+)
+from pgferry.cdc.protocol import Keepalive, ReplicationStream, XLogData
+from pgferry.cdc.spool import SpoolWriter
+from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.lsn import format_lsn, lsn_or_none
+from pgferry.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_SECONDS = 1.0  # fsync + status update cadence (well within wal_sender_timeout)
+RETRY_SECONDS = (1, 2, 5, 10, 30)
+_B, _C, _M = ord("B"), ord("C"), ord("M")
+
+
+@dataclass(frozen=True)
+class ReceiveOptions:
+    slot: str
+    plugin: str
+    numeric_as_string: bool = False
+
+
+def plugin_options(options: ReceiveOptions) -> dict[str, str]:
+    if options.plugin == "wal2json":
+        opts = dict(WAL2JSON_OPTIONS)
+        if options.numeric_as_string:
+            opts["numeric-data-types-as-string"] = "1"
+        return opts
+    return dict(TEST_DECODING_OPTIONS)
+
+
+class Receiver(threading.Thread):
+    """The streaming client; `stop` ends it, so does reaching the sentinel's endpos."""
+
+    def __init__(
+        self,
+        source: ConnInfo,
+        options: ReceiveOptions,
+        spool_dir: Path,
+        store: StateStore,
+        start_lsn: int,
+    ) -> None:
+        super().__init__(name="cdc-receive", daemon=True)
+        self.source = source
+        self.options = options
+        self.spool_dir = spool_dir
+        self.store = store
+        self.start_lsn = start_lsn
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.received = 0
+        self.durable = 0
+        self.reached_endpos = threading.Event()
+        self.connected = threading.Event()
+        self._kind = wal2json_action if options.plugin == "wal2json" else test_decoding_kind
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        writer = SpoolWriter(self.spool_dir)
+        self.durable = max(writer.durable_lsn, self.start_lsn)
+        attempt = 0
+        try:
+            while not self.stop_event.is_set() and not self.reached_endpos.is_set():
+                try:
+                    self._stream(writer)
+                    attempt = 0
+                except (psycopg.OperationalError, OSError) as exc:
+                    writer.abort()
+                    wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+                    attempt += 1
+                    log.warning(
+                        "replication connection lost (%s); reconnecting from %s in %ds",
+                        " ".join(str(exc).split()),
+                        format_lsn(self.durable),
+                        wait,
+                    )
+                    if self.stop_event.wait(wait):
+                        break
+        except BaseException as exc:  # reported by whoever waits on us
+            self.error = exc
+            log.error("receiving changes failed: %s", " ".join(str(exc).split()))
+        finally:
+            try:
+                self.durable = max(self.durable, writer.flush())
+                self._record()
+            finally:
+                writer.close()
+                self.connected.clear()
+
+    def _stream(self, writer: SpoolWriter) -> None:
+        conn = self.source.connect_replication("pgferry receive")
+        try:
+            stream = ReplicationStream(conn)
+            stream.start(self.options.slot, self.durable, plugin_options(self.options))
+            self.connected.set()
+            log.info(
+                "receiving changes from slot %s at %s", self.options.slot, format_lsn(self.durable)
+            )
+            self._loop(stream, writer)
+        finally:
+            self.connected.clear()
+            conn.close()
+
+    def _loop(self, stream: ReplicationStream, writer: SpoolWriter) -> None:
+        last_feedback = time.monotonic()
+        kind_of = self._kind
+        endpos = self._endpos()
+        while not self.stop_event.is_set():
+            msg = stream.read(timeout=0.2)
+            if isinstance(msg, XLogData):
+                self.received = max(self.received, msg.start)
+                kind = kind_of(msg.payload)
+                if kind == _B:
+                    writer.begin(msg.start, 0)
+                elif kind == _C:
+                    writer.commit(msg.start, msg.sent_at)
+                elif kind == _M:
+                    pass  # pg_logical_emit_message: not a row change
+                elif writer.in_txn:
+                    writer.change(msg.start, msg.payload)
+            elif isinstance(msg, Keepalive):
+                if not writer.in_txn:
+                    # Between transactions everything up to the server's position is here.
+                    self.received = max(self.received, msg.end)
+                    writer.pending_lsn = max(writer.pending_lsn, msg.end)
+                if msg.reply_requested:
+                    last_feedback = 0.0
+            now = time.monotonic()
+            if now - last_feedback >= FEEDBACK_SECONDS:
+                last_feedback = now
+                self.durable = max(self.durable, writer.flush())
+                stream.send_status(self.received, self.durable, self._applied())
+                self._record()
+                endpos = self._endpos()
+            if endpos is not None and self.durable >= endpos and not writer.in_txn:
+                self.durable = max(self.durable, writer.flush())
+                stream.send_status(self.received, self.durable, self._applied())
+                self._record()
+                log.info("received everything up to the end position %s", format_lsn(endpos))
+                self.reached_endpos.set()
+                return
+
+    def _endpos(self) -> int | None:
+        row = self.store.sentinel()
+        return lsn_or_none(row["endpos"]) if row is not None else None
+
+    def _applied(self) -> int:
+        row = self.store.sentinel()
+        return (lsn_or_none(row["replay_lsn"]) or 0) if row is not None else 0
+
+    def _record(self) -> None:
+        self.store.set_sentinel(
+            write_lsn=format_lsn(max(self.received, self.durable)),
+            flush_lsn=format_lsn(self.durable),
+        )

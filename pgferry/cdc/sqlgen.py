@@ -1,0 +1,159 @@
+"""SQL text for applying changes: one prepared statement per table and column set.
+
+UPDATE and DELETE are wrapped so that a statement matching no row fails
+(`1 / count(*)` divides by zero): a change that does not find its row means the target
+has diverged, and apply must stop there rather than commit around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+NO_ROW_SQLSTATE = "22012"  # division_by_zero, raised by the row-count guard
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    generated: bool = False
+    always_identity: bool = False
+    text_compare: bool = False  # no usable equality (json, point, xml...): compare as text
+
+
+@dataclass
+class TargetTable:
+    """What apply needs to know about one target table."""
+
+    schema: str
+    name: str
+    columns: dict[str, Column]
+    key: tuple[str, ...]  # PK or replica identity index; empty for FULL / NOTHING
+    identity: str  # d default, i index, f full, n nothing
+    copy_lsn: int = 0  # changes committed at or before this are in the copied data
+    apply: bool = True  # False: filtered out, changes are skipped
+    statements: dict[tuple, str] = field(default_factory=dict)
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def has_always_identity(self) -> bool:
+        return any(c.always_identity for c in self.columns.values())
+
+
+def _render(composable: sql.Composable) -> str:
+    return composable.as_string(None)
+
+
+def _p(n: int) -> sql.SQL:
+    return sql.SQL(f"${n}")
+
+
+def insert_sql(table: TargetTable, columns: tuple[str, ...], rows: int) -> str:
+    key = ("I", columns, rows)
+    text = table.statements.get(key)
+    if text is None:
+        n = len(columns)
+        values = sql.SQL(", ").join(
+            sql.SQL("({})").format(sql.SQL(", ").join(_p(r * n + i + 1) for i in range(n)))
+            for r in range(rows)
+        )
+        override = sql.SQL(" OVERRIDING SYSTEM VALUE") if table.has_always_identity else sql.SQL("")
+        if columns:
+            stmt = sql.SQL("INSERT INTO {} ({}){} VALUES {}").format(
+                table.ident, sql.SQL(", ").join(map(sql.Identifier, columns)), override, values
+            )
+        else:
+            stmt = sql.SQL("INSERT INTO {} DEFAULT VALUES").format(table.ident)
+        text = _render(stmt)
+        table.statements[key] = text
+    return text
+
+
+def _where(table: TargetTable, columns: tuple[str, ...], first: int, full: bool) -> sql.Composable:
+    if not full:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(c), _p(first + i))
+            for i, c in enumerate(columns)
+        )
+    conds = []
+    for i, c in enumerate(columns):
+        col = table.columns.get(c)
+        if col is not None and col.text_compare:
+            conds.append(
+                sql.SQL("{}::text IS NOT DISTINCT FROM {}::text").format(
+                    sql.Identifier(c), _p(first + i)
+                )
+            )
+        else:
+            conds.append(
+                sql.SQL("{} IS NOT DISTINCT FROM {}").format(sql.Identifier(c), _p(first + i))
+            )
+    # One row only: with duplicate rows and no key, the source changed exactly one of them.
+    return sql.SQL("ctid = (SELECT ctid FROM ONLY {} WHERE {} LIMIT 1)").format(
+        table.ident, sql.SQL(" AND ").join(conds)
+    )
+
+
+def update_sql(
+    table: TargetTable, set_columns: tuple[str, ...], where_columns: tuple[str, ...], full: bool
+) -> str:
+    key = ("U", set_columns, where_columns, full)
+    text = table.statements.get(key)
+    if text is None:
+        sets = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(c), _p(i + 1))
+            for i, c in enumerate(set_columns)
+        )
+        stmt = sql.SQL(
+            "WITH pgferry_rows AS (UPDATE ONLY {} SET {} WHERE {} RETURNING 1) "
+            "SELECT 1 / count(*) FROM pgferry_rows"
+        ).format(table.ident, sets, _where(table, where_columns, len(set_columns) + 1, full))
+        text = _render(stmt)
+        table.statements[key] = text
+    return text
+
+
+def delete_sql(table: TargetTable, where_columns: tuple[str, ...], full: bool) -> str:
+    key = ("D", where_columns, full)
+    text = table.statements.get(key)
+    if text is None:
+        stmt = sql.SQL(
+            "WITH pgferry_rows AS (DELETE FROM ONLY {} WHERE {} RETURNING 1) "
+            "SELECT 1 / count(*) FROM pgferry_rows"
+        ).format(table.ident, _where(table, where_columns, 1, full))
+        text = _render(stmt)
+        table.statements[key] = text
+    return text
+
+
+def truncate_sql(tables: list[TargetTable], restart_seqs: bool) -> str:
+    stmt = sql.SQL("TRUNCATE ONLY {}{}").format(
+        sql.SQL(", ").join(t.ident for t in tables),
+        sql.SQL(" RESTART IDENTITY") if restart_seqs else sql.SQL(""),
+    )
+    return _render(stmt)
+
+
+def batch_sizes(rows: int, columns: int) -> list[int]:
+    """Split a run of inserts into few statement shapes (powers of 4, <= 65535 params)."""
+    limit = 256
+    while limit > 1 and limit * max(columns, 1) > 65535:
+        limit //= 4
+    sizes = []
+    size = limit
+    while rows > 0:
+        while size > rows:
+            size //= 4 if size >= 4 else 1
+            size = max(size, 1)
+        sizes.append(size)
+        rows -= size
+    return sizes
