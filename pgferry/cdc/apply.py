@@ -10,6 +10,8 @@ round trip; consecutive inserts into a table become multi-row inserts.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from pgferry.catalog.filters import Filters, QualifiedName
 from pgferry.cdc.decode import Change, DecodeError, decode_test_decoding, decode_wal2json
 from pgferry.cdc.pipeline import CommandFailed, Ctx, Pipeline
 from pgferry.cdc.protocol import pg_time_to_unix
@@ -52,6 +55,9 @@ APPLY_SETTINGS = {
     "extra_float_digits": "3",
 }
 SYNC_EVERY_TXNS = 200
+# Tests only: SIGKILL ourselves once this many transactions are committed, before the
+# position is recorded anywhere but in the target's replication origin.
+_CRASH_AFTER_COMMIT = int(os.environ.get("PGFERRY_TEST_CRASH_AFTER_COMMITS", "0") or 0)
 SYNC_EVERY_STATEMENTS = 2000
 SYNC_EVERY_SECONDS = 0.05
 
@@ -99,7 +105,23 @@ class ApplyScope:
     """Which source tables apply writes to, and each one's copy LSN."""
 
     tables: dict[tuple[str, str], int]  # (schema, name) -> LSN its copy was taken at
-    everything: bool = False  # follow without a clone: every table is in scope
+    everything: bool = False  # follow without a clone: every table the filters keep
+    filters: Filters | None = None
+
+    def applies(self, schema: str, name: str) -> bool:
+        if not self.everything:
+            return (schema, name) in self.tables
+        f = self.filters
+        if f is None:
+            return True
+        qn = QualifiedName(schema, name)
+        if schema in f.exclude_schema or (
+            f.include_only_schema and schema not in f.include_only_schema
+        ):
+            return False
+        if qn in f.exclude_table or qn in f.exclude_table_data:
+            return False
+        return not (f.include_only_table and qn not in f.include_only_table)
 
 
 def commit_time_text(pg_us: int) -> str:
@@ -156,10 +178,10 @@ class Applier:
         key = (schema, name)
         if key in self.tables:
             return self.tables[key]
-        copy_lsn = self.scope.tables.get(key)
-        if copy_lsn is None and not self.scope.everything:
+        if not self.scope.applies(schema, name):
             self.tables[key] = None
             return None
+        copy_lsn = self.scope.tables.get(key)
         assert self.meta is not None
         row = self.meta.execute(
             TABLES_SQL, {"schema": schema, "name": name, "textcmp": sorted(_TEXT_COMPARE_TYPES)}
@@ -268,6 +290,9 @@ class Applier:
         except CommandFailed as exc:
             self._fail(pipe, exc)
         if committed:
+            if _CRASH_AFTER_COMMIT and self.applied_txns + len(committed) >= _CRASH_AFTER_COMMIT:
+                # Fault injection for tests: die after the commit, before recording it.
+                os.kill(os.getpid(), signal.SIGKILL)
             self.applied_lsn = max(self.applied_lsn, committed[-1].commit_lsn)
             self.applied_txns += len(committed)
             self.on_progress(self.applied_lsn, len(committed))

@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pgferry.cli import clone, compare, demo, listing, misc, stream
+    from pgferry.cli import clone, compare, demo, follow, listing, misc, stream
 
     parser = _Parser(
         prog="pgferry",
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     clone.register(sub)
     stream.register(sub)
+    follow.register(sub)
     listing.register(sub)
     misc.register(sub)
     demo.register(sub)

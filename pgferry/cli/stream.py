@@ -138,6 +138,8 @@ def handle_set_apply(args: argparse.Namespace) -> int:
     store = _store(args, write=True)
     try:
         store.set_sentinel(apply=args.apply_value)
+        # An explicit pause outlives the end of the copy (which otherwise enables apply).
+        store.set_meta("apply_hold", "0" if args.apply_value else "1")
     finally:
         store.close()
     print("apply enabled" if args.apply_value else "apply paused (prefetch only)")

@@ -283,7 +283,10 @@ class Clone:
         store = self.store
         cdc = self.cdc
         assert store is not None and cdc is not None
-        store.set_sentinel(apply=1)
+        if store.get_meta("apply_hold") != "1":
+            store.set_sentinel(apply=1)
+        else:
+            log.info("apply is paused (stream sentinel set prefetch): only receiving changes")
         tables = {}
         for t in store.tables():
             if t.copy_data:

@@ -1,0 +1,184 @@
+"""`pgferry follow`: change data capture on its own, and `pgferry cleanup`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pgferry import log as pflog
+from pgferry.catalog.filters import Filters, no_filters
+from pgferry.catalog.model import Sequence
+from pgferry.catalog.queries import SEQUENCES_SQL
+from pgferry.cdc.apply import ApplyScope
+from pgferry.cdc.follow import Cdc, CdcOptions, origin_exists, slot_exists
+from pgferry.errors import InputError, Interrupted, PgferryError
+from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.lsn import format_lsn, lsn_or_none
+from pgferry.pg.sessions import dir_tag, terminate_orphans
+from pgferry.state.store import StateStore
+from pgferry.state.workdir import WorkDir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FollowOptions:
+    source: ConnInfo
+    target: ConnInfo
+    dir: Path
+    cdc: CdcOptions = field(default_factory=CdcOptions)
+    filters: Filters = field(default_factory=no_filters)
+    resume: bool = False
+    restart: bool = False
+
+
+def run_follow(options: FollowOptions, stop: threading.Event | None = None) -> int:
+    """Receive and apply changes until the end position; returns the applied LSN."""
+    tag = dir_tag(options.dir)
+    o = replace(options, source=options.source.with_tag(tag), target=options.target.with_tag(tag))
+    pflog.add_secret(o.source.password)
+    pflog.add_secret(o.target.password)
+    workdir = WorkDir(o.dir)
+    workdir.create()
+    workdir.lock()
+    pflog.log_to_file(workdir.log_file)
+    stop = stop or threading.Event()
+    store = StateStore.open_dir(workdir.path)
+    cdc = Cdc(o.source, o.target, workdir, store, o.cdc, stop)
+    run_id = store.begin_run("follow", os.getpid())
+    try:
+        for side in (o.source, o.target):
+            terminate_orphans(side, tag)
+        scope = _prepare(o, store, cdc)
+        cdc.start_receiver()
+        if store.get_meta("apply_hold") != "1":
+            store.set_sentinel(apply=1)
+        applied = cdc.apply_until_endpos(scope)
+        cdc.sync_sequences(_sequences(o, store))
+        cdc.stop_receiver()
+        store.set_meta("cdc_done", "1")
+        store.end_run(run_id, "done")
+        log.info(
+            "cutover point reached: every change committed up to %s is applied; "
+            "sequences are synced",
+            format_lsn(applied),
+        )
+        return applied
+    except Interrupted as exc:
+        store.end_run(run_id, "interrupted", exc.message)
+        raise
+    except PgferryError as exc:
+        store.end_run(run_id, "failed", exc.one_line())
+        raise
+    finally:
+        cdc.stop_receiver()
+        cdc.release_snapshot()
+        store.close()
+        workdir.unlock()
+
+
+def _prepare(o: FollowOptions, store: StateStore, cdc: Cdc) -> ApplyScope:
+    if cdc.is_set_up:
+        if not o.resume:
+            raise InputError(f"{o.dir} already holds a CDC setup", fix="continue it with --resume")
+        if store.get_meta("cdc_done") == "1" and not o.resume:
+            raise InputError(
+                f"{o.dir} holds a finished migration",
+                fix="nothing to follow; start a new one in another --dir",
+            )
+        cdc.ensure_slot()
+        cdc.ensure_origin()
+        if store.has_plan() and not _copy_done(store):
+            raise InputError(
+                "the clone in this directory has not finished copying",
+                fix="resume it with pgferry clone --follow --resume",
+            )
+        log.info("following changes from slot %s (resuming)", store.get_meta("cdc_slot"))
+    else:
+        cdc.check_fresh()
+        snapshot = cdc.create()
+        cdc.release_snapshot()
+        store.set_meta("started_at", str(time.time()))
+        log.warning(
+            "new slot at %s: changes committed before it are not captured; the target must "
+            "already hold the source's data as of that point",
+            snapshot.lsn,
+        )
+        store.set_json("follow_filters", o.filters.to_json())
+    return _scope(o, store)
+
+
+def _copy_done(store: StateStore) -> bool:
+    return all(u.status == "done" for u in store.units() if u.kind == "copy")
+
+
+def _scope(o: FollowOptions, store: StateStore) -> ApplyScope:
+    if store.has_plan():
+        tables = {
+            (t.nspname, t.relname): lsn_or_none(t.snapshot_lsn) or 0
+            for t in store.tables()
+            if t.copy_data
+        }
+        return ApplyScope(tables=tables)
+    return ApplyScope(tables={}, everything=True, filters=o.filters)
+
+
+def _sequences(o: FollowOptions, store: StateStore) -> list[Sequence]:
+    catalog = store.get_json("catalog")
+    if catalog is not None:
+        from pgferry.catalog.model import Catalog
+
+        return list(Catalog.from_json(catalog).sequences)
+    with o.source.connect("pgferry sequences") as conn:
+        conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+        rows = conn.execute(SEQUENCES_SQL).fetchall()
+    scope = ApplyScope(tables={}, everything=True, filters=o.filters)
+    return [Sequence(r[0], r[1], r[2], r[3]) for r in rows if scope.applies(r[1], r[2])]
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    dropped: list[str]
+    absent: list[str]
+
+
+def cleanup(source: ConnInfo, target: ConnInfo, slot: str, origin: str) -> CleanupResult:
+    """Drop the slot (ending its walsender) and the origin; idempotent."""
+    dropped: list[str] = []
+    absent: list[str] = []
+    with source.connect("pgferry cleanup") as conn:
+        row = conn.execute(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+        if row is None:
+            absent.append(f"replication slot {slot} on the source")
+        else:
+            if row[0] is not None:
+                conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                for _ in range(100):
+                    busy = conn.execute(
+                        "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+                    ).fetchone()
+                    if not busy or not busy[0]:
+                        break
+                    time.sleep(0.1)
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            dropped.append(f"replication slot {slot} on the source")
+        if slot_exists(conn, slot):
+            raise InputError(f"replication slot {slot} is still there")
+    with target.connect("pgferry cleanup") as conn:
+        if not origin_exists(conn, origin):
+            absent.append(f"replication origin {origin} on the target")
+        else:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pgferry:% apply'"
+            ).fetchall()
+            for (pid,) in rows:
+                conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
+            conn.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+            dropped.append(f"replication origin {origin} on the target")
+    return CleanupResult(dropped, absent)

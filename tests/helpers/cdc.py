@@ -1,0 +1,164 @@
+"""Live-migration test plumbing: write load on the source, sentinel polling, cutover."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from tests.helpers.cli import pg_program, run_pgferry
+
+if TYPE_CHECKING:
+    from tests.conftest import DbPair
+
+
+def names(p: DbPair) -> tuple[str, str]:
+    """A slot and an origin name unique to this test (both are cluster-wide)."""
+    base = p.src_db[-40:].lower()
+    return f"s_{base}", f"o_{base}"
+
+
+def follow_args(p: DbPair, plugin: str, *extra: str) -> list[str]:
+    slot, origin = names(p)
+    return [
+        "clone",
+        "--follow",
+        "--plugin",
+        plugin,
+        "--slot-name",
+        slot,
+        "--origin",
+        origin,
+        "--source",
+        p.source_uri,
+        "--target",
+        p.target_uri,
+        "--dir",
+        str(p.workdir),
+        "--table-jobs",
+        "2",
+        "--index-jobs",
+        "2",
+        "--no-progress",
+        *extra,
+    ]
+
+
+def sentinel(workdir: Path) -> dict[str, object]:
+    path = workdir / "state.db"
+    if not path.exists():
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        db.row_factory = sqlite3.Row
+        try:
+            row = db.execute("SELECT * FROM sentinel WHERE id = 1").fetchone()
+            return dict(row) if row else {}
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return {}
+
+
+def lsn(text: object) -> int:
+    if not text:
+        return 0
+    hi, lo = str(text).split("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float = 120,
+    what: str = "condition",
+    proc: subprocess.Popen[str] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"pgferry exited ({proc.returncode}) before {what}:\n{err}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def cutover(p: DbPair, proc: subprocess.Popen[str], timeout: float = 300) -> str:
+    """Writes have stopped: set the end position and wait for pgferry to finish."""
+    run_pgferry("stop-cdc", "--yes", "--dir", str(p.workdir), "--source", p.source_uri)
+    _, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    assert "cutover point reached" in err
+    return err
+
+
+class Load(threading.Thread):
+    """Runs `step(conn, rng)` in a loop on the source until stopped; counts transactions."""
+
+    def __init__(
+        self,
+        uri: str,
+        step: Callable[[psycopg.Connection, random.Random], None],
+        seed: int = 1,
+        pause: float = 0.0,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.uri, self.step, self.rng, self.pause = uri, step, random.Random(seed), pause
+        self.stop_event = threading.Event()
+        self.count = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with psycopg.connect(self.uri, autocommit=True) as conn:
+                while not self.stop_event.is_set():
+                    self.step(conn, self.rng)
+                    self.count += 1
+                    if self.pause:
+                        time.sleep(self.pause)
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self) -> int:
+        self.stop_event.set()
+        self.join(timeout=60)
+        assert self.error is None, self.error
+        return self.count
+
+
+class Pgbench:
+    """pgbench on the source database with its own tables."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.binary = str(pg_program("pgbench"))
+        self.proc: subprocess.Popen[str] | None = None
+
+    def init(self, scale: int = 1) -> None:
+        subprocess.run(
+            [self.binary, "-i", "-q", "-s", str(scale), self.uri],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+    def start(self, clients: int = 2, seconds: int = 600) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "-n", "-c", str(clients), "-T", str(seconds), self.uri],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.communicate(timeout=30)
