@@ -160,6 +160,7 @@ class Applier:
         self.meta: psycopg.Connection[Any] | None = None  # catalog and progress queries
         self.applied_lsn = 0
         self.applied_txns = 0
+        self._scanned_up_to = 0
 
     # -- setup ------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
@@ -227,6 +228,9 @@ class Applier:
         position: dict[int, int] = {}
         while True:
             found = False
+            # What the receiver had made durable before this scan: if the scan finds
+            # nothing new, everything up to this position is applied.
+            self._scanned_up_to = self.received()
             for file_no in spool_files(self.spool_dir):
                 start = position.get(file_no, 0)
                 entries = read_index(self.spool_dir, file_no, start)
@@ -255,7 +259,7 @@ class Applier:
                     txns = 0
                 if self.stop.is_set():
                     return self.applied_lsn
-                if endpos is not None and self.received() >= endpos:
+                if endpos is not None and self._scanned_up_to >= endpos:
                     if self.applied_lsn < endpos:
                         self._advance_origin(pipe, endpos)
                     return self.applied_lsn

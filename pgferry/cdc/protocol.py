@@ -166,10 +166,26 @@ class ReplicationStream:
 
 
 def current_wal_lsn(conn: psycopg.Connection[Any]) -> int:
-    """The source's current WAL position (flush position on a primary)."""
+    """Where the source's WAL ends now: every transaction committed so far is before it.
+
+    The insert position, not the flush position: with synchronous_commit = off a
+    transaction is committed (and visible) before its commit record is flushed. A
+    position just past a page header is moved back to the page start, where the last
+    record ended, so an idle source still reaches it.
+    """
     row = conn.execute(
         "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
-        "ELSE pg_current_wal_flush_lsn() END::text"
+        "ELSE pg_current_wal_insert_lsn() END::text"
     ).fetchone()
     assert row is not None and row[0] is not None
-    return parse_lsn(row[0])
+    return record_boundary(parse_lsn(row[0]))
+
+
+XLOG_PAGE_SIZE = 8192
+LONG_PAGE_HEADER = 40  # the first page of a segment; other pages have 24 bytes
+
+
+def record_boundary(lsn: int) -> int:
+    """An LSN inside a page header is no record position: use the page start."""
+    offset = lsn % XLOG_PAGE_SIZE
+    return lsn - offset if offset <= LONG_PAGE_HEADER else lsn

@@ -558,9 +558,19 @@ class Clone:
             stop=self.stop,
         )
         ctx.truncated = {t.oid for t in store.tables() if t.truncated}
+        # A table's data comes from the snapshot of the run that copied it; decide from
+        # its units (a crash can fall between a unit's end and the table's status).
+        pending = {u.table_oid for u in store.units(UnitKind.COPY) if u.status != Status.DONE}
         for t in store.tables():
-            if t.status != Status.DONE:
-                store.set_table(t.oid, snapshot=snapshot.name, snapshot_lsn=snapshot.lsn)
+            if t.oid in pending:
+                store.set_table(
+                    t.oid,
+                    snapshot=snapshot.name,
+                    snapshot_lsn=snapshot.lsn,
+                    status=str(Status.PENDING),
+                )
+            elif t.status != Status.DONE:
+                store.set_table(t.oid, status=str(Status.DONE))
         sizes = {
             "copy": self.o.table_jobs,
             "index": self.o.index_jobs,

@@ -11,7 +11,7 @@ import pytest
 from tests.helpers.cdc import Load, Pgbench, cutover, follow_args, lsn, names, sentinel, wait_until
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import sequence_values, table_fingerprints
-from tests.helpers.running import start_pgferry
+from tests.helpers.running import kill_group, start_pgferry, wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import DbPair
@@ -217,4 +217,132 @@ def test_clone_follow_under_writes(dbpair: DbPair, plugin: str) -> None:
             (slot,),
         ).fetchone()
     assert confirmed is not None and lsn(confirmed[0]) >= lsn(sentinel(p.workdir)["endpos"])
+    drop_origin(p)
+
+
+def _big_source(p: DbPair) -> Pgbench:
+    bench = setup(p)
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE t_big (id bigint PRIMARY KEY, body text);"
+            "INSERT INTO t_big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 300000) g"
+        )
+    return bench
+
+
+def _big_step(conn: psycopg.Connection, rng: random.Random) -> None:
+    with conn.transaction():
+        k = rng.randrange(1, 300000)
+        conn.execute("UPDATE t_big SET body = 'changed ' || %s WHERE id = %s", (rng.random(), k))
+        conn.execute(
+            "INSERT INTO t_big VALUES (%s, 'new') ON CONFLICT (id) DO UPDATE "
+            "SET body = 'reinserted'",
+            (rng.randrange(300001, 10**9),),
+        )
+        conn.execute("DELETE FROM t_big WHERE id = %s", (rng.randrange(1, 300000),))
+
+
+def test_kill_during_copy_with_writes_then_resume(dbpair: DbPair) -> None:
+    """The redone copy runs under a new snapshot; apply skips what it already holds."""
+    p = dbpair
+    bench = _big_source(p)
+    loads = [Load(p.source_uri, _big_step, seed=s) for s in (1, 2)]
+    loads.append(Load(p.source_uri, workload("test_decoding"), seed=3))
+    for load in loads:
+        load.start()
+    bench.start(clients=1)
+    args = follow_args(p, "test_decoding", "--split-tables-larger-than", "8MB")
+    proc = start_pgferry(*args)
+    wait_for(
+        proc,
+        p.workdir,
+        lambda us: any(
+            u["kind"] == "copy" and u["status"] == "running" and u["bytes"] > 0 for u in us
+        ),
+    )
+    kill_group(proc)
+    proc = start_pgferry(*args, "--resume")
+    try:
+        wait_until(
+            lambda: (
+                lsn(sentinel(p.workdir).get("replay_lsn"))
+                > lsn(sentinel(p.workdir).get("startpos"))
+            ),
+            what="apply",
+            proc=proc,
+            timeout=240,
+        )
+    finally:
+        bench.stop()
+        for load in loads:
+            load.finish()
+    cutover(p, proc)
+    assert_equal(p)
+    drop_origin(p)
+
+
+def test_kill_during_prefetch_and_during_apply(dbpair: DbPair) -> None:
+    p = dbpair
+    bench = setup(p)
+    load = Load(p.source_uri, workload("wal2json"), seed=11)
+    args = follow_args(p, "wal2json")
+    proc = start_pgferry(*args)
+    wait_until(lambda: bool(sentinel(p.workdir)), what="the sentinel", proc=proc)
+    run_pgferry("stream", "sentinel", "set", "prefetch", "--dir", str(p.workdir))
+    load.start()
+    bench.start(clients=2)
+    # Prefetch: changes pile up on disk while apply is held.
+    wait_until(
+        lambda: (
+            lsn(sentinel(p.workdir).get("flush_lsn"))
+            > lsn(sentinel(p.workdir).get("startpos")) + 4_000_000
+        ),
+        what="prefetch",
+        proc=proc,
+        timeout=180,
+    )
+    kill_group(proc)
+    proc = start_pgferry(*args, "--resume")
+    wait_until(
+        lambda: (
+            lsn(sentinel(p.workdir).get("flush_lsn"))
+            > lsn(sentinel(p.workdir).get("startpos")) + 8_000_000
+        ),
+        what="more prefetch",
+        proc=proc,
+        timeout=180,
+    )
+    bench.stop()
+    load.finish()
+    run_pgferry("stream", "sentinel", "set", "apply", "--dir", str(p.workdir))
+    start = lsn(sentinel(p.workdir).get("replay_lsn"))
+    wait_until(lambda: lsn(sentinel(p.workdir).get("replay_lsn")) > start, what="apply", proc=proc)
+    kill_group(proc)  # in the middle of applying the backlog
+    proc = start_pgferry(*args, "--resume")
+    cutover(p, proc)
+    assert_equal(p)
+    drop_origin(p)
+
+
+def test_kill_between_commit_and_acknowledgement(dbpair: DbPair) -> None:
+    """Crash right after transactions commit on the target, before pgferry records them:
+    the replication origin alone decides, nothing is applied twice."""
+    p = dbpair
+    bench = setup(p)
+    bench.start(clients=2, seconds=4)
+    args = follow_args(p, "test_decoding")
+    proc = start_pgferry(*args, env={"PGFERRY_TEST_CRASH_AFTER_COMMITS": "300"})
+    bench.proc.communicate(timeout=60)  # type: ignore[union-attr]
+    proc.communicate(timeout=180)
+    assert proc.returncode == -9, "the fault injection did not fire"
+    recorded = lsn(sentinel(p.workdir).get("replay_lsn"))
+    _, origin = names(p)
+    with p.tgt_conn() as conn:
+        row = conn.execute(
+            "SELECT pg_replication_origin_progress(%s, false)::text", (origin,)
+        ).fetchone()
+    assert row is not None and lsn(row[0]) > recorded  # committed, not recorded
+    proc = start_pgferry(*args, "--resume")
+    cutover(p, proc)
+    assert_equal(p)
     drop_origin(p)
