@@ -150,9 +150,10 @@ class Pgbench:
             text=True,
         )
 
-    def start(self, clients: int = 2, seconds: int = 600) -> None:
+    def start(self, clients: int = 2, seconds: int = 600, rate: int | None = None) -> None:
+        limit = ["-R", str(rate)] if rate else []
         self.proc = subprocess.Popen(
-            [self.binary, "-n", "-c", str(clients), "-T", str(seconds), self.uri],
+            [self.binary, "-n", "-c", str(clients), "-T", str(seconds), *limit, self.uri],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

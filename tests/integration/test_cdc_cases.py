@@ -1,0 +1,297 @@
+"""CDC correctness cases: big transactions, TOAST, endpos inside a transaction, filters,
+DDL on the source only, WAL retention, follow on its own, cleanup."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from tests.helpers.cdc import Pgbench, cutover, follow_args, lsn, names, sentinel, wait_until
+from tests.helpers.cli import dump_restore, run_pgferry
+from tests.helpers.compare import table_fingerprints
+from tests.helpers.running import start_pgferry
+
+if TYPE_CHECKING:
+    from tests.conftest import DbPair
+
+
+class RssWatcher(threading.Thread):
+    """Peak resident memory of one process, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_kb, self.stop_event = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except OSError:
+                return
+            time.sleep(0.05)
+
+
+def _started(p: DbPair, *extra: str, plugin: str = "test_decoding"):
+    proc = start_pgferry(*follow_args(p, plugin, *extra))
+    wait_until(
+        lambda: bool(sentinel(p.workdir).get("apply")),
+        what="apply to start",
+        proc=proc,
+        timeout=180,
+    )
+    return proc
+
+
+def _equal(p: DbPair, skip: tuple[str, ...] = ()) -> None:
+    with p.src_conn() as src, p.tgt_conn() as tgt:
+        source = {k: v for k, v in table_fingerprints(src).items() if k not in skip}
+        target = {k: v for k, v in table_fingerprints(tgt).items() if k not in skip}
+    assert source == target
+
+
+def _cleanup(p: DbPair) -> None:
+    run_pgferry(
+        "cleanup", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir)
+    )
+
+
+def test_million_row_transaction_bounded_memory_and_toast(dbpair: DbPair) -> None:
+    """1M rows in one transaction (many WAL segments) with bounded memory; an UPDATE that
+    leaves a TOASTed value unchanged keeps it."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE wide (id int PRIMARY KEY, n int, doc text);"
+            "INSERT INTO wide SELECT g, 0, (SELECT string_agg(md5(random()::text || x), '') "
+            "FROM generate_series(1, 300) x) FROM generate_series(1, 200) g;"
+            "CREATE TABLE bulk (id bigint PRIMARY KEY, v text);"
+        )
+        start_wal = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+    proc = _started(p)
+    watcher = RssWatcher(proc.pid)
+    watcher.start()
+    with p.src_conn() as conn:
+        conn.execute("UPDATE wide SET n = n + 1")  # doc is TOASTed and not touched
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO bulk SELECT g, 'row ' || g FROM generate_series(1, 1000000) g"
+            )
+        end_wal = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+    assert lsn(end_wal) - lsn(start_wal) > 3 * 16 * 1024 * 1024  # spans WAL segments
+    cutover(p, proc, timeout=600)
+    watcher.stop_event.set()
+    watcher.join()
+    assert watcher.peak_kb < 300 * 1024, f"peak RSS {watcher.peak_kb} kB"
+    _equal(p)
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT count(*) FROM wide WHERE doc IS NULL OR n <> 1").fetchone() == (
+            0,
+        )
+        assert conn.execute("SELECT count(*) FROM bulk").fetchone() == (1000000,)
+    _cleanup(p)
+
+
+def test_endpos_inside_a_transaction(dbpair: DbPair) -> None:
+    """Everything committed at or before the end position, nothing after it; a later run
+    with a later end position applies the rest."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY, note text)")
+    proc = _started(p)
+    with p.src_conn() as writer, psycopg.connect(p.source_uri) as open_txn:
+        writer.execute("INSERT INTO t VALUES (1, 'before')")
+        open_txn.execute("INSERT INTO t VALUES (2, 'inside, first half')")
+        middle = writer.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+        writer.execute("INSERT INTO t VALUES (3, 'committed before the end position')")
+        open_txn.execute("INSERT INTO t VALUES (4, 'inside, second half')")
+        open_txn.commit()
+        writer.execute("INSERT INTO t VALUES (5, 'after')")
+    with p.src_conn() as conn:
+        end = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+    # The end position falls inside the transaction that wrote rows 2 and 4.
+    run_pgferry("stream", "sentinel", "set", "endpos", middle, "--dir", str(p.workdir))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    with p.tgt_conn() as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM t ORDER BY id")]
+    assert 2 not in ids and 4 not in ids and 5 not in ids
+    assert 1 in ids
+    got = json.loads(
+        run_pgferry("stream", "sentinel", "get", "--json", "--dir", str(p.workdir)).stdout
+    )
+    assert got["endpos"] == middle or lsn(got["endpos"]) <= lsn(middle)
+    # Later: a new end position, and follow picks up where it stopped.
+    run_pgferry("stream", "sentinel", "set", "endpos", end, "--dir", str(p.workdir))
+    slot, origin = names(p)
+    run_pgferry(
+        "follow",
+        "--resume",
+        "--source",
+        p.source_uri,
+        "--target",
+        p.target_uri,
+        "--dir",
+        str(p.workdir),
+        "--slot-name",
+        slot,
+        "--origin",
+        origin,
+    )
+    with p.tgt_conn() as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM t ORDER BY id")]
+    assert ids == [1, 2, 3, 4, 5]
+    _cleanup(p)
+
+
+def test_filtered_tables_are_not_applied(dbpair: DbPair, tmp_path: Path) -> None:
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE SCHEMA hidden; CREATE TABLE hidden.h (id int PRIMARY KEY);"
+            "CREATE TABLE gone (id int PRIMARY KEY); CREATE TABLE nodata (id int PRIMARY KEY);"
+            "CREATE TABLE kept (id int PRIMARY KEY);"
+            "INSERT INTO gone VALUES (1); INSERT INTO nodata VALUES (1);"
+            "INSERT INTO kept VALUES (1)"
+        )
+    filters = tmp_path / "f.ini"
+    filters.write_text(
+        "[exclude-schema]\nhidden\n[exclude-table]\npublic.gone\n"
+        "[exclude-table-data]\npublic.nodata\n"
+    )
+    proc = _started(p, "--filters", str(filters))
+    with p.src_conn() as conn:
+        for table in ("hidden.h", "gone", "nodata", "kept"):
+            conn.execute(f"INSERT INTO {table} SELECT g FROM generate_series(10, 20) g")
+            conn.execute(f"UPDATE {table} SET id = id + 100 WHERE id = 10")
+            conn.execute(f"DELETE FROM {table} WHERE id = 11")
+    cutover(p, proc)
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT count(*) FROM kept").fetchone() == (11,)
+        assert conn.execute("SELECT count(*) FROM nodata").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT to_regclass('public.gone'), to_regnamespace('hidden')"
+        ).fetchone() == (None, None)
+    _cleanup(p)
+
+
+def test_ddl_on_the_source_stops_apply_then_resume(dbpair: DbPair) -> None:
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);"
+            "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g"
+        )
+    proc = _started(p)
+    with p.src_conn() as conn:
+        conn.execute("INSERT INTO t VALUES (101, 'before the DDL')")
+        conn.execute("ALTER TABLE t ADD COLUMN extra int DEFAULT 5")
+        conn.execute("INSERT INTO t VALUES (102, 'after the DDL', 7)")
+        conn.execute("UPDATE t SET extra = 9 WHERE id = 1")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    errors = [line for line in err.splitlines() if " ERROR " in line]
+    assert errors and "public.t" in errors[-1] and "extra" in errors[-1]
+    assert "INSERT" in errors[-1] and "--resume" in errors[-1]
+    with p.tgt_conn() as conn:  # what came before the DDL is there, nothing after
+        assert conn.execute("SELECT max(id) FROM t").fetchone() == (101,)
+        conn.execute("ALTER TABLE t ADD COLUMN extra int DEFAULT 5")
+    proc = start_pgferry(*follow_args(p, "test_decoding", "--resume"))
+    cutover(p, proc)
+    _equal(p)
+    _cleanup(p)
+
+
+def test_slot_position_advances_during_a_long_copy(dbpair: DbPair) -> None:
+    """The source does not keep WAL for the whole copy: what is on local disk is
+    acknowledged while the copy still runs."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE FUNCTION slow(i int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+            "$$ BEGIN PERFORM pg_sleep(0.5); RETURN i; END $$;"
+            "CREATE TABLE slowidx (id int); INSERT INTO slowidx SELECT generate_series(1, 16);"
+            "CREATE INDEX slowidx_i ON slowidx (slow(id));"
+        )
+    bench = Pgbench(p.source_uri)
+    bench.init()
+    bench.start(clients=2, rate=300)
+    slot, _ = names(p)
+    proc = start_pgferry(*follow_args(p, "test_decoding"))
+    seen: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not sentinel(p.workdir).get("apply"):
+            with p.src_conn() as conn:
+                row = conn.execute(
+                    "SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                    "WHERE slot_name = %s",
+                    (slot,),
+                ).fetchone()
+            if row and row[0]:
+                seen.append(lsn(row[0]))
+            time.sleep(0.5)
+    finally:
+        bench.stop()
+    assert len(set(seen)) >= 3 and seen == sorted(seen), seen
+    cutover(p, proc)
+    _equal(p)
+    _cleanup(p)
+
+
+def test_follow_alone_and_cleanup(dbpair: DbPair) -> None:
+    """follow on a finished copy (source idle at the start), then cleanup, twice."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); "
+            "CREATE TABLE r (a int, b text) ; ALTER TABLE r REPLICA IDENTITY FULL;"
+            "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 50) g"
+        )
+    dump_restore(p.source_uri, p.target_uri)
+    slot, origin = names(p)
+    proc = start_pgferry(
+        "follow",
+        "--source",
+        p.source_uri,
+        "--target",
+        p.target_uri,
+        "--dir",
+        str(p.workdir),
+        "--slot-name",
+        slot,
+        "--origin",
+        origin,
+        "--plugin",
+        "wal2json",
+    )
+    wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="follow", proc=proc)
+    with p.src_conn() as conn:
+        conn.execute(
+            "UPDATE t SET v = 'w' WHERE id < 10; DELETE FROM t WHERE id > 40;"
+            "INSERT INTO r VALUES (1, 'x'), (1, 'x'), (2, NULL); DELETE FROM r "
+            "WHERE ctid = (SELECT ctid FROM r WHERE a = 1 LIMIT 1)"
+        )
+    cutover(p, proc)
+    _equal(p)
+    first = run_pgferry(
+        "cleanup", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir)
+    ).stdout
+    assert f"dropped replication slot {slot}" in first
+    assert f"dropped replication origin {origin}" in first
+    second = run_pgferry(
+        "cleanup", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir)
+    ).stdout
+    assert (
+        "already gone: replication slot" in second and "already gone: replication origin" in second
+    )
+    with p.src_conn() as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone() == (0,)
