@@ -25,8 +25,7 @@ import psycopg
 from pgferry.catalog.filters import Filters, QualifiedName
 from pgferry.cdc.decode import Change, DecodeError, decode_test_decoding, decode_wal2json
 from pgferry.cdc.pipeline import CommandFailed, Ctx, Pipeline
-from pgferry.cdc.protocol import pg_time_to_unix
-from pgferry.cdc.spool import TxnEntry, read_changes, read_index, remove_applied, spool_files
+from pgferry.cdc.spool import SpoolReader, TxnEntry, read_index, remove_applied, spool_files
 from pgferry.cdc.sqlgen import (
     NO_ROW_SQLSTATE,
     Column,
@@ -55,6 +54,14 @@ APPLY_SETTINGS = {
     "extra_float_digits": "3",
 }
 SYNC_EVERY_TXNS = 200
+IMPLICIT_TXN_MAX_CHANGES = 500
+# The origin position of the transaction, after checking that the previous one committed
+# (the session's origin progress is its commit LSN): 1 / 0 otherwise.
+ORIGIN_SETUP_SQL = (
+    "SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz) "
+    "FROM (SELECT 1 / coalesce(pg_replication_origin_session_progress(false) = $3::pg_lsn,"
+    " false)::int) AS continuity"
+)
 # Tests only: SIGKILL ourselves once this many transactions are committed, before the
 # position is recorded anywhere but in the target's replication origin.
 _CRASH_AFTER_COMMIT = int(os.environ.get("PGFERRY_TEST_CRASH_AFTER_COMMITS", "0") or 0)
@@ -124,8 +131,20 @@ class ApplyScope:
         return not (f.include_only_table and qn not in f.include_only_table)
 
 
+_SECOND_TEXT: dict[int, str] = {}
+
+
 def commit_time_text(pg_us: int) -> str:
-    return datetime.fromtimestamp(pg_time_to_unix(pg_us), UTC).isoformat()
+    """A timestamptz literal for a protocol timestamp (cached per second: called per txn)."""
+    unix_us = pg_us + 946_684_800 * 1_000_000
+    seconds, micros = divmod(unix_us, 1_000_000)
+    prefix = _SECOND_TEXT.get(seconds)
+    if prefix is None:
+        if len(_SECOND_TEXT) > 1000:
+            _SECOND_TEXT.clear()
+        prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        _SECOND_TEXT[seconds] = prefix
+    return f"{prefix}.{micros:06d}+00"
 
 
 class Applier:
@@ -161,6 +180,9 @@ class Applier:
         self.applied_lsn = 0
         self.applied_txns = 0
         self._scanned_up_to = 0
+        self._previous = 0  # commit LSN of the last transaction queued
+        self._limits: dict[int, int] = {}
+        self.reader = SpoolReader(spool_dir)
 
     # -- setup ------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
@@ -172,6 +194,7 @@ class Applier:
         ).fetchone()
         progress = row[1] if row else None
         self.applied_lsn = parse_lsn(progress) if progress else 0
+        self._previous = self.applied_lsn
         return conn
 
     def table(self, schema: str, name: str) -> TargetTable | None:
@@ -222,10 +245,12 @@ class Applier:
                 pass
             self.conn.close()
             self.meta.close()
+            self.reader.close()
 
     def _entries(self) -> Iterator[TxnEntry | None]:
         """Spooled transactions after the origin's position; None when caught up."""
         position: dict[int, int] = {}
+        self._limits: dict[int, int] = {}
         while True:
             found = False
             # What the receiver had made durable before this scan: if the scan finds
@@ -237,6 +262,7 @@ class Applier:
                 if not entries:
                     continue
                 position[file_no] = start + len(entries)
+                self._limits[file_no] = entries[-1].end_off
                 for e in entries:
                     if e.commit_lsn > self.applied_lsn:
                         found = True
@@ -269,7 +295,7 @@ class Applier:
                 self.stop.wait(0.1)
                 continue
             while not self.may_apply() and not self.stop.is_set():
-                self.stop.wait(0.5)
+                self.stop.wait(0.1)
             if self.stop.is_set():
                 if committed:
                     self._sync(pipe, committed)
@@ -341,32 +367,45 @@ class Applier:
         An empty transaction does not write its origin progress, so this one takes an
         xid (txid_current) to make a real commit carrying the position.
         """
-        pipe.simple(b"BEGIN", Ctx("begin"))
         pipe.execute(
-            "SELECT pg_replication_origin_xact_setup($1, now())",
-            [format_lsn(lsn).encode()],
+            ORIGIN_SETUP_SQL,
+            [format_lsn(lsn).encode(), b"now", format_lsn(self._previous).encode()],
             Ctx("origin"),
         )
-        pipe.execute("SELECT txid_current()", [], Ctx("xid"))
-        pipe.simple(b"COMMIT", Ctx("commit"))
+        pipe.execute("SELECT txid_current()", (), Ctx("xid"))
         try:
             pipe.sync_and_wait()
         except CommandFailed as exc:
             self._fail(pipe, exc)
-        self.applied_lsn = lsn
+        self.applied_lsn = self._previous = lsn
         self.on_progress(lsn, 0)
 
     # -- one transaction ----------------------------------------------------------------
     def _apply_txn(self, pipe: Pipeline, entry: TxnEntry) -> None:
-        pipe.simple(b"BEGIN", Ctx("begin", (entry, None)))
+        """Queue one source transaction as one target transaction.
+
+        Small transactions run as the implicit transaction the pipeline's Sync commits
+        (two statements fewer per transaction); big ones get BEGIN/COMMIT so they can
+        sync halfway without committing. Each starts with the origin setup guarded by a
+        continuity check: it fails unless the previous transaction committed, so after
+        a failure nothing later in the pipeline is applied.
+        """
+        explicit = entry.changes > IMPLICIT_TXN_MAX_CHANGES
+        if explicit:
+            pipe.execute("BEGIN", (), Ctx("begin", (entry, None)))
         pipe.execute(
-            "SELECT pg_replication_origin_xact_setup($1, $2)",
-            [format_lsn(entry.commit_lsn).encode(), commit_time_text(entry.commit_time).encode()],
+            ORIGIN_SETUP_SQL,
+            [
+                format_lsn(entry.commit_lsn).encode(),
+                commit_time_text(entry.commit_time).encode(),
+                format_lsn(self._previous).encode(),
+            ],
             Ctx("origin", (entry, None)),
         )
+        sent = pipe.executed
         batch: list[Change] = []
         batch_table: TargetTable | None = None
-        for lsn, payload in read_changes(self.spool_dir, entry):
+        for lsn, payload in self.reader.changes(entry, self._limits.get(entry.file_no, 0)):
             try:
                 change = self.decode(payload, lsn)
             except DecodeError as exc:
@@ -402,11 +441,18 @@ class Applier:
                 self._update(pipe, entry, table, change)
             else:
                 self._delete(pipe, entry, table, change)
-            if pipe.queued >= SYNC_EVERY_STATEMENTS:
+            if explicit and pipe.queued >= SYNC_EVERY_STATEMENTS:
                 pipe.sync()  # bounded memory inside huge transactions
         if batch:
             self._insert(pipe, entry, batch_table, batch)  # type: ignore[arg-type]
-        pipe.simple(b"COMMIT", Ctx("commit", (entry, None)))
+        if pipe.executed == sent:
+            # Nothing in scope changed: an xid makes the commit (and its origin
+            # position) real, which the next transaction's continuity check relies on.
+            pipe.execute("SELECT txid_current()", (), Ctx("xid", (entry, None)))
+        if explicit:
+            pipe.execute("COMMIT", (), Ctx("commit", (entry, None)))
+        pipe.sync()
+        self._previous = entry.commit_lsn
 
     def _target_for(self, change: Change, entry: TxnEntry) -> TargetTable | None:
         table = self.table(change.schema, change.table)
@@ -443,14 +489,20 @@ class Applier:
                 )
             pipe.execute(insert_sql(table, columns, size), params, Ctx("insert", (entry, chunk[0])))
 
-    def _where_values(
+    def _where_plan(
         self, table: TargetTable, change: Change
-    ) -> tuple[tuple[str, ...], list[str | None], bool]:
+    ) -> tuple[tuple[str, ...], list[int], bool, bool]:
+        """Which columns identify the row, where their values come from, FULL or not.
+
+        Returns (columns, positions, from_key, full): positions index change.key_values
+        when from_key, else change.values (key unchanged, so no old key was sent).
+        """
         if change.key_columns:
             self._columns(table, change, change.key_columns)
             # The old key is the identity: a unique key, or (FULL) the whole old row.
             full = table.identity == "f" or set(change.key_columns) != set(table.key)
-            return tuple(change.key_columns), change.key_values, full
+            cols = tuple(change.key_columns)
+            return cols, list(range(len(cols))), True, full
         if not table.key:
             raise ApplyError(
                 f"apply stopped: {change.describe()}: table {table.qualname} has no replica "
@@ -465,33 +517,43 @@ class Applier:
                 f"apply stopped: {change.describe()} lacks key column(s) {', '.join(missing)} of "
                 f"{table.qualname}"
             )
-        return table.key, [change.values[positions[c]] for c in table.key], False
+        return table.key, [positions[c] for c in table.key], False, False
 
     def _update(self, pipe: Pipeline, entry: TxnEntry, table: TargetTable, change: Change) -> None:
-        self._columns(table, change, change.columns)
-        where_cols, where_vals, full = self._where_values(table, change)
-        set_idx = [
-            i
-            for i, c in enumerate(change.columns)
-            if not table.columns[c].generated and not table.columns[c].always_identity
-        ]
-        if not set_idx:
+        shape = ("U", tuple(change.columns), tuple(change.key_columns))
+        plan = table.plans.get(shape)
+        if plan is None:
+            self._columns(table, change, change.columns)
+            where_cols, where_idx, from_key, full = self._where_plan(table, change)
+            set_idx = [
+                i
+                for i, c in enumerate(change.columns)
+                if not table.columns[c].generated and not table.columns[c].always_identity
+            ]
+            set_cols = tuple(change.columns[i] for i in set_idx)
+            text = update_sql(table, set_cols, where_cols, full) if set_idx else None
+            plan = (text, set_idx, where_idx, from_key)
+            table.plans[shape] = plan
+        text, set_idx, where_idx, from_key = plan
+        if text is None:
             return
-        set_cols = tuple(change.columns[i] for i in set_idx)
-        params = [_b(change.values[i]) for i in set_idx] + [_b(v) for v in where_vals]
-        pipe.execute(
-            update_sql(table, set_cols, where_cols, full),
-            params,
-            Ctx("update", (entry, change), expect_rows=True),
-        )
+        values = change.values
+        keys = change.key_values if from_key else values
+        params = [None if values[i] is None else values[i].encode() for i in set_idx]
+        params += [None if keys[i] is None else keys[i].encode() for i in where_idx]
+        pipe.execute(text, params, Ctx("update", (entry, change), True))
 
     def _delete(self, pipe: Pipeline, entry: TxnEntry, table: TargetTable, change: Change) -> None:
-        where_cols, where_vals, full = self._where_values(table, change)
-        pipe.execute(
-            delete_sql(table, where_cols, full),
-            [_b(v) for v in where_vals],
-            Ctx("delete", (entry, change), expect_rows=True),
-        )
+        shape = ("D", (), tuple(change.key_columns))
+        plan = table.plans.get(shape)
+        if plan is None:
+            where_cols, where_idx, from_key, full = self._where_plan(table, change)
+            plan = (delete_sql(table, where_cols, full), [], where_idx, from_key)
+            table.plans[shape] = plan
+        text, _, where_idx, from_key = plan
+        keys = change.key_values if from_key else change.values
+        params = [None if keys[i] is None else keys[i].encode() for i in where_idx]
+        pipe.execute(text, params, Ctx("delete", (entry, change), True))
 
     def _truncate(self, pipe: Pipeline, entry: TxnEntry, change: Change) -> None:
         tables = []

@@ -72,6 +72,11 @@ class Cdc:
         self.stop = stop
         self.holder: psycopg.Connection[Any] | None = None
         self.receiver: Receiver | None = None
+        self._sentinel_row: Any = None
+        self._sentinel_at = 0.0
+        self._pending_txns = 0
+        self._pending_lsn = 0
+        self._progress_at = 0.0
 
     # -- setup ----------------------------------------------------------------------------
     @property
@@ -208,19 +213,36 @@ class Cdc:
             raise StepFailed(f"receiving changes failed: {' '.join(str(r.error).split())}")
         return r.durable if r is not None else 0
 
+    def _sentinel(self) -> Any:
+        """The sentinel row, re-read at most every 200 ms (apply asks per transaction)."""
+        now = time.monotonic()
+        if now - self._sentinel_at > 0.2:
+            self._sentinel_row = self.store.sentinel()
+            self._sentinel_at = now
+        return self._sentinel_row
+
     def _endpos(self) -> int | None:
-        row = self.store.sentinel()
+        row = self._sentinel()
         return lsn_or_none(row["endpos"]) if row is not None else None
 
     def _may_apply(self) -> bool:
-        row = self.store.sentinel()
+        row = self._sentinel()
         return bool(row["apply"]) if row is not None else False
 
-    def _progress(self, lsn: int, txns: int) -> None:
-        self.store.set_sentinel(replay_lsn=format_lsn(lsn))
-        if txns:
-            count = int(self.store.get_meta("cdc_applied_txns", "0") or 0) + txns
+    def _progress(self, lsn: int, txns: int, *, force: bool = False) -> None:
+        """Record the applied position (informational: the origin is the truth), at most
+        twice a second."""
+        self._pending_txns += txns
+        self._pending_lsn = max(self._pending_lsn, lsn)
+        now = time.monotonic()
+        if not force and now - self._progress_at < 0.5:
+            return
+        self._progress_at = now
+        self.store.set_sentinel(replay_lsn=format_lsn(self._pending_lsn))
+        if self._pending_txns:
+            count = int(self.store.get_meta("cdc_applied_txns", "0") or 0) + self._pending_txns
             self.store.set_meta("cdc_applied_txns", str(count))
+            self._pending_txns = 0
 
     def apply_until_endpos(self, scope: ApplyScope) -> int:
         """Apply until the end position is reached (or a stop); returns the applied LSN."""
@@ -238,7 +260,10 @@ class Cdc:
             stop=self.stop,
         )
         log.info("applying changes (set the end position with pgferry stop-cdc)")
-        applied = applier.run()
+        try:
+            applied = applier.run()
+        finally:
+            self._progress(applier.applied_lsn, 0, force=True)
         if self.stop.is_set():
             raise Interrupted("stopped; the work directory is resumable (--resume)")
         return applied

@@ -10,18 +10,19 @@ from __future__ import annotations
 import select
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import pq
 
 _SYNC = object()
+# Commands queued between two looks at the socket: libpq sends when its buffer fills,
+# and reading results now and then keeps the server from blocking on its own output.
+PUMP_EVERY = 128
 
 
-@dataclass(frozen=True)
-class Ctx:
+class Ctx(NamedTuple):
     """What a queued command does, for error messages and row-count checks."""
 
     what: str  # "begin", "commit", "change", ...
@@ -45,6 +46,8 @@ class Pipeline:
         self.syncs = 0
         self.results_seen = 0
         self._current_done = False
+        self._since_pump = 0
+        self.executed = 0  # statements queued so far (prepares not counted)
         self.error: CommandFailed | None = None
         self.pg.enter_pipeline_mode()
         self.pg.nonblocking = 1
@@ -70,11 +73,15 @@ class Pipeline:
     def execute(self, text: str, params: Sequence[bytes | None], ctx: Ctx) -> None:
         self.pg.send_query_prepared(self.statement(text), params)
         self.pending.append(ctx)
-        self._pump(block=False)
+        self.executed += 1
+        self._since_pump += 1
+        if self._since_pump >= PUMP_EVERY:
+            self._pump(block=False)
 
     def simple(self, text: bytes, ctx: Ctx) -> None:
         self.pg.send_query_params(text, None)
         self.pending.append(ctx)
+        self.executed += 1
 
     def sync(self) -> None:
         self.pg.pipeline_sync()
@@ -96,11 +103,24 @@ class Pipeline:
 
     # -- results ------------------------------------------------------------------------
     def _pump(self, *, block: bool) -> None:
+        """Send what libpq holds and read the results that arrived.
+
+        While the output cannot be sent, results are read (so the server can go on
+        writing them) and the socket waited on: libpq's buffer never grows unbounded.
+        """
+        self._since_pump = 0
         pg = self.pg
-        want_write = pg.flush() == 1
-        if block or want_write:
-            select.select([pg.socket], [pg.socket] if want_write else [], [], 1.0)
-        pg.consume_input()
+        while True:
+            want_write = pg.flush() == 1
+            if block or want_write:
+                select.select([pg.socket], [pg.socket] if want_write else [], [], 1.0)
+            pg.consume_input()
+            self._read_results()
+            if not want_write or pg.flush() == 0:
+                return
+
+    def _read_results(self) -> None:
+        pg = self.pg
         while self.pending and not pg.is_busy():
             res = pg.get_result()
             head = self.pending[0]

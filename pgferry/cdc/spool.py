@@ -100,6 +100,67 @@ def read_changes(
                 raise OSError(f"truncated record in {f.name}")
 
 
+class SpoolReader:
+    """Reads transactions in spool order, keeping the data file open and buffered.
+
+    Bytes past the end of the last indexed transaction may still be rewritten by the
+    receiver (a transaction cut off by a lost connection), so the read-ahead never goes
+    past `limit`, the end of the newest index entry known for the file.
+    """
+
+    def __init__(self, root: Path, chunk: int = 1024 * 1024) -> None:
+        self.root = root
+        self.chunk = chunk
+        self.file_no = -1
+        self.f: BinaryIO | None = None
+        self.buf = b""
+        self.buf_off = 0  # file offset of buf[0]
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+    def changes(self, entry: TxnEntry, limit: int) -> Iterator[tuple[int, bytes]]:
+        if entry.file_no != self.file_no:
+            self.close()
+            self.f = open(data_path(self.root, entry.file_no), "rb")  # noqa: SIM115
+            self.file_no = entry.file_no
+            self.buf, self.buf_off = b"", 0
+        limit = max(limit, entry.end_off)
+        if not self.buf_off <= entry.begin_off <= self.buf_off + len(self.buf):
+            self.buf, self.buf_off = b"", entry.begin_off
+        pos = entry.begin_off - self.buf_off
+        end = entry.end_off - self.buf_off
+        header = _RECORD.size
+        unpack = _RECORD.unpack_from
+        while pos < end:
+            if pos + header > len(self.buf):
+                end -= pos
+                pos = self._fill(pos, header, limit)
+            length, lsn = unpack(self.buf, pos)
+            if pos + header + length > len(self.buf):
+                end -= pos
+                pos = self._fill(pos, header + length, limit)
+            start = pos + header
+            yield lsn, self.buf[start : start + length]
+            pos = start + length
+
+    def _fill(self, pos: int, need: int, limit: int) -> int:
+        """Make buf hold at least `need` bytes from `pos`; returns the new position (0)."""
+        assert self.f is not None
+        self.buf = self.buf[pos:]
+        self.buf_off += pos
+        have = self.buf_off + len(self.buf)
+        want = min(max(need - len(self.buf), self.chunk), limit - have)
+        if want > 0:
+            self.f.seek(have)
+            self.buf += self.f.read(want)
+        if len(self.buf) < need:
+            raise OSError(f"spool file {self.f.name} is shorter than its index says")
+        return 0
+
+
 class SpoolWriter:
     """Appends transactions; `flush()` makes them durable and returns the durable LSN."""
 

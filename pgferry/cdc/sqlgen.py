@@ -35,6 +35,7 @@ class TargetTable:
     copy_lsn: int = 0  # changes committed at or before this are in the copied data
     apply: bool = True  # False: filtered out, changes are skipped
     statements: dict[tuple, str] = field(default_factory=dict)
+    plans: dict[tuple, tuple] = field(default_factory=dict)  # per change shape (apply.py)
 
     @property
     def ident(self) -> sql.Identifier:
