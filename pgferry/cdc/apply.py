@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +28,6 @@ from pgferry.cdc.decode import Change, DecodeError, decode_test_decoding, decode
 from pgferry.cdc.pipeline import CommandFailed, Ctx, Pipeline
 from pgferry.cdc.spool import SpoolReader, TxnEntry, read_index, remove_applied, spool_files
 from pgferry.cdc.sqlgen import (
-    NO_ROW_SQLSTATE,
     Column,
     TargetTable,
     batch_sizes,
@@ -53,7 +53,8 @@ APPLY_SETTINGS = {
     "IntervalStyle": "postgres",
     "extra_float_digits": "3",
 }
-SYNC_EVERY_TXNS = 200
+MAX_IN_FLIGHT = 1000  # transactions queued but not yet confirmed committed
+POLL_EVERY_TXNS = 32  # look at results that often when not waiting
 IMPLICIT_TXN_MAX_CHANGES = 500
 # The origin position of the transaction, after checking that the previous one committed
 # (the session's origin progress is its commit LSN): 1 / 0 otherwise.
@@ -66,7 +67,6 @@ ORIGIN_SETUP_SQL = (
 # position is recorded anywhere but in the target's replication origin.
 _CRASH_AFTER_COMMIT = int(os.environ.get("PGFERRY_TEST_CRASH_AFTER_COMMITS", "0") or 0)
 SYNC_EVERY_STATEMENTS = 2000
-SYNC_EVERY_SECONDS = 0.05
 
 _TEXT_COMPARE_TYPES = {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
 
@@ -271,18 +271,16 @@ class Applier:
                 yield None
 
     def _loop(self, pipe: Pipeline) -> int:
-        last_sync = time.monotonic()
-        txns = 0
-        committed: list[TxnEntry] = []
+        """Queue transactions, keeping at most MAX_IN_FLIGHT unconfirmed: the server
+        never waits for us, and we only wait when it is that far behind."""
+        in_flight: deque[tuple[int, TxnEntry]] = deque()  # (sync number, transaction)
         last_cleanup = time.monotonic()
         for entry in self._entries():
             endpos = self.endpos()
             if entry is not None and endpos is not None and entry.commit_lsn > endpos:
                 entry = None  # past the end: what remains is not applied
             if entry is None:
-                if committed:
-                    self._sync(pipe, committed)
-                    txns = 0
+                self._confirm(pipe, in_flight, wait_for=len(in_flight))
                 if self.stop.is_set():
                     return self.applied_lsn
                 if endpos is not None and self._scanned_up_to >= endpos:
@@ -295,38 +293,41 @@ class Applier:
                 self.stop.wait(0.1)
                 continue
             while not self.may_apply() and not self.stop.is_set():
+                self._confirm(pipe, in_flight, wait_for=len(in_flight))
                 self.stop.wait(0.1)
             if self.stop.is_set():
-                if committed:
-                    self._sync(pipe, committed)
+                self._confirm(pipe, in_flight, wait_for=len(in_flight))
                 return self.applied_lsn
-            self._apply_txn(pipe, entry)
-            committed.append(entry)
-            txns += 1
-            now = time.monotonic()
-            if (
-                txns >= SYNC_EVERY_TXNS
-                or pipe.queued >= SYNC_EVERY_STATEMENTS
-                or now - last_sync >= SYNC_EVERY_SECONDS
-            ):
-                self._sync(pipe, committed)
-                txns = 0
-                last_sync = now
+            in_flight.append((self._apply_txn(pipe, entry), entry))
+            self._confirm(pipe, in_flight, wait_for=max(0, len(in_flight) - MAX_IN_FLIGHT))
         return self.applied_lsn
 
-    def _sync(self, pipe: Pipeline, committed: list[TxnEntry]) -> None:
+    def _confirm(
+        self, pipe: Pipeline, in_flight: deque[tuple[int, TxnEntry]], wait_for: int
+    ) -> None:
+        """Record the transactions the server has committed; block until at least
+        `wait_for` of the oldest ones are."""
         try:
-            pipe.sync_and_wait()
+            if wait_for:
+                pipe.wait_for_sync(in_flight[wait_for - 1][0])
+            elif len(in_flight) % POLL_EVERY_TXNS == 0:
+                pipe.poll()
+            else:
+                return
         except CommandFailed as exc:
             self._fail(pipe, exc)
-        if committed:
-            if _CRASH_AFTER_COMMIT and self.applied_txns + len(committed) >= _CRASH_AFTER_COMMIT:
+        done = 0
+        last = None
+        while in_flight and in_flight[0][0] <= pipe.syncs:
+            last = in_flight.popleft()[1]
+            done += 1
+        if last is not None:
+            if _CRASH_AFTER_COMMIT and self.applied_txns + done >= _CRASH_AFTER_COMMIT:
                 # Fault injection for tests: die after the commit, before recording it.
                 os.kill(os.getpid(), signal.SIGKILL)
-            self.applied_lsn = max(self.applied_lsn, committed[-1].commit_lsn)
-            self.applied_txns += len(committed)
-            self.on_progress(self.applied_lsn, len(committed))
-            committed.clear()
+            self.applied_lsn = max(self.applied_lsn, last.commit_lsn)
+            self.applied_txns += done
+            self.on_progress(self.applied_lsn, done)
 
     def _fail(self, pipe: Pipeline, exc: CommandFailed) -> None:
         """Roll back the failed transaction and stop with a message naming the change."""
@@ -343,23 +344,27 @@ class Applier:
             self.applied_lsn = parse_lsn(row[0])
             self.on_progress(self.applied_lsn, 0)
         error = exc.error
-        state = getattr(error, "sqlstate", None) or "-----"
         ctx = exc.ctx
         entry, change = ctx.detail if isinstance(ctx.detail, tuple) else (None, None)
         where = ""
         if isinstance(entry, TxnEntry):
             where = f" in transaction {entry.xid} (commit {format_lsn(entry.commit_lsn)})"
         what = change.describe() if isinstance(change, Change) else ctx.what
-        if ctx.expect_rows and state == NO_ROW_SQLSTATE:
-            message = f"{what}{where} matched no row on the target: the target has diverged"
+        if error is None:
+            message = (
+                f"{what}{where} matched no row on the target: the target has diverged "
+                f"(transactions up to {format_lsn(self.applied_lsn)} are applied)"
+            )
+            fix = "compare the table with pgferry compare data, repair the row, then --resume"
         else:
+            state = getattr(error, "sqlstate", None) or "-----"
             primary = getattr(getattr(error, "diag", None), "message_primary", None) or str(error)
             message = f"{what}{where} failed on the target: [{state}] {primary}"
-        raise ApplyError(
-            "apply stopped: " + " ".join(message.split()),
-            fix="fix the target (DDL is not replicated: run it there too), then run the same "
-            "command with --resume",
-        )
+            fix = (
+                "fix the target (DDL is not replicated: run it there too), then run the "
+                "same command with --resume"
+            )
+        raise ApplyError("apply stopped: " + " ".join(message.split()), fix=fix)
 
     def _advance_origin(self, pipe: Pipeline, lsn: int) -> None:
         """Nothing left to apply up to `lsn`: record it (idle source, filtered changes).
@@ -381,7 +386,7 @@ class Applier:
         self.on_progress(lsn, 0)
 
     # -- one transaction ----------------------------------------------------------------
-    def _apply_txn(self, pipe: Pipeline, entry: TxnEntry) -> None:
+    def _apply_txn(self, pipe: Pipeline, entry: TxnEntry) -> int:
         """Queue one source transaction as one target transaction.
 
         Small transactions run as the implicit transaction the pipeline's Sync commits
@@ -451,8 +456,8 @@ class Applier:
             pipe.execute("SELECT txid_current()", (), Ctx("xid", (entry, None)))
         if explicit:
             pipe.execute("COMMIT", (), Ctx("commit", (entry, None)))
-        pipe.sync()
         self._previous = entry.commit_lsn
+        return pipe.sync()
 
     def _target_for(self, change: Change, entry: TxnEntry) -> TargetTable | None:
         table = self.table(change.schema, change.table)

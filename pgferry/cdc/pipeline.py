@@ -17,6 +17,32 @@ from psycopg import errors as pgerrors
 from psycopg import pq
 
 _SYNC = object()
+
+
+def _find_send_pipeline_sync() -> Any:
+    """libpq >= 17's PQsendPipelineSync (a sync without a flush) from the libpq psycopg
+    loaded, when there is one; PQpipelineSync costs a send() per transaction."""
+    try:
+        import ctypes
+        import glob
+        import os
+
+        import psycopg_binary  # type: ignore[import-not-found]
+
+        libs = os.path.join(
+            os.path.dirname(os.path.dirname(psycopg_binary.__file__)), "psycopg_binary.libs"
+        )
+        for path in glob.glob(os.path.join(libs, "libpq*.so*")):
+            func = ctypes.CDLL(path).PQsendPipelineSync
+            func.argtypes = [ctypes.c_void_p]
+            func.restype = ctypes.c_int
+            return func
+    except (ImportError, OSError, AttributeError):
+        return None
+    return None
+
+
+_SEND_PIPELINE_SYNC = _find_send_pipeline_sync()
 # Commands queued between two looks at the socket: libpq sends when its buffer fills,
 # and reading results now and then keeps the server from blocking on its own output.
 PUMP_EVERY = 128
@@ -27,14 +53,14 @@ class Ctx(NamedTuple):
 
     what: str  # "begin", "commit", "change", ...
     detail: Any = None
-    expect_rows: bool = False  # an UPDATE/DELETE written to fail when it matches no row
+    expect_rows: bool = False  # an UPDATE/DELETE that must touch a row
 
 
 class CommandFailed(Exception):
-    def __init__(self, ctx: Ctx, error: Exception) -> None:
-        super().__init__(str(error))
+    def __init__(self, ctx: Ctx, error: Exception | None) -> None:
+        super().__init__(str(error) if error is not None else "no row matched")
         self.ctx = ctx
-        self.error = error
+        self.error = error  # None: an UPDATE/DELETE that touched no row
 
 
 class Pipeline:
@@ -48,6 +74,7 @@ class Pipeline:
         self._current_done = False
         self._since_pump = 0
         self.executed = 0  # statements queued so far (prepares not counted)
+        self.syncs_sent = 0
         self.error: CommandFailed | None = None
         self.pg.enter_pipeline_mode()
         self.pg.nonblocking = 1
@@ -83,16 +110,35 @@ class Pipeline:
         self.pending.append(ctx)
         self.executed += 1
 
-    def sync(self) -> None:
-        self.pg.pipeline_sync()
+    def sync(self) -> int:
+        """Queue a sync point (it commits an implicit transaction) without flushing.
+
+        Returns its number: `syncs` reaches it once the server has processed it."""
+        if _SEND_PIPELINE_SYNC is not None:
+            if _SEND_PIPELINE_SYNC(self.pg.pgconn_ptr) != 1:
+                raise psycopg.OperationalError(self.pg.get_error_message())
+        else:
+            self.pg.pipeline_sync()
         self.pending.append(_SYNC)
+        self.syncs_sent += 1
+        return self.syncs_sent
 
     def sync_and_wait(self) -> None:
         """Sync and read every result; raises the first failure of the batch."""
-        self.sync()
-        target = self.syncs + sum(1 for p in self.pending if p is _SYNC)
-        while self.syncs < target:
+        self.wait_for_sync(self.sync())
+
+    def wait_for_sync(self, number: int) -> None:
+        """Read results until sync point `number` is processed; raise a failure seen."""
+        while self.syncs < number and self.error is None:
             self._pump(block=True)
+        self._raise()
+
+    def poll(self) -> None:
+        """Send and read without waiting; raise a failure seen."""
+        self._pump(block=False)
+        self._raise()
+
+    def _raise(self) -> None:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
@@ -141,6 +187,8 @@ class Pipeline:
     def _check(self, ctx: Any, res: pq.abc.PGresult) -> None:
         status = res.status
         if status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+            if ctx.expect_rows and res.command_tuples == 0 and self.error is None:
+                self.error = CommandFailed(ctx, None)
             return
         if status == pq.ExecStatus.PIPELINE_ABORTED:
             return

@@ -52,6 +52,19 @@ def plugin_options(options: ReceiveOptions) -> dict[str, str]:
     return dict(TEST_DECODING_OPTIONS)
 
 
+def begin_xid(payload: memoryview) -> int:
+    """The transaction id in a BEGIN message ("BEGIN 1234" or wal2json's "xid":1234)."""
+    raw = bytes(payload[:96])
+    start = raw.find(b'"xid":')
+    start = start + 6 if start >= 0 else (6 if raw.startswith(b"BEGIN ") else -1)
+    if start < 0:
+        return 0
+    end = start
+    while end < len(raw) and 48 <= raw[end] <= 57:
+        end += 1
+    return int(raw[start:end]) if end > start else 0
+
+
 class Receiver(threading.Thread):
     """The streaming client; `stop` ends it, so does reaching the sentinel's endpos."""
 
@@ -136,7 +149,7 @@ class Receiver(threading.Thread):
                 self.received = max(self.received, msg.start)
                 kind = kind_of(msg.payload)
                 if kind == _B:
-                    writer.begin(msg.start, 0)
+                    writer.begin(msg.start, begin_xid(msg.payload))
                 elif kind == _C:
                     writer.commit(msg.start, msg.sent_at)
                 elif kind == _M:

@@ -1,8 +1,7 @@
 """SQL text for applying changes: one prepared statement per table and column set.
 
-UPDATE and DELETE are wrapped so that a statement matching no row fails
-(`1 / count(*)` divides by zero): a change that does not find its row means the target
-has diverged, and apply must stop there rather than commit around it.
+UPDATE and DELETE report how many rows they touched; apply stops when one touched none
+(the target has diverged).
 """
 
 from __future__ import annotations
@@ -10,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from psycopg import sql
-
-NO_ROW_SQLSTATE = "22012"  # division_by_zero, raised by the row-count guard
 
 
 @dataclass(frozen=True)
@@ -114,10 +111,9 @@ def update_sql(
             sql.SQL("{} = {}").format(sql.Identifier(c), _p(i + 1))
             for i, c in enumerate(set_columns)
         )
-        stmt = sql.SQL(
-            "WITH pgferry_rows AS (UPDATE ONLY {} SET {} WHERE {} RETURNING 1) "
-            "SELECT 1 / count(*) FROM pgferry_rows"
-        ).format(table.ident, sets, _where(table, where_columns, len(set_columns) + 1, full))
+        stmt = sql.SQL("UPDATE ONLY {} SET {} WHERE {}").format(
+            table.ident, sets, _where(table, where_columns, len(set_columns) + 1, full)
+        )
         text = _render(stmt)
         table.statements[key] = text
     return text
@@ -127,10 +123,9 @@ def delete_sql(table: TargetTable, where_columns: tuple[str, ...], full: bool) -
     key = ("D", where_columns, full)
     text = table.statements.get(key)
     if text is None:
-        stmt = sql.SQL(
-            "WITH pgferry_rows AS (DELETE FROM ONLY {} WHERE {} RETURNING 1) "
-            "SELECT 1 / count(*) FROM pgferry_rows"
-        ).format(table.ident, _where(table, where_columns, 1, full))
+        stmt = sql.SQL("DELETE FROM ONLY {} WHERE {}").format(
+            table.ident, _where(table, where_columns, 1, full)
+        )
         text = _render(stmt)
         table.statements[key] = text
     return text

@@ -295,3 +295,23 @@ def test_follow_alone_and_cleanup(dbpair: DbPair) -> None:
         assert conn.execute(
             "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)
         ).fetchone() == (0,)
+
+
+def test_diverged_target_stops_apply(dbpair: DbPair) -> None:
+    """An UPDATE whose row is missing on the target is not silently skipped."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);"
+            "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g"
+        )
+    proc = _started(p)
+    with p.tgt_conn() as conn:
+        conn.execute("DELETE FROM t WHERE id = 7")  # someone wrote to the target
+    with p.src_conn() as conn:
+        conn.execute("UPDATE t SET v = 'changed' WHERE id = 7")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    [line] = [ln for ln in err.splitlines() if " ERROR " in ln]
+    assert "UPDATE on public.t" in line and "'7'" in line and "matched no row" in line
+    _cleanup(p)
