@@ -1,0 +1,123 @@
+"""PASS/WARN/FAIL reports shared by the operations commands (preflight, verify, ...).
+
+A report is a list of checks; it renders as a table (colour on a terminal, plain text
+otherwise) or as JSON, and gives the exit code scripts can trust: non-zero on any FAIL.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from pgferry.errors import ExitCode
+
+
+class Verdict(StrEnum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    SKIP = "SKIP"  # not applicable here (e.g. CDC checks without --follow)
+
+
+_STYLE = {
+    Verdict.PASS: "green",
+    Verdict.WARN: "yellow",
+    Verdict.FAIL: "bold red",
+    Verdict.SKIP: "dim",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of a report: what was checked, the outcome, and the fix when it failed."""
+
+    name: str  # stable identifier, e.g. "source.wal_level"
+    verdict: Verdict
+    message: str
+    fix: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    title: str
+    checks: list[Check] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # context shown above the checks
+
+    def add(
+        self, name: str, verdict: Verdict, message: str, fix: str | None = None, **details: Any
+    ) -> Check:
+        check = Check(name, verdict, message, fix, details)
+        self.checks.append(check)
+        return check
+
+    def ok(self, name: str, message: str, **details: Any) -> Check:
+        return self.add(name, Verdict.PASS, message, **details)
+
+    def warn(self, name: str, message: str, fix: str | None = None, **details: Any) -> Check:
+        return self.add(name, Verdict.WARN, message, fix, **details)
+
+    def fail(self, name: str, message: str, fix: str | None = None, **details: Any) -> Check:
+        return self.add(name, Verdict.FAIL, message, fix, **details)
+
+    def skip(self, name: str, message: str) -> Check:
+        return self.add(name, Verdict.SKIP, message)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.verdict == Verdict.FAIL]
+
+    @property
+    def warnings(self) -> list[Check]:
+        return [c for c in self.checks if c.verdict == Verdict.WARN]
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.failed:
+            return Verdict.FAIL
+        if self.warnings:
+            return Verdict.WARN
+        return Verdict.PASS
+
+    def exit_code(self) -> int:
+        return int(ExitCode.FAILED) if self.failed else int(ExitCode.OK)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "verdict": str(self.verdict),
+            "facts": self.facts,
+            "checks": [{**asdict(c), "verdict": str(c.verdict)} for c in self.checks],
+        }
+
+    def print_json(self, out: TextIO | None = None) -> None:
+        out = out or sys.stdout
+        json.dump(self.to_json(), out, indent=2, default=str)
+        out.write("\n")
+
+    def render(self, out: TextIO | None = None) -> None:
+        """A table; colour only when writing to a terminal."""
+        out = out or sys.stdout
+        console = Console(
+            file=out, highlight=False, soft_wrap=True, width=None if out.isatty() else 140
+        )
+        console.print(f"[bold]{self.title}[/bold]")
+        for key, value in self.facts.items():
+            console.print(f"  {key}: {value}")
+        table = Table(show_header=True, header_style="bold")
+        table.add_column("Result", no_wrap=True)
+        table.add_column("Check", no_wrap=True)
+        table.add_column("Details")
+        for c in self.checks:
+            text = c.message + (f"\nfix: {c.fix}" if c.fix and c.verdict != Verdict.PASS else "")
+            table.add_row(f"[{_STYLE[c.verdict]}]{c.verdict}[/]", c.name, text)
+        console.print(table)
+        counts = {v: sum(1 for c in self.checks if c.verdict == v) for v in Verdict}
+        summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        console.print(f"[{_STYLE[self.verdict]}]{self.verdict}[/] ({summary})")
