@@ -132,6 +132,17 @@ def register(sub: Any) -> None:
             help="COPY in binary format (same types on both sides)",
         )
         run.add_argument("--no-progress", action="store_true", help="no progress display")
+        run.add_argument(
+            "--skip-preflight",
+            action="store_true",
+            help="do not run the preflight checks first (experts only)",
+        )
+        run.add_argument(
+            "--detach",
+            action="store_true",
+            help="run in the background, immune to the terminal closing; "
+            "log to DIR (follow it with pgferry status --watch)",
+        )
         add_cdc_flags(p, follow=True)
         add_logging_flags(p)
         p.set_defaults(handler=handle)
