@@ -32,6 +32,7 @@ from pgferry.cli.compare import render_data, render_verdict
 from pgferry.clone.options import CloneOptions
 from pgferry.clone.run import run_clone
 from pgferry.demo.clusters import LocalCluster, find_server_bindir, server_major
+from pgferry.demo.traffic import ShopTraffic
 from pgferry.errors import EnvironmentProblem, ExitCode, Interrupted, StepFailed, UsageError
 from pgferry.ops.compare import DataComparison, SchemaComparison, compare_data, compare_schema
 from pgferry.pg.conninfo import ConnInfo
@@ -232,7 +233,7 @@ class Demo:
         return int(f["big_table_bytes"])
 
     def clone(self, big_table_bytes: int) -> None:
-        self.step("clone the source into the target with pgferry")
+        self.step("migrate live: copy while the shop takes orders, then cut over")
         source, target = self.clusters["source"], self.clusters["target"]
         assert self.basedir is not None
         split_at = split_size(big_table_bytes, SPLIT_PARTS)
@@ -244,23 +245,41 @@ class Demo:
             index_jobs=JOBS,
             split_tables_larger_than=split_at,
             progress=True,
+            follow=True,
         )
         self.say(
-            f"{JOBS} workers copy the tables, biggest first; tables larger than "
-            f"{_size_flag(split_at)} (like {BIG_TABLE}) are split into parts copied at the "
-            f"same time. {JOBS} more workers build each table's indexes as soon as its data "
-            "is in. The same as running:"
+            "The shop keeps taking orders during the whole migration. pgferry creates a "
+            "logical replication slot, copies every table on the slot's snapshot "
+            f"({JOBS} workers, biggest tables first; tables larger than "
+            f"{_size_flag(split_at)} like {BIG_TABLE} in parts at the same time; indexes as "
+            "soon as a table is in), keeps the changes made meanwhile on local disk, then "
+            "replays them until the cutover. The same as running:"
         )
         self.say(
-            f"  pgferry clone --source {source.uri(DATABASE)} --target {target.uri(DATABASE)}"
-            f" --dir {options.dir} --table-jobs {JOBS} --index-jobs {JOBS}"
-            f" --split-tables-larger-than {_size_flag(split_at)}"
+            f"  pgferry clone --follow --source {source.uri(DATABASE)} --target "
+            f"{target.uri(DATABASE)} --dir {options.dir} --table-jobs {JOBS} --index-jobs "
+            f"{JOBS} --split-tables-larger-than {_size_flag(split_at)}"
+        )
+        self.say(
+            "  ... and, once it has caught up: pgferry stop-cdc --dir "
+            f"{options.dir} --source {source.uri(DATABASE)}"
         )
         self.console.print()
+        traffic = ShopTraffic(source.uri(DATABASE))
+        traffic.start()
+        cutover = _Cutover(options, traffic, self.say)
+        cutover.start()
         try:
             summary = run_clone(options)
         finally:
+            cutover.stop_event.set()
+            traffic.stop_event.set()
             _close_file_log()
+        self.say(
+            f"Cut over: {traffic.transactions:,} shop transactions were made on the source "
+            "during the migration; every one committed before the end position is on the "
+            "target, and the sequences are synced."
+        )
         split = [
             f"{t['schema']}.{t['name']} in {t['parts']} parts"
             for t in summary.get("tables", [])
@@ -310,6 +329,58 @@ class Demo:
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+class _Cutover(threading.Thread):
+    """What an operator does during a live migration: watch the lag, stop the writes
+    once apply has caught up, set the end position (pgferry stop-cdc)."""
+
+    def __init__(self, options: CloneOptions, traffic: ShopTraffic, say: Any) -> None:
+        super().__init__(name="demo-cutover", daemon=True)
+        self.options, self.traffic, self.say = options, traffic, say
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        from pgferry.cdc.follow import set_endpos_current
+        from pgferry.pg.lsn import lsn_or_none
+        from pgferry.state.store import StateStore
+
+        state = self.options.dir / StateStore.FILENAME
+        store: StateStore | None = None
+        applying_since: float | None = None
+        history: list[tuple[float, int]] = []
+        while not self.stop_event.wait(0.5):
+            if store is None:
+                if not state.exists():
+                    continue
+                store = StateStore.open_dir(self.options.dir, readonly=True)
+            row = store.sentinel()
+            if row is None or not row["apply"]:
+                continue
+            now = time.monotonic()
+            applying_since = applying_since or now
+            applied = lsn_or_none(row["replay_lsn"]) or 0
+            flushed = lsn_or_none(row["flush_lsn"]) or 0
+            history.append((now, flushed))
+            while len(history) > 1 and now - history[0][0] > 1.5:
+                history.pop(0)
+            # Caught up: apply holds what had arrived a second ago, while writes go on.
+            # Let it run alongside the traffic a little, then cut over.
+            caught_up = applied >= history[0][1]
+            if now - applying_since > 3 and (caught_up or now - applying_since > 20):
+                count = self.traffic.finish()
+                self.say(
+                    f"Caught up while the shop was busy ({count:,} transactions so far): "
+                    "stopping the writes and cutting over."
+                )
+                writer = StateStore.open_dir(self.options.dir)
+                try:
+                    set_endpos_current(self.options.source, writer)
+                finally:
+                    writer.close()
+                break
+        if store is not None:
+            store.close()
 
 
 def split_size(table_bytes: int, parts: int) -> int:

@@ -14,6 +14,10 @@ def test_demo_clones_proves_equality_and_cleans_up() -> None:
     assert "pgferry clone summary" in out
     assert re.search(r"shop\.order_items\s+│\s+[\d,]+\s+│\s+[\d,]+\s+│ same", out), out
     assert "Copied in parts: shop.order_items in 4 parts" in out
+    # The migration was live: writes went on during it and were replayed before cutover.
+    live = re.search(r"Cut over: ([\d,]+) shop transactions were made on the source", out)
+    assert live and int(live.group(1).replace(",", "")) > 0, out
+    assert "cutover point reached" in result.stderr
     assert "OK: source and target have the same schema and data." in out
     assert "the target is an exact copy of the source" in out
 
