@@ -28,6 +28,15 @@ from pgferry.catalog.scope import PG_CLASS, PG_CONSTRAINT, Scope, ScopeOptions, 
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
 from pgferry.cdc.apply import ApplyScope
 from pgferry.cdc.follow import Cdc
+from pgferry.clone.foreign_keys import (
+    ForeignKey,
+    add_not_valid,
+    fk_entries,
+    read_foreign_keys,
+    validate,
+)
+from pgferry.clone.foreign_keys import from_json as fk_from_json
+from pgferry.clone.foreign_keys import to_json as fk_json
 from pgferry.clone.options import PHASES, CloneOptions
 from pgferry.clone.scheduler import Scheduler
 from pgferry.clone.schema import RestoreOptions, apply_database_settings, dump_schema, restore
@@ -292,6 +301,11 @@ class Clone:
             if t.copy_data:
                 tables[(t.nspname, t.relname)] = lsn_or_none(t.snapshot_lsn) or 0
         applied = cdc.apply_until_endpos(ApplyScope(tables=tables))
+        deferred = store.get_json("deferred_foreign_keys") or []
+        if deferred and store.get_meta("foreign_keys_validated") != "1":
+            with self.o.target.connect("pgferry validate") as conn:
+                validate(conn, fk_from_json(deferred))
+            store.set_meta("foreign_keys_validated", "1")
         sequences = [s for s in p.catalog.sequences if s.oid in p.scope.sequences]
         cdc.sync_sequences(sequences)
         cdc.stop_receiver()
@@ -596,16 +610,42 @@ class Clone:
         previous = store.phase("post-data")
         tried = previous is not None and previous.started_at is not None
         with self._phase("post-data") as todo:
-            if todo:
-                restore(
-                    p.tools,
-                    self.o.target,
-                    self.workdir.dump_file,
-                    self.post_list,
-                    section="post-data",
-                    options=self._restore_options(),
-                    clean=tried,
+            if not todo:
+                return
+            post_list = self.post_list
+            deferred: list[ForeignKey] = []
+            if self.o.follow and self._mixed_snapshots():
+                # Parts of the copy come from different snapshots: foreign keys may not
+                # hold until apply catches up. Add them NOT VALID, validate at the end.
+                keep = set(p.scope.restore_ids - self._built_by_workers(p))
+                fks = fk_entries(p.toc, frozenset(keep))
+                deferred = read_foreign_keys(self.o.source, [e.oid for e in fks])
+                keep -= {e.dump_id for e in fks}
+                post_list = self.workdir.schema_dir / "post-data-no-fk.list"
+                post_list.write_text(render_use_list(p.toc, keep))
+                store.set_json("deferred_foreign_keys", fk_json(deferred))
+            restore(
+                p.tools,
+                self.o.target,
+                self.workdir.dump_file,
+                post_list,
+                section="post-data",
+                options=self._restore_options(),
+                clean=tried,
+            )
+            if deferred:
+                with self.o.target.connect("pgferry post-data") as conn:
+                    add_not_valid(conn, deferred)
+                log.info(
+                    "%d foreign keys added NOT VALID: the copy mixes snapshots after a "
+                    "resume; they are validated once apply has caught up",
+                    len(deferred),
                 )
+
+    def _mixed_snapshots(self) -> bool:
+        assert self.store is not None
+        lsns = {t.snapshot_lsn for t in self.store.tables() if t.copy_data}
+        return len(lsns) > 1
 
     # -- signals ----------------------------------------------------------------------
     @contextmanager

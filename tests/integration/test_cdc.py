@@ -256,9 +256,7 @@ def test_kill_during_copy_with_writes_then_resume(dbpair: DbPair) -> None:
     wait_for(
         proc,
         p.workdir,
-        lambda us: any(
-            u["kind"] == "copy" and u["status"] == "running" for u in us
-        ),
+        lambda us: any(u["kind"] == "copy" and u["status"] == "running" for u in us),
     )
     kill_group(proc)
     proc = start_pgferry(*args, "--resume")
@@ -345,4 +343,54 @@ def test_kill_between_commit_and_acknowledgement(dbpair: DbPair) -> None:
     proc = start_pgferry(*args, "--resume")
     cutover(p, proc)
     assert_equal(p)
+    drop_origin(p)
+
+
+def test_resume_with_foreign_keys_across_snapshots(dbpair: DbPair) -> None:
+    """Parent copied before the crash, child after it: the child holds rows whose parent
+    arrives through the change stream. Foreign keys wait for the catch-up to validate."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE parent (id bigint PRIMARY KEY, pad text);"
+            "INSERT INTO parent SELECT g, repeat('p', 300) FROM generate_series(1, 120000) g;"
+            "CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint NOT NULL "
+            "REFERENCES parent, pad text);"
+            "INSERT INTO child SELECT g, g, repeat('c', 150) FROM generate_series(1, 120000) g;"
+            "CREATE SEQUENCE ids START 1000000;"
+        )
+
+    def family(conn: psycopg.Connection, rng: random.Random) -> None:
+        with conn.transaction():
+            row = conn.execute("SELECT nextval('ids')").fetchone()
+            conn.execute("INSERT INTO parent VALUES (%s, 'new')", row)
+            conn.execute("INSERT INTO child VALUES (%s, %s, 'new')", (row[0], row[0]))
+
+    load = Load(p.source_uri, family, pause=0.001)
+    load.start()
+    args = follow_args(p, "test_decoding", "--table-jobs", "1")
+    proc = start_pgferry(*args)
+    wait_for(
+        proc,
+        p.workdir,
+        lambda us: any(
+            u["kind"] == "copy" and u["label"] == "public.child" and u["status"] == "running"
+            for u in us
+        ),
+    )
+    kill_group(proc)
+    proc = start_pgferry(*args, "--resume")
+    try:
+        wait_until(
+            lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc, timeout=240
+        )
+    finally:
+        load.finish()
+    err = cutover(p, proc)
+    assert "added NOT VALID" in err and "validated" in err
+    assert_equal(p)
+    with p.tgt_conn() as conn:
+        assert conn.execute(
+            "SELECT convalidated FROM pg_constraint WHERE contype = 'f'"
+        ).fetchall() == [(True,)]
     drop_origin(p)
