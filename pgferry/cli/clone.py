@@ -250,10 +250,15 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
         progress=not args.no_progress and not args.quiet,
         follow=args.follow,
         cdc=cdc_options_from_args(args),
+        skip_preflight=args.skip_preflight,
     )
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.detach:
+        from pgferry.ops.detach import detach
+
+        return detach(sys.argv[1:], resolve_dir(args))
     from pgferry.clone.run import run_clone
 
     options = options_from_args(args)

@@ -56,6 +56,7 @@ class CloneOptions:
     progress: bool = True
     follow: bool = False
     cdc: CdcOptions = field(default_factory=CdcOptions)
+    skip_preflight: bool = False
 
     @property
     def effective_restore_jobs(self) -> int:

@@ -135,6 +135,8 @@ class Clone:
             target.close()
         for side in (self.o.source, self.o.target):
             terminate_orphans(side, self.tag)
+        if not o.skip_preflight:
+            self._preflight_checks()
         try:
             summary = self._phases(tools)
         except Interrupted as exc:
@@ -148,6 +150,53 @@ class Clone:
             raise
         self._end_run("done", None)
         return summary
+
+    def _preflight_checks(self) -> None:
+        """pgferry preflight, before anything is written: a FAIL stops the clone."""
+        from pgferry.ops.preflight import run_preflight
+
+        o = self.o
+        resuming = self._target_written()
+        report = run_preflight(
+            o.source,
+            o.target,
+            o.filters,
+            follow=o.follow,
+            plugin=o.cdc.plugin,
+            slot=o.cdc.slot,
+            origin=o.cdc.origin,
+            workdir=self.workdir.path,
+            table_jobs=o.table_jobs,
+            index_jobs=o.index_jobs,
+            drop_if_exists=o.drop_if_exists or o.restart,
+            resume=resuming,
+        )
+        for check in report.warnings:
+            log.warning(
+                "preflight: %s: %s%s",
+                check.name,
+                check.message,
+                f" (fix: {check.fix})" if check.fix else "",
+            )
+        if report.failed:
+            for check in report.failed:
+                log.error(
+                    "preflight: %s: %s%s",
+                    check.name,
+                    check.message,
+                    f" (fix: {check.fix})" if check.fix else "",
+                )
+            first = report.failed[0]
+            raise InputError(
+                f"preflight failed ({len(report.failed)} check(s)): {first.message}",
+                fix=(first.fix or "see the preflight lines above")
+                + "; run pgferry preflight for the full report",
+            )
+        log.info(
+            "preflight: %d checks passed, %d warnings",
+            len(report.checks) - len(report.warnings),
+            len(report.warnings),
+        )
 
     def _end_run(self, status: str, error: str | None) -> None:
         if self.store is not None and self.run_id:

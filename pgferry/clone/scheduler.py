@@ -26,7 +26,7 @@ from pgferry.state.store import Status, UnitKind, UnitRow
 
 log = logging.getLogger(__name__)
 
-PROGRESS_FLUSH_SECONDS = 1.0
+PROGRESS_FLUSH_SECONDS = 0.25
 BIG_INDEX_TABLE_BYTES = 256 * 1024 * 1024  # below this, parallel index builds do not pay
 MAX_PARALLEL_MAINTENANCE = 4
 
@@ -89,11 +89,14 @@ class Scheduler:
         self.status: dict[int, Status] = {}
         self.by_table: dict[int, dict[UnitKind, list[int]]] = defaultdict(lambda: defaultdict(list))
         self.failures: list[tuple[UnitRow, str]] = []
+        self.copied_bytes = 0  # bytes of the copy units done (this run and earlier ones)
         self.phase_started: set[str] = set()
 
     # -- setup --------------------------------------------------------------------------
     def load(self) -> None:
         for u in self.store.units():
+            if u.kind == UnitKind.COPY and u.status == Status.DONE:
+                self.copied_bytes += u.bytes
             self.units[u.id] = u
             self.status[u.id] = u.status
             if u.table_oid:
@@ -153,7 +156,7 @@ class Scheduler:
                 if running == 0 and (stopping or self.failures or not self._any_ready()):
                     break
                 try:
-                    outcome = self.results.get(timeout=0.5)
+                    outcome = self.results.get(timeout=PROGRESS_FLUSH_SECONDS)
                 except queue.Empty:
                     outcome = None
                 if outcome is not None:
@@ -237,6 +240,8 @@ class Scheduler:
         self.ctx.progress.pop(unit.id, None)
         if outcome.ok:
             self.store.unit_done(unit.id, bytes_=outcome.bytes, rows=outcome.rows)
+            if unit.kind == UnitKind.COPY:
+                self.copied_bytes += outcome.bytes
             self.status[unit.id] = Status.DONE
             if outcome.note:
                 log.debug("%s %s: %s", unit.kind, unit.label, outcome.note)
@@ -295,11 +300,7 @@ class Scheduler:
         tables = {u.table_oid for u in self.units.values() if u.kind == UnitKind.COPY}
         tables_done = sum(1 for t in tables if self._all_done(self.by_table[t][UnitKind.COPY]))
         bytes_total = sum(t.bytes for t in self.ctx.catalog.tables if t.oid in tables)
-        copy_rows = self.store.units(UnitKind.COPY)
-        bytes_done = sum(
-            r.bytes if r.status == Status.DONE else self.ctx.progress.get(r.id, r.bytes)
-            for r in copy_rows
-        )
+        bytes_done = self.copied_bytes + sum(self.ctx.progress.values())
         return Snapshot(
             done=dict(done),
             total=dict(total),
