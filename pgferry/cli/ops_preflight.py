@@ -1,0 +1,150 @@
+"""`pgferry preflight` and `pgferry filters init`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from pgferry.catalog.filters import FilterError, Filters, no_filters, parse_filters
+from pgferry.cdc.follow import PLUGINS
+from pgferry.cli.common import (
+    add_dir,
+    add_filters,
+    add_source,
+    add_target,
+    positive,
+    resolve_conn,
+    resolve_dir,
+    resolve_filters,
+)
+from pgferry.cli.env import env_int, env_value
+from pgferry.errors import InputError, UsageError
+from pgferry.ops.providers import PROVIDERS, provider_filters
+
+
+def register(sub: Any) -> None:
+    from pgferry.cli.main import add_logging_flags
+
+    p = sub.add_parser(
+        "preflight",
+        help="check the source, the target and this machine before a migration",
+        description="Check everything that would make the migration fail or lose data, "
+        "without writing anything. Exit 1 when a check fails.",
+    )
+    add_source(p)
+    add_target(p)
+    add_dir(p)
+    add_filters(p)
+    p.add_argument(
+        "--follow", action="store_true", help="check for clone --follow (logical decoding)"
+    )
+    p.add_argument(
+        "--plugin",
+        choices=PLUGINS,
+        help="logical decoding plugin (env PGCOPYDB_OUTPUT_PLUGIN; default test_decoding)",
+    )
+    p.add_argument("--slot-name", metavar="NAME", help="replication slot (default pgferry)")
+    p.add_argument(
+        "--origin", metavar="NAME", help="replication origin on the target (default pgferry)"
+    )
+    p.add_argument(
+        "--table-jobs",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="COPY workers planned (env PGCOPYDB_TABLE_JOBS; default 4)",
+    )
+    p.add_argument(
+        "--index-jobs",
+        type=int,
+        metavar="N",
+        help="CREATE INDEX workers planned (env PGCOPYDB_INDEX_JOBS; default 4)",
+    )
+    p.add_argument(
+        "--drop-if-exists",
+        action="store_true",
+        help="the migration will replace objects on a non-empty target",
+    )
+    p.add_argument("--resume", action="store_true", help="check for resuming the migration in DIR")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_logging_flags(p)
+    p.set_defaults(handler=handle_preflight)
+
+    f = sub.add_parser("filters", help="filter file helpers")
+    fsub = f.add_subparsers(dest="filters_command", metavar="COMMAND")
+    fsub.required = True
+    init = fsub.add_parser(
+        "init",
+        help="write a starting filter file for a source on a managed service",
+        description="Write a filter file that excludes the internal schemas, extensions "
+        "and event triggers of a managed PostgreSQL service, each with the reason.",
+    )
+    init.add_argument(
+        "--for", dest="provider", required=True, choices=PROVIDERS, help="where the source runs"
+    )
+    init.add_argument(
+        "--output", "-o", metavar="FILE", default="filters.ini", help="default ./filters.ini"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    add_logging_flags(init)
+    init.set_defaults(handler=handle_filters_init)
+
+
+def handle_preflight(args: argparse.Namespace) -> int:
+    from pgferry.ops.preflight import run_preflight
+
+    plugin = args.plugin or env_value("OUTPUT_PLUGIN") or "test_decoding"
+    if plugin not in PLUGINS:
+        raise UsageError(f"unknown plugin {plugin}", fix=f"use one of {', '.join(PLUGINS)}")
+    filters, problem = _filters(args)
+    report = run_preflight(
+        resolve_conn(args, "source"),
+        resolve_conn(args, "target"),
+        filters,
+        follow=args.follow,
+        plugin=plugin,
+        slot=args.slot_name or "pgferry",
+        origin=args.origin or "pgferry",
+        workdir=resolve_dir(args),
+        table_jobs=_jobs(args.table_jobs, "TABLE_JOBS"),
+        index_jobs=_jobs(args.index_jobs, "INDEX_JOBS"),
+        drop_if_exists=args.drop_if_exists,
+        resume=args.resume,
+        filters_error=problem,
+    )
+    if args.json:
+        report.print_json()
+    else:
+        report.render()
+    return report.exit_code()
+
+
+def _filters(args: argparse.Namespace) -> tuple[Filters, FilterError | None]:
+    """A filter file that does not parse is a line of the report, not an early exit."""
+    try:
+        return resolve_filters(args), None
+    except FilterError as exc:
+        return no_filters(), exc
+
+
+def _jobs(flag: int | None, env: str) -> int:
+    value = flag if flag is not None else env_int(env, 4)
+    return positive(f"--{env.lower().replace('_', '-')}", value)
+
+
+def handle_filters_init(args: argparse.Namespace) -> int:
+    text = provider_filters(args.provider)
+    entries = len(parse_filters(text, f"<{args.provider} filters>").entries)
+    path = Path(args.output)
+    if path.exists() and not args.force:
+        raise InputError(
+            f"{path} already exists", fix="choose another --output, or add --force to replace it"
+        )
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"wrote {path}: {entries} exclusions for a source on {args.provider}")
+    print(f"review it, then: pgferry preflight --filters {path} ...")
+    return 0
