@@ -169,8 +169,14 @@ class ConnInfo:
         return conn
 
     def connect_replication(self, purpose: str = "pgferry") -> psycopg.Connection[Any]:
-        """A logical replication (walsender) connection to the database."""
-        return self.connect(purpose, replication="database")
+        """A logical replication (walsender) connection to the database.
+
+        Output settings are pinned so the decoded values (dates, intervals, floats)
+        come in a form the target reads back exactly, whatever the server's defaults.
+        """
+        pinned = "-c datestyle=ISO,MDY -c intervalstyle=postgres -c extra_float_digits=3"
+        options = f"{self.params['options']} {pinned}" if self.params.get("options") else pinned
+        return self.connect(purpose, replication="database", options=options)
 
 
 def apply_settings(conn: psycopg.Connection[Any], settings: Mapping[str, str]) -> None:
