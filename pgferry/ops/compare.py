@@ -12,7 +12,11 @@ Schema: per object type (schemas, tables, columns, indexes, constraints, ...) th
 names on each side and, where it has one, each object's definition as the server prints it.
 
 Both skip the system schemas, pgferry's own schema and objects that belong to extensions:
-the same scope as the migration.
+the same scope as the migration. `FilterScope` narrows that scope to what the filters
+keep, by name on both sides (used by `compare_schema(filters=...)` and `pgferry verify`).
+
+Each side's reads share one exported snapshot; worker transactions restart on it every
+LOCK_BUDGET relations so that thousands of tables do not exhaust the lock table.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -31,6 +36,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry.catalog.filters import Filters, no_filters
 from pgferry.catalog.queries import SYSTEM_SCHEMA_FILTER
 from pgferry.pg.conninfo import ConnInfo
 
@@ -53,6 +59,11 @@ READ_SETTINGS = {
 # Connection-level: the snapshot-holding transaction idles while the workers read.
 _SESSION_SETTINGS = {"idle_in_transaction_session_timeout": "0"}
 
+# Relations a worker's transaction reads before it starts a new one on the same snapshot:
+# each read keeps a lock on the relation (and its indexes) until the transaction ends, and
+# thousands of tables would exhaust the server's lock table (max_locks_per_transaction).
+LOCK_BUDGET = 32
+SEQUENCE_BATCH = LOCK_BUDGET
 LARGE_OBJECT_CHUNK = 4 * 1024 * 1024  # bytes read by lo_get per object per round
 LARGE_OBJECT_BATCH = 5000  # objects per query
 _MAX_LISTED = 10  # large object OIDs named in one problem line
@@ -371,13 +382,30 @@ SELECT m.oid::int8, pg_catalog.md5(c), pg_catalog.length(c)
 """
 
 
-def _begin(conn: psycopg.Connection[Any], snapshot: str | None) -> None:
-    """Open the read-only transaction every read of one side runs in."""
+def _begin(
+    conn: psycopg.Connection[Any],
+    snapshot: str | None,
+    settings: Mapping[str, str] | None = None,
+) -> None:
+    """Open the read-only transaction every read of one side runs in.
+
+    `settings` (transaction-local) come after READ_SETTINGS and may override them.
+    """
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     if snapshot is not None:
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-    for name, value in READ_SETTINGS.items():
-        conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", (name, value))
+    _set_local(conn, {**READ_SETTINGS, **(settings or {})})
+
+
+def _set_local(conn: psycopg.Connection[Any], settings: Mapping[str, str]) -> None:
+    """Transaction-local settings, in one round trip."""
+    if not settings:
+        return
+    calls = sql.SQL(", ").join(
+        sql.SQL("pg_catalog.set_config({}, {}, true)").format(sql.Literal(k), sql.Literal(v))
+        for k, v in settings.items()
+    )
+    conn.execute(sql.SQL("SELECT {}").format(calls))
 
 
 @contextmanager
@@ -406,9 +434,16 @@ class _Side:
     the holder exported, so that every table of one side is read as of the same moment.
     """
 
-    def __init__(self, info: ConnInfo) -> None:
+    def __init__(
+        self,
+        info: ConnInfo,
+        purpose: str = "compare",
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.info = info
-        self.holder = info.connect(f"pgferry compare {info.role}", settings=_SESSION_SETTINGS)
+        self.purpose = f"pgferry {purpose} {info.role}"
+        self.settings = dict(settings or {})  # transaction-local, on top of READ_SETTINGS
+        self.holder = info.connect(self.purpose, settings=_SESSION_SETTINGS)
         self.snapshot: str | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -434,8 +469,7 @@ class _Side:
             )
             self.holder.execute("ROLLBACK")
             self.holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        for name, value in READ_SETTINGS.items():
-            self.holder.execute("SELECT pg_catalog.set_config(%s, %s, true)", (name, value))
+        _set_local(self.holder, READ_SETTINGS)
 
     # -- catalog, sequences and large objects: on the holder --------------------------
     def relations(self) -> dict[tuple[str, str], _Relation]:
@@ -455,13 +489,10 @@ class _Side:
                 readable.append((schema, name, int(increment)))
             else:
                 result[(schema, name)] = f"no SELECT privilege on the {self.info.role}"
-        for start in range(0, len(readable), 500):
-            batch = readable[start : start + 500]
+        for start in range(0, len(readable), SEQUENCE_BATCH):
+            batch = readable[start : start + SEQUENCE_BATCH]
             try:
-                with _savepoint(self.holder):
-                    rows = self.holder.execute(
-                        sequence_query([(s, n) for s, n, _ in batch])
-                    ).fetchall()
+                rows = self.fetch(sequence_query([(s, n) for s, n, _ in batch]), None, len(batch))
             except psycopg.Error as exc:
                 for schema, name, _ in batch:
                     result[(schema, name)] = f"{self.info.role}: {_error_text(exc)}"
@@ -500,22 +531,40 @@ class _Side:
         return {oid: h.hexdigest() for oid, h in hashes.items()}
 
     # -- table fingerprints: on the calling worker's connection ------------------------
-    def fingerprint(self, query: sql.Composed) -> tuple[int, str]:
+    def fingerprint(
+        self, query: sql.SQL | sql.Composed, params: Sequence[Any] | None = None
+    ) -> tuple[int, str]:
+        """(row count, hash) from a fingerprint-shaped query."""
+        rows = self.fetch(query, params)
+        return int(rows[0][0]), str(rows[0][1])
+
+    def fetch(
+        self, query: sql.SQL | sql.Composed, params: Sequence[Any] | None = None, relations: int = 1
+    ) -> list[Any]:
+        """All rows of a query reading `relations` relations, on the calling thread's
+        connection (in the snapshot)."""
         conn = self._worker_conn()
+        self._spend(conn, relations)
         with _savepoint(conn):
-            row = conn.execute(query).fetchone()
-        assert row is not None
-        return int(row[0]), str(row[1])
+            return conn.execute(query, params).fetchall()
+
+    def _spend(self, conn: psycopg.Connection[Any], relations: int) -> None:
+        """Start a new transaction on the shared snapshot once LOCK_BUDGET is spent (not
+        possible without a shared snapshot: a new one would read another moment)."""
+        spent = getattr(self._local, "spent", 0)
+        if self.snapshot is not None and spent and spent + relations > LOCK_BUDGET:
+            conn.execute("COMMIT")
+            _begin(conn, self.snapshot, self.settings)
+            spent = 0
+        self._local.spent = spent + relations
 
     def _worker_conn(self) -> psycopg.Connection[Any]:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self.info.connect(
-                f"pgferry compare {self.info.role}", settings=_SESSION_SETTINGS
-            )
+            conn = self.info.connect(self.purpose, settings=_SESSION_SETTINGS)
             with self._lock:
                 self._workers.append(conn)
-            _begin(conn, self.snapshot)
+            _begin(conn, self.snapshot, self.settings)
             self._local.conn = conn
         return conn
 
@@ -755,6 +804,7 @@ def _compare_large_objects(src: _Side, tgt: _Side) -> LargeObjectResult:
 _SINGULAR = {
     "schemas": "schema",
     "extensions": "extension",
+    "event triggers": "event trigger",
     "types": "type",
     "tables": "table",
     "columns": "column",
@@ -762,23 +812,64 @@ _SINGULAR = {
     "constraints": "constraint",
     "sequences": "sequence",
     "views": "view",
+    "materialized views": "materialized view",
     "functions": "function",
     "triggers": "trigger",
+    "policies": "policy",
 }
 
 _NS = SYSTEM_SCHEMA_FILTER
 _REL_MEMBER = _not_member("pg_class", "c.oid")
+_NO_REFS = "'{}'::text[]"
 
-# Each query returns (name parts..., definition); the name parts are joined and quoted in
-# Python so that both sides name objects alike whatever their server version quotes.
+
+def _relation_refs(how: str, condition: str) -> str:
+    """SQL: the (how, schema, relation) triples of the relations `rc` matching `condition`."""
+    return f"""coalesce((
+        SELECT pg_catalog.array_agg(DISTINCT ARRAY['{how}', rn.nspname::text, rc.relname::text])
+          FROM pg_catalog.pg_class rc
+          JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace
+         WHERE {condition}), {_NO_REFS})"""
+
+
+_OWNER_TABLE = """rc.oid IN (
+    SELECT d.refobjid FROM pg_catalog.pg_depend d
+     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
+       AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND d.deptype IN ('a', 'i'))"""
+
+_VIEW_USES = """rc.oid IN (
+    SELECT d.refobjid FROM pg_catalog.pg_rewrite rw
+      JOIN pg_catalog.pg_depend d
+        ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = rw.oid
+       AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+     WHERE rw.ev_class = c.oid AND d.refobjid <> c.oid)"""
+
+# Each query returns (schema, relation, refs, name parts, definition): the namespace and
+# the relation the filters judge the object by, the relations it depends on (triples: how,
+# schema, relation), its name parts (joined and quoted in Python, so that both sides name
+# objects alike whatever their server version quotes) and its definition as the server
+# prints it.
 SCHEMA_QUERIES: dict[str, str] = {
     "schemas": f"""
-        SELECT n.nspname, '' FROM pg_catalog.pg_namespace n
+        SELECT n.nspname, NULL, {_NO_REFS}, ARRAY[n.nspname::text], ''
+          FROM pg_catalog.pg_namespace n
          WHERE {_NS} AND {_not_member("pg_namespace", "n.oid")}""",
-    "extensions": """
-        SELECT e.extname, '' FROM pg_catalog.pg_extension e""",
+    "extensions": f"""
+        SELECT n.nspname, NULL, {_NO_REFS}, ARRAY[e.extname::text], 'version ' || e.extversion
+          FROM pg_catalog.pg_extension e
+          JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace""",
+    "event triggers": f"""
+        SELECT NULL, NULL, {_NO_REFS}, ARRAY[e.evtname::text],
+               'on ' || e.evtevent || ' execute ' || e.evtfoid::pg_catalog.regprocedure::text
+               || coalesce(' when tag in (' || pg_catalog.array_to_string(e.evttags, ', ')
+                           || ')', '')
+               || CASE e.evtenabled WHEN 'D' THEN ' (disabled)' WHEN 'R' THEN ' (replica)'
+                                    WHEN 'A' THEN ' (always)' ELSE '' END
+          FROM pg_catalog.pg_event_trigger e
+         WHERE {_not_member("pg_event_trigger", "e.oid")}""",
     "types": f"""
-        SELECT n.nspname, t.typname,
+        SELECT n.nspname, NULL, {_NO_REFS}, ARRAY[n.nspname::text, t.typname::text],
                CASE t.typtype
                  WHEN 'e' THEN 'enum (' || (SELECT pg_catalog.string_agg(
                           pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
@@ -800,6 +891,15 @@ SCHEMA_QUERIES: dict[str, str] = {
            AND {_not_member("pg_type", "t.oid")}""",  # noqa: E501
     "tables": f"""
         SELECT n.nspname, c.relname,
+               coalesce((SELECT pg_catalog.array_agg(ARRAY[
+                                  CASE WHEN c.relispartition THEN 'partition of'
+                                       ELSE 'inherits' END,
+                                  pn.nspname::text, pc.relname::text] ORDER BY i.inhseqno)
+                           FROM pg_catalog.pg_inherits i
+                           JOIN pg_catalog.pg_class pc ON pc.oid = i.inhparent
+                           JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+                          WHERE i.inhrelid = c.oid), {_NO_REFS}),
+               ARRAY[n.nspname::text, c.relname::text],
                CASE c.relkind WHEN 'p' THEN 'partitioned table'
                               WHEN 'f' THEN 'foreign table' ELSE 'table' END
                || CASE c.relpersistence WHEN 'u' THEN ' (unlogged)' ELSE '' END
@@ -808,12 +908,15 @@ SCHEMA_QUERIES: dict[str, str] = {
                               FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid)
                             || ' ' || pg_catalog.pg_get_expr(c.relpartbound, c.oid)
                        ELSE '' END
+               || CASE WHEN c.relrowsecurity THEN ' with row level security' ELSE '' END
+               || CASE WHEN c.relforcerowsecurity THEN ' (forced)' ELSE '' END
           FROM pg_catalog.pg_class c
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p', 'f') AND c.relpersistence IN ('p', 'u')
            AND {_NS} AND {_REL_MEMBER}""",
     "columns": f"""
-        SELECT n.nspname, c.relname, a.attname,
+        SELECT n.nspname, c.relname, {_NO_REFS},
+               ARRAY[n.nspname::text, c.relname::text, a.attname::text],
                pg_catalog.format_type(a.atttypid, a.atttypmod)
                || CASE WHEN a.attcollation <> t.typcollation
                        THEN ' COLLATE ' || co.collname::text ELSE '' END
@@ -836,17 +939,22 @@ SCHEMA_QUERIES: dict[str, str] = {
          WHERE c.relkind IN ('r', 'p', 'f') AND a.attnum > 0 AND NOT a.attisdropped
            AND {_NS} AND {_REL_MEMBER}""",
     "indexes": f"""
-        SELECT n.nspname, ci.relname, pg_catalog.pg_get_indexdef(i.indexrelid)
+        SELECT n.nspname, c.relname, {_NO_REFS}, ARRAY[n.nspname::text, ci.relname::text],
+               pg_catalog.pg_get_indexdef(i.indexrelid)
+               || CASE WHEN NOT i.indisvalid THEN ' (invalid)' ELSE '' END
           FROM pg_catalog.pg_index i
           JOIN pg_catalog.pg_class ci ON ci.oid = i.indexrelid
           JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
           JOIN pg_catalog.pg_namespace n ON n.oid = ci.relnamespace
          WHERE {_NS} AND {_REL_MEMBER}""",
     "constraints": f"""
-        SELECT n.nspname, coalesce(c.relname, t.typname), con.conname,
+        SELECT n.nspname, c.relname,
+               pg_catalog.array_cat(
+                   {_relation_refs("references", "rc.oid = con.confrelid")},
+                   {_relation_refs("index", "rc.oid = con.conindid")}),
+               ARRAY[n.nspname::text, coalesce(c.relname, t.typname)::text, con.conname::text],
                pg_catalog.pg_get_constraintdef(con.oid)
-               || CASE WHEN con.contype = 'f' AND NOT con.convalidated
-                       THEN ' (not validated)' ELSE '' END
+               || CASE WHEN NOT con.convalidated THEN ' (not validated)' ELSE '' END
           FROM pg_catalog.pg_constraint con
           JOIN pg_catalog.pg_namespace n ON n.oid = con.connamespace
           LEFT JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
@@ -856,7 +964,8 @@ SCHEMA_QUERIES: dict[str, str] = {
            AND (c.oid IS NULL OR {_REL_MEMBER})
            AND (t.oid IS NULL OR {_not_member("pg_type", "t.oid")})""",
     "sequences": f"""
-        SELECT n.nspname, c.relname,
+        SELECT n.nspname, NULL, {_relation_refs("owned by", _OWNER_TABLE)},
+               ARRAY[n.nspname::text, c.relname::text],
                pg_catalog.format_type(s.seqtypid, NULL)
                || ' increment ' || s.seqincrement || ' min ' || s.seqmin
                || ' max ' || s.seqmax || ' start ' || s.seqstart || ' cache ' || s.seqcache
@@ -866,14 +975,21 @@ SCHEMA_QUERIES: dict[str, str] = {
           JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
          WHERE c.relkind = 'S' AND {_NS} AND {_REL_MEMBER}""",
     "views": f"""
-        SELECT n.nspname, c.relname,
-               CASE c.relkind WHEN 'm' THEN 'materialized view: ' ELSE 'view: ' END
-               || pg_catalog.pg_get_viewdef(c.oid)
+        SELECT n.nspname, c.relname, {_relation_refs("uses", _VIEW_USES)},
+               ARRAY[n.nspname::text, c.relname::text], pg_catalog.pg_get_viewdef(c.oid)
           FROM pg_catalog.pg_class c
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind IN ('v', 'm') AND {_NS} AND {_REL_MEMBER}""",
+         WHERE c.relkind = 'v' AND {_NS} AND {_REL_MEMBER}""",
+    "materialized views": f"""
+        SELECT n.nspname, c.relname, {_relation_refs("uses", _VIEW_USES)},
+               ARRAY[n.nspname::text, c.relname::text], pg_catalog.pg_get_viewdef(c.oid)
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'm' AND {_NS} AND {_REL_MEMBER}""",
     "functions": f"""
-        SELECT n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid),
+        SELECT n.nspname, NULL, {_NO_REFS},
+               ARRAY[n.nspname::text, p.proname::text,
+                     pg_catalog.pg_get_function_identity_arguments(p.oid)],
                CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate'
                               WHEN 'w' THEN 'window function' ELSE 'function' END
                || coalesce(' returns ' || pg_catalog.pg_get_function_result(p.oid), '')
@@ -884,44 +1000,359 @@ SCHEMA_QUERIES: dict[str, str] = {
           JOIN pg_catalog.pg_language l ON l.oid = p.prolang
          WHERE {_NS} AND {_not_member("pg_proc", "p.oid")}""",
     "triggers": f"""
-        SELECT n.nspname, c.relname, tg.tgname, pg_catalog.pg_get_triggerdef(tg.oid)
+        SELECT n.nspname, c.relname, {_NO_REFS},
+               ARRAY[n.nspname::text, c.relname::text, tg.tgname::text],
+               pg_catalog.pg_get_triggerdef(tg.oid)
+               || CASE tg.tgenabled WHEN 'D' THEN ' (disabled)' WHEN 'R' THEN ' (replica)'
+                                    WHEN 'A' THEN ' (always)' ELSE '' END
           FROM pg_catalog.pg_trigger tg
           JOIN pg_catalog.pg_class c ON c.oid = tg.tgrelid
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE NOT tg.tgisinternal AND {_NS} AND {_REL_MEMBER}""",
+    "policies": f"""
+        SELECT n.nspname, c.relname, {_NO_REFS},
+               ARRAY[n.nspname::text, c.relname::text, pol.polname::text],
+               CASE WHEN pol.polpermissive THEN 'permissive' ELSE 'restrictive' END
+               || ' for ' || CASE pol.polcmd WHEN 'r' THEN 'select' WHEN 'a' THEN 'insert'
+                                             WHEN 'w' THEN 'update' WHEN 'd' THEN 'delete'
+                                             ELSE 'all' END
+               || ' to ' || CASE WHEN pol.polroles = '{{0}}' THEN 'public'
+                                 ELSE (SELECT pg_catalog.string_agg(
+                                                  pg_catalog.quote_ident(r.rolname), ', '
+                                                  ORDER BY r.rolname)
+                                         FROM pg_catalog.pg_roles r
+                                        WHERE r.oid = ANY (pol.polroles)) END
+               || coalesce(' using (' || pg_catalog.pg_get_expr(pol.polqual, pol.polrelid)
+                           || ')', '')
+               || coalesce(' with check ('
+                           || pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid) || ')', '')
+          FROM pg_catalog.pg_policy pol
+          JOIN pg_catalog.pg_class c ON c.oid = pol.polrelid
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE {_NS} AND {_REL_MEMBER}""",
 }
 
+# Comments and owners: the objects are rows x(classid, objid, subid, value). Their scope
+# is read from the catalogs (pg_identify_object quotes names): the relation they are or
+# belong to, its namespace (else the object's own), and the extension or event trigger.
+_DECORATED = """
+  LEFT JOIN LATERAL (
+        SELECT n.nspname, c.relname
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = CASE x.classid
+                 WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN x.objid
+                 WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass
+                 THEN (SELECT k.conrelid FROM pg_catalog.pg_constraint k WHERE k.oid = x.objid)
+                 WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass
+                 THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = x.objid)
+                 WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass
+                 THEN (SELECT p.polrelid FROM pg_catalog.pg_policy p WHERE p.oid = x.objid)
+                 END) r ON true
+  CROSS JOIN LATERAL (SELECT coalesce(r.nspname, CASE x.classid
+                 WHEN 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                 THEN (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = x.objid)
+                 WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass
+                 THEN (SELECT n.nspname FROM pg_catalog.pg_proc p
+                         JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                        WHERE p.oid = x.objid)
+                 WHEN 'pg_catalog.pg_type'::pg_catalog.regclass
+                 THEN (SELECT n.nspname FROM pg_catalog.pg_type t
+                         JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+                        WHERE t.oid = x.objid)
+                 WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass
+                 THEN (SELECT n.nspname FROM pg_catalog.pg_constraint k
+                         JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
+                        WHERE k.oid = x.objid) END) AS nspname) ns
+  CROSS JOIN LATERAL pg_catalog.pg_identify_object(x.classid, x.objid, x.subid) o
+  CROSS JOIN LATERAL pg_catalog.pg_identify_object_as_address(x.classid, x.objid, x.subid) a
+ WHERE x.objid >= 16384
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                    WHERE e.classid = x.classid AND e.objid = x.objid AND e.deptype = 'e')
+   AND coalesce(ns.nspname, '') NOT IN ('pg_catalog', 'information_schema', 'pgferry')
+   AND coalesce(ns.nspname, '') !~ '^pg_(toast|temp_)'"""
 
-def compare_schema(source: ConnInfo, target: ConnInfo) -> SchemaComparison:
-    """Compare the sets of objects of each type, and their definitions, on both sides."""
+_DECORATED_COLUMNS = """ns.nspname, r.relname,
+       CASE WHEN o.type IN ('extension', 'event trigger')
+            THEN ARRAY[ARRAY[o.type, '', a.object_names[1]]] ELSE '{}'::text[] END,
+       ARRAY[o.type, o.identity]"""
+
+# Not in `compare schema`, and never more than a warning in `verify`: --no-comments and
+# --no-owner migrations leave them out on purpose. Same row shape as SCHEMA_QUERIES; the
+# name parts are the server's (object type, identity).
+DECORATION_QUERIES: dict[str, str] = {
+    "comments": f"""
+        SELECT {_DECORATED_COLUMNS}, x.value
+          FROM (SELECT d.classoid AS classid, d.objoid AS objid, d.objsubid AS subid,
+                       d.description AS value
+                  FROM pg_catalog.pg_description d
+                 WHERE d.classoid <> 'pg_catalog.pg_largeobject'::pg_catalog.regclass) x
+        {_DECORATED}""",
+    "owners": f"""
+        SELECT n.nspname, c.relname, {_NO_REFS},
+               ARRAY[CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                                    WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+                                    ELSE 'table' END,
+                     pg_catalog.quote_ident(n.nspname) || '.'
+                     || pg_catalog.quote_ident(c.relname)],
+               pg_catalog.pg_get_userbyid(c.relowner)
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND {_NS} AND {_REL_MEMBER}
+        UNION ALL
+        SELECT n.nspname, NULL, {_NO_REFS},
+               ARRAY[CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate'
+                                    ELSE 'function' END,
+                     pg_catalog.quote_ident(n.nspname) || '.'
+                     || pg_catalog.quote_ident(p.proname) || '('
+                     || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')'],
+               pg_catalog.pg_get_userbyid(p.proowner)
+          FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+         WHERE {_NS} AND {_not_member("pg_proc", "p.oid")}
+        UNION ALL
+        SELECT n.nspname, NULL, {_NO_REFS}, ARRAY['schema', pg_catalog.quote_ident(n.nspname)],
+               pg_catalog.pg_get_userbyid(n.nspowner)
+          FROM pg_catalog.pg_namespace n
+         WHERE {_NS} AND {_not_member("pg_namespace", "n.oid")}
+        UNION ALL
+        SELECT n.nspname, NULL, {_NO_REFS},
+               ARRAY['type', pg_catalog.format_type(t.oid, NULL)],
+               pg_catalog.pg_get_userbyid(t.typowner)
+          FROM pg_catalog.pg_type t
+          JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+          LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
+         WHERE (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND c.relkind = 'c'))
+           AND {_NS} AND {_not_member("pg_type", "t.oid")}""",
+}
+
+# Relations the include-only-table filter selects among (the others it never excludes).
+TABLE_LIKE_KINDS = ("tables", "materialized views")
+
+
+@dataclass(frozen=True)
+class SchemaObject:
+    """One catalog object as `compare_schema` sees it, with what the filters judge it by."""
+
+    kind: str  # a key of SCHEMA_QUERIES
+    parts: tuple[str, ...]  # name parts: (schema, table, column), (schema, name, args), ...
+    definition: str
+    schema: str | None = None  # namespace (None: extensions' and event triggers' own rules)
+    relation: str | None = None  # the table or view it is or belongs to, in `schema`
+    refs: tuple[tuple[str, str, str], ...] = ()  # (how, schema, relation) it depends on
+
+    @property
+    def name(self) -> str:
+        """The name shown to users (quoted where needed)."""
+        if self.kind == "functions":
+            return f"{display_name(*self.parts[:2])}({self.parts[2]})"
+        if self.kind in DECORATION_QUERIES:  # (object type, identity), quoted by the server
+            return " ".join(self.parts)
+        return display_name(*self.parts)
+
+
+def read_schema_objects(
+    conn: psycopg.Connection[Any], queries: Mapping[str, str] = SCHEMA_QUERIES
+) -> dict[str, list[SchemaObject]]:
+    """Every object type's objects on one side (run inside a `_begin` transaction)."""
+    objects: dict[str, list[SchemaObject]] = {}
+    for kind, query in queries.items():
+        objects[kind] = [
+            SchemaObject(
+                kind=kind,
+                parts=tuple(parts),
+                definition=definition or "",
+                schema=schema,
+                relation=relation,
+                refs=tuple((str(r[0]), str(r[1]), str(r[2])) for r in refs or ()),
+            )
+            for schema, relation, refs, parts, definition in conn.execute(query).fetchall()
+        ]
+    return objects
+
+
+class FilterScope:
+    """Which objects and which tables' rows the filters keep, judged by name.
+
+    Mirrors the migration's rules (pgferry.catalog.scope) on catalog names, so that the
+    same decision applies to both sides: excluded schemas and tables, include-only lists
+    (with the partitions and parents of an included table), excluded indexes and the
+    constraints they back, extensions and event triggers; and what depends on an excluded
+    relation (views using it, foreign keys referencing it, sequences it owns). Objects that
+    belong to extensions never reach here: the queries leave them out.
+    """
+
+    def __init__(self, filters: Filters, objects: Iterable[SchemaObject] = ()) -> None:
+        self.filters = filters
+        # The filters' sets, computed once (the Filters properties build them per call).
+        self._exclude_schemas = set(filters.exclude_schema)
+        self._only_schemas = set(filters.include_only_schema)
+        self._exclude_tables = {(q.schema, q.name) for q in filters.exclude_table}
+        self._exclude_indexes = {(q.schema, q.name) for q in filters.exclude_index}
+        self._only_extensions = set(filters.include_only_extension)
+        self._exclude_extensions = set(filters.exclude_extension)
+        self._exclude_event_triggers = set(filters.exclude_event_trigger)
+        objs = list(objects)
+        self._table_like = {(o.parts[0], o.parts[1]) for o in objs if o.kind in TABLE_LIKE_KINDS}
+        self._ext_schemas = {
+            o.schema for o in objs if o.kind == "extensions" and self.keeps_extension(o.parts[0])
+        }
+        parents: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+        children: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+        partitions: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+        for o in objs:
+            if o.kind != "tables":
+                continue
+            key = (o.parts[0], o.parts[1])
+            for how, schema, name in o.refs:
+                parents[key].add((schema, name))
+                children[(schema, name)].add(key)
+                if how == "partition of":
+                    partitions[(schema, name)].add(key)
+        self._wanted: set[tuple[str, str]] | None = None
+        if filters.include_only_table:
+            seeds = {(q.schema, q.name) for q in filters.include_only_table}
+            self._wanted = seeds | _reach(seeds, children) | _reach(seeds, parents)
+        no_data = {(q.schema, q.name) for q in filters.exclude_table_data}
+        self._no_data = no_data | _reach(no_data, partitions)
+        self._dependent = self._dependent_views(objs)
+
+    # -- names ----------------------------------------------------------------------------
+    def schema_excluded(self, schema: str | None) -> bool:
+        if schema is None:
+            return False
+        if schema in self._exclude_schemas:
+            return True
+        return bool(self._only_schemas) and schema not in self._only_schemas
+
+    def keeps_extension(self, name: str) -> bool:
+        if self._only_extensions:
+            return name in self._only_extensions
+        return name not in self._exclude_extensions
+
+    def _table_out(self, key: tuple[str, str]) -> bool:
+        """Excluded by the filters themselves (not through a dependency)."""
+        if self.schema_excluded(key[0]):
+            return True
+        if key in self._exclude_tables:
+            return True
+        return self._wanted is not None and key in self._table_like and key not in self._wanted
+
+    def keeps_relation(self, schema: str, name: str) -> bool:
+        """A table, view, materialized view or sequence (by name) is in scope."""
+        key = (schema, name)
+        return not self._table_out(key) and key not in self._dependent
+
+    def keeps_index(self, schema: str, name: str) -> bool:
+        return (schema, name) not in self._exclude_indexes
+
+    def copies_data(self, schema: str, name: str) -> bool:
+        """The table is in scope and its rows are copied (not [exclude-table-data])."""
+        return self.keeps_relation(schema, name) and (schema, name) not in self._no_data
+
+    def _dependent_views(self, objs: list[SchemaObject]) -> set[tuple[str, str]]:
+        """Views and materialized views that use an excluded relation, at any depth."""
+        views = [o for o in objs if o.kind in ("views", "materialized views")]
+        out: set[tuple[str, str]] = set()
+        changed = True
+        while changed:
+            changed = False
+            for v in views:
+                key = (v.parts[0], v.parts[1])
+                if key in out:
+                    continue
+                if any(self._table_out((s, r)) or (s, r) in out for _, s, r in v.refs):
+                    out.add(key)
+                    changed = True
+        return out
+
+    # -- objects --------------------------------------------------------------------------
+    def keeps(self, obj: SchemaObject) -> bool:
+        """Whether the migration would have created this object on the target."""
+        kind = obj.kind
+        if kind == "extensions":
+            return self.keeps_extension(obj.parts[0])
+        if kind == "event triggers":
+            return obj.parts[0] not in self._exclude_event_triggers
+        if kind == "schemas":
+            return not self.schema_excluded(obj.parts[0]) or obj.parts[0] in self._ext_schemas
+        if self.schema_excluded(obj.schema):
+            return False
+        if kind in ("tables", "views", "materialized views"):
+            return self.keeps_relation(obj.parts[0], obj.parts[1])
+        if (
+            obj.relation is not None
+            and obj.schema is not None
+            and not self.keeps_relation(obj.schema, obj.relation)
+        ):
+            return False
+        if kind == "indexes" and not self.keeps_index(obj.parts[0], obj.parts[1]):
+            return False
+        for how, schema, name in obj.refs:
+            if how == "extension" and not self.keeps_extension(name):
+                return False
+            if how == "event trigger" and name in self._exclude_event_triggers:
+                return False
+            if how == "index" and not self.keeps_index(schema, name):
+                return False
+            if how in ("references", "owned by") and not self.keeps_relation(schema, name):
+                return False
+        return True
+
+
+def _reach(
+    seeds: set[tuple[str, str]], edges: dict[tuple[str, str], set[tuple[str, str]]]
+) -> set[tuple[str, str]]:
+    """Everything reachable from the seeds along the edges (not the seeds themselves)."""
+    out: set[tuple[str, str]] = set()
+    todo = deque(seeds)
+    while todo:
+        for nxt in edges.get(todo.popleft(), ()):
+            if nxt not in out and nxt not in seeds:
+                out.add(nxt)
+                todo.append(nxt)
+    return out
+
+
+def scoped_definitions(
+    objects: dict[str, list[SchemaObject]], scope: FilterScope
+) -> dict[str, dict[str, str]]:
+    """Object type -> {display name: definition} of the objects the filters keep."""
+    return {
+        kind: {o.name: o.definition for o in found if scope.keeps(o)}
+        for kind, found in objects.items()
+    }
+
+
+def compare_schema(
+    source: ConnInfo, target: ConnInfo, filters: Filters | None = None
+) -> SchemaComparison:
+    """Compare the sets of objects of each type, and their definitions, on both sides.
+
+    With `filters`, only what the migration would have created is compared.
+    """
     t0 = time.monotonic()
     src_objects = _schema_objects(source)
     tgt_objects = _schema_objects(target)
-    kinds = tuple(
-        diff_objects(kind, src_objects[kind], tgt_objects[kind]) for kind in SCHEMA_QUERIES
+    scope = FilterScope(
+        filters or no_filters(),
+        [o for side in (src_objects, tgt_objects) for objs in side.values() for o in objs],
     )
+    src, tgt = scoped_definitions(src_objects, scope), scoped_definitions(tgt_objects, scope)
+    kinds = tuple(diff_objects(kind, src[kind], tgt[kind]) for kind in SCHEMA_QUERIES)
     return SchemaComparison(kinds=kinds, seconds=round(time.monotonic() - t0, 3))
 
 
-def _schema_objects(info: ConnInfo) -> dict[str, dict[str, str]]:
-    """Object type -> {display name: definition} for one side, on one snapshot."""
+def _schema_objects(info: ConnInfo) -> dict[str, list[SchemaObject]]:
+    """One side's objects, read on one snapshot."""
     conn = info.connect(f"pgferry compare {info.role}")
     try:
         _begin(conn, None)
-        objects: dict[str, dict[str, str]] = {}
-        for kind, query in SCHEMA_QUERIES.items():
-            rows = conn.execute(query).fetchall()
-            objects[kind] = {_object_name(kind, r[:-1]): r[-1] or "" for r in rows}
+        objects = read_schema_objects(conn)
         conn.execute("ROLLBACK")
     finally:
         conn.close()
     return objects
-
-
-def _object_name(kind: str, parts: Sequence[str]) -> str:
-    if kind == "functions":  # schema, name, identity arguments
-        return f"{display_name(parts[0], parts[1])}({parts[2]})"
-    return display_name(*parts)
 
 
 def diff_objects(kind: str, source: dict[str, str], target: dict[str, str]) -> ObjectKindComparison:

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pgferry.errors import ExitCode
 
@@ -107,16 +108,17 @@ class Report:
         console = Console(
             file=out, highlight=False, soft_wrap=True, width=None if out.isatty() else 140
         )
-        console.print(f"[bold]{self.title}[/bold]")
+        console.print(Text(self.title, style="bold"))
         for key, value in self.facts.items():
-            console.print(f"  {key}: {value}")
+            console.print(Text(f"  {key}: {value}"))
         table = Table(show_header=True, header_style="bold")
         table.add_column("Result", no_wrap=True)
         table.add_column("Check", no_wrap=True)
         table.add_column("Details")
         for c in self.checks:
+            # Names of objects may hold brackets: never let them be read as markup.
             text = c.message + (f"\nfix: {c.fix}" if c.fix and c.verdict != Verdict.PASS else "")
-            table.add_row(f"[{_STYLE[c.verdict]}]{c.verdict}[/]", c.name, text)
+            table.add_row(Text(str(c.verdict), style=_STYLE[c.verdict]), Text(c.name), Text(text))
         console.print(table)
         counts = {v: sum(1 for c in self.checks if c.verdict == v) for v in Verdict}
         summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
