@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from pgferry.catalog.filters import Filters
 from pgferry.catalog.model import Sequence
 from pgferry.cdc.apply import Applier, ApplyScope
 from pgferry.cdc.protocol import create_slot, current_wal_lsn
@@ -282,10 +283,43 @@ class Cdc:
         log.info("synced %d sequences from the source", len(sequences))
 
 
+def verify_after_cutover(
+    source: ConnInfo, target: ConnInfo, filters: Filters, store: StateStore
+) -> None:
+    """pgferry verify (quick mode) right after the cutover; a FAIL fails the run.
+
+    Only when the end position was the source's position at the time (stop-cdc, set
+    endpos --current: writes had stopped): an earlier end position leaves later changes
+    out on purpose, and the source cannot be compared with.
+    """
+    from pgferry.ops.verify import run_verify
+
+    if store.get_meta("endpos_kind") != "current":
+        log.info(
+            "end position given as an LSN: skipping the verification against the "
+            "source (run pgferry verify once writes have stopped)"
+        )
+        return
+
+    report = run_verify(source, target, filters)
+    for check in report.warnings:
+        log.warning("verify: %s: %s", check.name, check.message)
+    if report.failed:
+        for check in report.failed:
+            log.error("verify: %s: %s", check.name, check.message)
+        raise StepFailed(
+            f"verification after cutover found {len(report.failed)} difference(s): "
+            f"{report.failed[0].message}",
+            fix="run pgferry verify --full to locate the rows",
+        )
+    log.info("verify: the target matches the source (%d checks)", len(report.checks))
+
+
 def set_endpos_current(source: ConnInfo, store: StateStore) -> int:
     with source.connect("pgferry stop-cdc") as conn:
         lsn = current_wal_lsn(conn)
     store.set_sentinel(endpos=format_lsn(lsn))
+    store.set_meta("endpos_kind", "current")
     return lsn
 
 

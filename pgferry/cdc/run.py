@@ -14,7 +14,13 @@ from pgferry.catalog.filters import Filters, no_filters
 from pgferry.catalog.model import Sequence
 from pgferry.catalog.queries import SEQUENCES_SQL
 from pgferry.cdc.apply import ApplyScope
-from pgferry.cdc.follow import Cdc, CdcOptions, origin_exists, slot_exists
+from pgferry.cdc.follow import (
+    Cdc,
+    CdcOptions,
+    origin_exists,
+    slot_exists,
+    verify_after_cutover,
+)
 from pgferry.errors import InputError, Interrupted, PgferryError
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none
@@ -61,6 +67,7 @@ def run_follow(options: FollowOptions, stop: threading.Event | None = None) -> i
         cdc.sync_sequences(_sequences(o, store))
         cdc.stop_receiver()
         store.set_meta("cdc_done", "1")
+        verify_after_cutover(o.source, o.target, o.filters, store)
         store.end_run(run_id, "done")
         log.info(
             "cutover point reached: every change committed up to %s is applied; "

@@ -128,6 +128,7 @@ def handle_set_endpos(args: argparse.Namespace) -> int:
         else:
             lsn = parse_endpos(args.lsn)
             store.set_sentinel(endpos=format_lsn(lsn))
+            store.set_meta("endpos_kind", "lsn")
     finally:
         store.close()
     print(format_lsn(lsn))
@@ -172,6 +173,7 @@ def handle_stop_cdc(args: argparse.Namespace) -> int:
                 print("nothing changed")
                 return 1
         store.set_sentinel(endpos=format_lsn(lsn))
+        store.set_meta("endpos_kind", "current")
     finally:
         store.close()
     print(

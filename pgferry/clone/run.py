@@ -27,7 +27,7 @@ from pgferry.catalog.queries import read_catalog
 from pgferry.catalog.scope import PG_CLASS, PG_CONSTRAINT, Scope, ScopeOptions, resolve_scope
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
 from pgferry.cdc.apply import ApplyScope
-from pgferry.cdc.follow import Cdc
+from pgferry.cdc.follow import Cdc, verify_after_cutover
 from pgferry.clone.foreign_keys import (
     ForeignKey,
     add_not_valid,
@@ -359,6 +359,7 @@ class Clone:
         cdc.sync_sequences(sequences)
         cdc.stop_receiver()
         store.set_meta("cdc_done", "1")
+        verify_after_cutover(self.o.source, self.o.target, self.o.filters, store)
         log.info(
             "cutover point reached: every change committed up to %s is applied; "
             "sequences are synced",

@@ -80,7 +80,8 @@ class ShopTraffic(threading.Thread):
                 conn.execute(
                     "UPDATE shop.gift_cards SET balance = greatest(balance - 5, 0) "
                     "WHERE code = (SELECT code FROM shop.gift_cards ORDER BY code OFFSET %s "
-                    "LIMIT 1)", (rng.randint(0, 249),),
+                    "LIMIT 1)",
+                    (rng.randint(0, 249),),
                 )
             else:  # a customer changes their mind about one line
                 conn.execute(

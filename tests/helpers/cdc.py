@@ -97,6 +97,7 @@ def cutover(p: DbPair, proc: subprocess.Popen[str], timeout: float = 300) -> str
     _, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
     assert "cutover point reached" in err
+    assert "verify: the target matches the source" in err  # verified right after cutover
     return err
 
 
