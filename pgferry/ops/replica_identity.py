@@ -1,0 +1,450 @@
+"""`pgferry fix-replica-identity`: make every table in scope updatable by CDC.
+
+Logical decoding identifies an updated or deleted row by the table's replica identity. A
+table without one (no primary key under the default identity, NOTHING, or USING INDEX of
+an index that was dropped or is invalid) decodes its UPDATEs and DELETEs without a key:
+CDC cannot apply them. Decoding uses the leaf partitions' identities, and setting one on a
+partitioned table does not reach its partitions: every leaf is checked and fixed itself.
+
+For each such table the proposal is `REPLICA IDENTITY USING INDEX` on the smallest
+suitable unique index (unique, immediate, valid, not partial, no expressions, every key
+column NOT NULL), else `REPLICA IDENTITY FULL` (every UPDATE/DELETE then logs the whole
+old row, and the target finds the row by all its columns). Each statement runs in its own
+transaction with a short lock_timeout, so one busy table fails alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgferry.catalog.filters import Filters, QualifiedName
+from pgferry.ops.diagnose import UTF8
+from pgferry.pg.conninfo import ConnInfo
+
+
+class Problem(StrEnum):
+    NO_KEY = "no primary key (replica identity default)"
+    NOTHING = "replica identity nothing"
+    INDEX_DROPPED = "replica identity index was dropped"
+    INDEX_INVALID = "replica identity index is not valid"
+
+
+@dataclass(frozen=True)
+class IndexCandidate:
+    """A unique index of a table, with what decides whether it can be the identity."""
+
+    name: str
+    immediate: bool = True
+    valid: bool = True
+    partial: bool = False
+    expressions: bool = False
+    key_columns: tuple[str, ...] = ()
+    nullable_columns: tuple[str, ...] = ()
+    size: int = 0
+
+    def why_not(self) -> str | None:
+        """Why REPLICA IDENTITY USING INDEX would refuse it; None when it is suitable."""
+        if not self.valid:
+            return "not valid"
+        if self.partial:
+            return "partial"
+        if self.expressions:
+            return "has expressions"
+        if not self.immediate:
+            return "deferrable"
+        if self.nullable_columns:
+            return "nullable column(s) " + ", ".join(self.nullable_columns)
+        return None
+
+
+@dataclass(frozen=True)
+class TableIdentity:
+    """What the catalog says about one table's replica identity."""
+
+    oid: int
+    schema: str
+    name: str
+    replident: str  # d, n, f, i
+    has_pk: bool
+    identity_index: str | None = None  # the index flagged indisreplident
+    identity_index_valid: bool | None = None
+    ancestors: tuple[QualifiedName, ...] = ()  # partition parents, nearest first
+    owner: str = ""
+    indexes: tuple[IndexCandidate, ...] = ()
+    no_equality_columns: tuple[str, ...] = ()  # json, point, xml...: compared as text
+    can_alter: bool = True  # we own it (or are superuser / a member of its owner)
+
+    @property
+    def qualname(self) -> QualifiedName:
+        return QualifiedName(self.schema, self.name)
+
+
+def problem_of(t: TableIdentity) -> Problem | None:
+    """Why CDC cannot update/delete rows of `t`; None when it can."""
+    if t.replident == "f":
+        return None
+    if t.replident == "d":
+        return None if t.has_pk else Problem.NO_KEY
+    if t.replident == "n":
+        return Problem.NOTHING
+    if t.replident == "i":
+        if t.identity_index is None:
+            return Problem.INDEX_DROPPED
+        if not t.identity_index_valid:
+            return Problem.INDEX_INVALID
+        return None
+    return None
+
+
+def choose_index(indexes: Iterable[IndexCandidate]) -> IndexCandidate | None:
+    """The smallest suitable unique index: fewest key columns, then smallest, then name."""
+    usable = [i for i in indexes if i.why_not() is None]
+    if not usable:
+        return None
+    return min(usable, key=lambda i: (len(i.key_columns), i.size, i.name))
+
+
+class Identity(StrEnum):
+    DEFAULT = "default"  # the primary key
+    INDEX = "index"
+    FULL = "full"
+
+
+FULL_COST = (
+    "REPLICA IDENTITY FULL: every UPDATE/DELETE logs the whole old row (more WAL on the "
+    "source), and the target finds each row by all its columns (slow without an index there)"
+)
+
+
+def identity_statement(
+    schema: str, table: str, identity: Identity, index: str | None = None
+) -> sql.Composed:
+    """ALTER TABLE schema.table REPLICA IDENTITY {DEFAULT | USING INDEX index | FULL}."""
+    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    if identity == Identity.INDEX:
+        if index is None:
+            raise ValueError("USING INDEX needs an index")
+        return sql.SQL("ALTER TABLE {} REPLICA IDENTITY USING INDEX {}").format(
+            target, sql.Identifier(index)
+        )
+    keyword = sql.SQL("DEFAULT" if identity == Identity.DEFAULT else "FULL")
+    return sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(target, keyword)
+
+
+@dataclass(frozen=True)
+class Fix:
+    """The proposal for one table."""
+
+    table: TableIdentity
+    problem: Problem
+    identity: Identity
+    index: str | None  # for Identity.INDEX
+    statement: sql.Composed
+    notes: tuple[str, ...] = ()
+
+    @property
+    def proposal(self) -> str:
+        if self.identity == Identity.INDEX:
+            return f"USING INDEX {self.index}"
+        return "DEFAULT (primary key)" if self.identity == Identity.DEFAULT else "FULL"
+
+
+def propose(t: TableIdentity) -> Fix | None:
+    """The fix for one table (pure), with the notes the user should read; None if fine."""
+    problem = problem_of(t)
+    if problem is None:
+        return None
+    notes: list[str] = []
+    if t.ancestors:
+        notes.append(f"partition of {t.ancestors[0]} (decoding uses each partition's identity)")
+    if t.has_pk:
+        notes.append("it has a primary key: the default identity uses it")
+        stmt = identity_statement(t.schema, t.name, Identity.DEFAULT)
+        return Fix(t, problem, Identity.DEFAULT, None, stmt, tuple(notes))
+    best = choose_index(t.indexes)
+    if best is not None:
+        notes.append(f"unique index {best.name} on ({', '.join(best.key_columns)})")
+        stmt = identity_statement(t.schema, t.name, Identity.INDEX, best.name)
+        return Fix(t, problem, Identity.INDEX, best.name, stmt, tuple(notes))
+    nearly = [
+        i
+        for i in t.indexes
+        if i.why_not()
+        and i.nullable_columns
+        and not (i.partial or i.expressions or not i.valid or not i.immediate)
+    ]
+    if nearly:
+        i = min(nearly, key=lambda x: (len(x.key_columns), x.size, x.name))
+        cols = ", ".join(i.nullable_columns)
+        notes.append(
+            f"unique index {i.name} would do if {cols} were NOT NULL (ALTER TABLE ... ALTER "
+            "COLUMN ... SET NOT NULL, then USING INDEX: cheaper than FULL)"
+        )
+    if t.no_equality_columns:
+        notes.append(
+            "columns without an equality operator ("
+            + ", ".join(t.no_equality_columns)
+            + "): pgferry compares them as text; native logical replication cannot"
+        )
+    stmt = identity_statement(t.schema, t.name, Identity.FULL)
+    return Fix(t, problem, Identity.FULL, None, stmt, tuple(notes))
+
+
+def in_scope(filters: Filters, table: QualifiedName, ancestors: Sequence[QualifiedName]) -> bool:
+    """Whether CDC applies changes of `table`: the filters, a partition following its
+    ancestors (a partition of an excluded table is excluded, of an included one included)."""
+    family = (table, *ancestors)
+    for qn in family:
+        if qn.schema in filters.exclude_schema:
+            return False
+        if filters.include_only_schema and qn.schema not in filters.include_only_schema:
+            return False
+        if qn in filters.exclude_table or qn in filters.exclude_table_data:
+            return False
+    if filters.include_only_table:
+        return any(qn in filters.include_only_table for qn in family)
+    return True
+
+
+# -- reading the catalog -------------------------------------------------------------------
+
+_TABLES_SQL = """
+SELECT c.oid, n.nspname, c.relname, c.relreplident::text,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+       ri.relname, ri.indisvalid,
+       coalesce((SELECT array_agg(an.nspname ORDER BY a.ord)
+                   FROM pg_partition_ancestors(c.oid) WITH ORDINALITY AS a(relid, ord)
+                   JOIN pg_class ac ON ac.oid = a.relid
+                   JOIN pg_namespace an ON an.oid = ac.relnamespace
+                  WHERE a.relid <> c.oid), '{}'),
+       coalesce((SELECT array_agg(ac.relname ORDER BY a.ord)
+                   FROM pg_partition_ancestors(c.oid) WITH ORDINALITY AS a(relid, ord)
+                   JOIN pg_class ac ON ac.oid = a.relid
+                  WHERE a.relid <> c.oid), '{}'),
+       pg_get_userbyid(c.relowner), pg_has_role(c.relowner, 'USAGE')
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN LATERAL (
+       SELECT ic.relname, i.indisvalid AND i.indisready AND i.indislive AS indisvalid
+         FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE i.indrelid = c.oid AND i.indisreplident LIMIT 1) ri ON true
+ WHERE c.relkind = 'r' AND c.relpersistence = 'p'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')
+   AND n.nspname !~ '^pg_(toast|temp_)'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                      AND d.deptype = 'e')
+ ORDER BY n.nspname, c.relname
+"""
+
+_INDEXES_SQL = """
+SELECT i.indrelid, ic.relname, i.indimmediate,
+       i.indisvalid AND i.indisready AND i.indislive,
+       i.indpred IS NOT NULL, i.indexprs IS NOT NULL OR 0 = ANY(i.indkey[0:i.indnkeyatts - 1]),
+       coalesce((SELECT array_agg(a.attname ORDER BY k.ord)
+                   FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum),
+                '{}'),
+       coalesce((SELECT array_agg(a.attname ORDER BY k.ord)
+                   FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE NOT a.attnotnull), '{}'),
+       pg_relation_size(i.indexrelid)
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+ WHERE i.indrelid = ANY(%s) AND i.indisunique
+"""
+
+# Same rule as the apply side's (pgferry.cdc.apply): no '=' for the (base/element) type.
+_NO_EQUALITY_SQL = """
+SELECT a.attrelid, a.attname
+  FROM pg_attribute a
+  JOIN pg_type t ON t.oid = a.atttypid
+  JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+  LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
+ WHERE a.attrelid = ANY(%(oids)s) AND a.attnum > 0 AND NOT a.attisdropped
+   AND (t.typcategory = 'G' OR bt.typname = ANY(%(textcmp)s) OR et.typname = ANY(%(textcmp)s)
+        OR NOT EXISTS (
+            SELECT 1 FROM pg_operator o
+             WHERE o.oprname = '=' AND (
+                   (o.oprleft = bt.oid AND o.oprright = bt.oid)
+                   OR bt.typtype IN ('e', 'r', 'm')
+                   OR (bt.typcategory = 'A' AND o.oprleft = et.oid AND o.oprright = et.oid))))
+ ORDER BY a.attrelid, a.attnum
+"""
+_TEXT_COMPARE_TYPES = ["json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"]
+
+
+def read_tables(conn: psycopg.Connection[Any], filters: Filters) -> list[TableIdentity]:
+    """Every ordinary (leaf) table in scope, with its identity and unique indexes."""
+    base = []
+    for r in conn.execute(_TABLES_SQL):
+        ancestors = tuple(QualifiedName(s, n) for s, n in zip(r[7], r[8], strict=True))
+        if in_scope(filters, QualifiedName(r[1], r[2]), ancestors):
+            base.append((r, ancestors))
+    problems = [r[0] for r, _ in base if not (r[3] == "f" or (r[3] == "d" and r[4]))]
+    indexes: dict[int, list[IndexCandidate]] = {}
+    no_eq: dict[int, list[str]] = {}
+    if problems:
+        for r in conn.execute(_INDEXES_SQL, (problems,)):
+            indexes.setdefault(r[0], []).append(
+                IndexCandidate(
+                    name=r[1],
+                    immediate=r[2],
+                    valid=r[3],
+                    partial=r[4],
+                    expressions=r[5],
+                    key_columns=tuple(r[6]),
+                    nullable_columns=tuple(r[7]),
+                    size=int(r[8] or 0),
+                )
+            )
+        for oid, col in conn.execute(
+            _NO_EQUALITY_SQL, {"oids": problems, "textcmp": _TEXT_COMPARE_TYPES}
+        ):
+            no_eq.setdefault(oid, []).append(col)
+    return [
+        TableIdentity(
+            oid=r[0],
+            schema=r[1],
+            name=r[2],
+            replident=r[3],
+            has_pk=r[4],
+            identity_index=r[5],
+            identity_index_valid=r[6],
+            ancestors=ancestors,
+            owner=r[9],
+            indexes=tuple(sorted(indexes.get(r[0], ()), key=lambda i: i.name)),
+            no_equality_columns=tuple(no_eq.get(r[0], ())),
+            can_alter=r[10],
+        )
+        for r, ancestors in base
+    ]
+
+
+@dataclass
+class FixPlan:
+    """The tables checked and the fixes proposed."""
+
+    server: str
+    role: str
+    checked: int
+    fixes: list[Fix]
+    partitioned_parents: list[str] = field(default_factory=list)
+
+    def grants_needed(self) -> list[str]:
+        """GRANT owner TO us, for the owners of tables we may not alter (pgcopydb's advice:
+        grant for the change, revoke after)."""
+        owners = sorted({f.table.owner for f in self.fixes if not f.table.can_alter})
+        me = sql.Identifier(self.role).as_string()
+        return [f"GRANT {sql.Identifier(o).as_string()} TO {me}" for o in owners]
+
+
+def plan_fixes(info: ConnInfo, filters: Filters) -> FixPlan:
+    """Read the source and propose a fix for every table CDC could not update/delete."""
+    with info.connect("pgferry fix-replica-identity", settings=UTF8) as conn:
+        tables = read_tables(conn, filters)
+        role = conn.execute("SELECT current_user").fetchone()[0]  # type: ignore[index]
+    fixes = [f for f in (propose(t) for t in tables) if f is not None]
+    parents = sorted({str(t.ancestors[-1]) for t in tables if t.ancestors})
+    return FixPlan(info.short(), role, len(tables), fixes, parents)
+
+
+# -- applying --------------------------------------------------------------------------------
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    FAILED = "failed"
+    NOT_RUN = "not run"
+
+
+@dataclass(frozen=True)
+class FixResult:
+    fix: Fix
+    outcome: Outcome
+    error: str | None = None
+    sqlstate: str | None = None
+    hint: str | None = None
+
+
+def _hint(sqlstate: str | None, fix: Fix, role: str) -> str | None:
+    owner = sql.Identifier(fix.table.owner).as_string()
+    if sqlstate == "42501":
+        return (
+            f"only the owner ({fix.table.owner}) or a superuser can change it: GRANT {owner} "
+            f"TO {sql.Identifier(role).as_string()}, run again, then REVOKE it"
+        )
+    if sqlstate == "55P03":
+        return (
+            "the table was busy (lock timeout): run again when it is quieter, or raise "
+            "--lock-timeout"
+        )
+    if sqlstate == "57014":
+        return "cancelled (statement timeout): run again when the table is quieter"
+    return None
+
+
+def apply_fixes(
+    info: ConnInfo, fixes: Sequence[Fix], *, lock_timeout: float = 5.0, role: str = ""
+) -> list[FixResult]:
+    """Run each statement in its own transaction; one failure does not stop the others.
+
+    Success is read back from pg_class afterwards, not assumed from the statement.
+    """
+    results: list[FixResult] = []
+    with info.connect("pgferry fix-replica-identity", settings=UTF8) as conn:
+        for fix in fixes:
+            try:
+                with conn.transaction():
+                    conn.execute(
+                        "SELECT set_config('lock_timeout', %s, true), "
+                        "set_config('statement_timeout', %s, true)",
+                        (f"{int(lock_timeout * 1000)}ms", f"{int(lock_timeout * 4000)}ms"),
+                    )
+                    conn.execute(fix.statement)
+            except psycopg.Error as exc:
+                state = exc.sqlstate
+                message = (exc.diag.message_primary or str(exc)).strip()
+                results.append(
+                    FixResult(fix, Outcome.FAILED, message, state, _hint(state, fix, role))
+                )
+                continue
+            results.append(FixResult(fix, Outcome.APPLIED))
+        actual = _identities(conn, [r.fix.table.oid for r in results])
+    checked: list[FixResult] = []
+    for r in results:
+        if r.outcome == Outcome.APPLIED and actual.get(r.fix.table.oid) != _expected(r.fix):
+            r = FixResult(
+                r.fix,
+                Outcome.FAILED,
+                f"the statement ran but the table's identity is {actual.get(r.fix.table.oid)}",
+            )
+        checked.append(r)
+    return checked
+
+
+def _expected(fix: Fix) -> tuple[str, str | None]:
+    return {Identity.INDEX: ("i", fix.index), Identity.DEFAULT: ("d", None)}.get(
+        fix.identity, ("f", None)
+    )
+
+
+def _identities(
+    conn: psycopg.Connection[Any], oids: list[int]
+) -> dict[int, tuple[str, str | None]]:
+    rows = conn.execute(
+        """
+        SELECT c.oid, c.relreplident::text,
+               (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                 WHERE i.indrelid = c.oid AND i.indisreplident LIMIT 1)
+          FROM pg_class c WHERE c.oid = ANY(%s)
+        """,
+        (oids,),
+    ).fetchall()
+    return {r[0]: (r[1], r[2] if r[1] == "i" else None) for r in rows}

@@ -1,0 +1,752 @@
+"""`pgferry status`: the dashboard of a migration, read from DIR (and, if given, the servers).
+
+Everything comes from the state store, which the migration writes and any process may
+read, so the report is right whether the run goes on, finished, failed or was killed:
+
+- run state: a process holding DIR's lock is *running*; otherwise the last run row says
+  *finished*, *failed* or *interrupted*; a run row still marked running that no process
+  holds is *killed* (kill -9, OOM, reboot).
+- copy progress: tables and parts done of total; bytes done of an estimated total;
+  rate over a recent window and ETA (see `copy_progress` for the method).
+- indexes, constraints, vacuum, sequences, large objects: units done of total.
+- errors with their context: failed units (kind, label, error), the run's own error,
+  failed phases, and ERROR lines the log holds for the current run.
+- with a target (and/or source) connection: this DIR's sessions on the server, found by
+  the tag pgferry puts in their application_name, with durations, wait events and the
+  pg_stat_progress_* figures of their COPY / CREATE INDEX / VACUUM.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgferry.errors import ExitCode
+from pgferry.pg.conninfo import ConnInfo, scrub
+from pgferry.pg.sessions import dir_tag
+from pgferry.state.store import StateStore, Status, TableRow, UnitKind, UnitRow
+from pgferry.state.workdir import WorkDir
+
+RATE_WINDOW_SECONDS = 60.0
+LOG_TAIL_BYTES = 4 * 1024 * 1024
+LOG_TAIL_LINES = 10
+COPY_RATIO_BOUNDS = (0.2, 5.0)  # COPY bytes per heap byte: keep the estimate sane
+
+# The read-only belt of every connection `status` / `cdc-status` open: they must never
+# write to, or hang on, a live server.
+READ_ONLY_SETTINGS = {
+    "default_transaction_read_only": "on",
+    "statement_timeout": "5000",
+    "lock_timeout": "2000",
+}
+
+
+class RunState(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C / SIGTERM / pgferry stop; resumable
+    KILLED = "killed"  # the run row says running but no process holds DIR
+    NOT_STARTED = "not started"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Who runs (or ran) in DIR, and how it ended."""
+
+    state: RunState
+    pid: int | None
+    command: str | None
+    run_id: int | None
+    runs: int  # how many times a clone/follow started in DIR (resumes included)
+    started_at: float | None  # of this run
+    finished_at: float | None
+    first_started_at: float | None  # of the migration (first run)
+    last_activity: float | None  # last write to DIR (state store or log)
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.state in (RunState.RUNNING, RunState.FINISHED)
+
+    @property
+    def exit_code(self) -> int:
+        return int(ExitCode.OK) if self.ok else int(ExitCode.FAILED)
+
+    def elapsed(self, now: float) -> float | None:
+        """Wall time of this run: until now, its end, or its last sign of life."""
+        if self.started_at is None:
+            return None
+        if self.state == RunState.RUNNING:
+            end = now
+        elif self.finished_at is not None:
+            end = self.finished_at
+        else:
+            end = self.last_activity or now
+        return max(0.0, end - self.started_at)
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        out = asdict(self)
+        out["state"] = str(self.state)
+        out["elapsed"] = self.elapsed(now)
+        return out
+
+
+_RUN_STATES = {
+    "done": RunState.FINISHED,
+    "failed": RunState.FAILED,
+    "interrupted": RunState.INTERRUPTED,
+}
+
+
+def last_activity(workdir: WorkDir) -> float | None:
+    """When the run last wrote anything to DIR (its state store or its log)."""
+    times = []
+    for path in (
+        workdir.state_file,
+        workdir.state_file.with_name(workdir.state_file.name + "-wal"),
+        workdir.log_file,
+    ):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            continue
+    return max(times) if times else None
+
+
+def run_info(workdir: WorkDir, store: StateStore) -> RunInfo:
+    """The run state. The lock is read before the run rows, and again when they disagree:
+    a run that starts or ends between the two reads is never reported as killed."""
+    pid = workdir.running_pid()
+    rows = store.runs()
+    last = rows[-1] if rows else None
+    stored = last["status"] if last is not None else store.get_meta("status")
+    if pid is None and stored == "running":
+        pid = workdir.running_pid()
+        rows = store.runs()
+        last = rows[-1] if rows else None
+        stored = last["status"] if last is not None else store.get_meta("status")
+    if pid is not None:
+        state = RunState.RUNNING
+    elif stored == "running":
+        state = RunState.KILLED
+    elif stored in _RUN_STATES:
+        state = _RUN_STATES[stored]
+    else:
+        state = RunState.NOT_STARTED
+    first = store.get_meta("started_at")
+    return RunInfo(
+        state=state,
+        pid=pid if pid is not None and pid > 0 else None,
+        command=last["command"] if last is not None else None,
+        run_id=last["id"] if last is not None else None,
+        runs=len(rows),
+        started_at=last["started_at"] if last is not None else None,
+        finished_at=last["finished_at"] if last is not None else None,
+        first_started_at=float(first) if first else None,
+        last_activity=last_activity(workdir),
+        error=scrub(last["error"]) if last is not None and last["error"] else None,
+    )
+
+
+# -- servers ---------------------------------------------------------------------------
+
+
+class Servers:
+    """Read-only connections to the source and target, opened once and reused (--watch).
+
+    A server that cannot be reached is reported, never fatal: the rest of the report
+    comes from DIR. After a failed connection attempt the next one waits RETRY_SECONDS,
+    so a refresh never hangs on a dead server every time.
+    """
+
+    RETRY_SECONDS = 15.0
+
+    def __init__(self, source: ConnInfo | None = None, target: ConnInfo | None = None) -> None:
+        self.infos = {"source": source, "target": target}
+        self.conns: dict[str, psycopg.Connection[Any]] = {}
+        self.errors: dict[str, str] = {}  # this report's problems, per role
+        self._failed_at: dict[str, tuple[float, str]] = {}
+
+    def has(self, role: str) -> bool:
+        return self.infos.get(role) is not None
+
+    def new_report(self) -> None:
+        """Forget the previous report's query errors (connection failures stay known)."""
+        self.errors.clear()
+
+    def conn(self, role: str) -> psycopg.Connection[Any] | None:
+        info = self.infos.get(role)
+        if info is None:
+            return None
+        conn = self.conns.get(role)
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        failed = self._failed_at.get(role)
+        if failed is not None and time.monotonic() - failed[0] < self.RETRY_SECONDS:
+            self.errors[role] = failed[1]
+            return None
+        try:
+            conn = info.connect(f"pgferry {role} status", settings=READ_ONLY_SETTINGS)
+        except Exception as exc:
+            self.errors[role] = _one_line(exc, info)
+            self._failed_at[role] = (time.monotonic(), self.errors[role])
+            return None
+        self._failed_at.pop(role, None)
+        self.conns[role] = conn
+        return conn
+
+    def failed(self, role: str, exc: BaseException) -> None:
+        """A query failed: remember why, and reconnect next time if the link broke."""
+        info = self.infos.get(role)
+        self.errors[role] = _one_line(exc, info)
+        conn = self.conns.get(role)
+        if conn is not None and (conn.closed or conn.broken):
+            self.conns.pop(role, None)
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self.conns.clear()
+
+
+def _one_line(exc: BaseException, info: ConnInfo | None) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    secrets = info.secrets() if info is not None else ()
+    return scrub(" ".join(str(text).split()), secrets)
+
+
+# -- copy progress ---------------------------------------------------------------------
+
+
+def _heap_estimate(unit: UnitRow, tables: dict[int, TableRow]) -> float:
+    """The source heap bytes one copy unit covers (a split table's parts share it)."""
+    table = tables.get(unit.table_oid)
+    if table is None:
+        return 0.0
+    parts = max(1, int(unit.detail.get("parts", table.parts) or 1))
+    return table.bytes / parts
+
+
+def copy_progress(
+    units: list[UnitRow],
+    tables: list[TableRow],
+    *,
+    now: float,
+    live: bool,
+    window: float = RATE_WINDOW_SECONDS,
+) -> dict[str, Any]:
+    """Tables, parts and bytes of the copy phase, its recent rate and its ETA.
+
+    Bytes: `bytes_done` sums finished parts (their final COPY byte count);
+    `bytes_in_flight` sums the running parts' counts, which the run flushes to the
+    state store every second; `bytes_copied` is both.
+
+    Estimated total: table sizes on disk are not COPY sizes, so the remaining parts'
+    heap sizes are scaled by the COPY-bytes-per-heap-byte ratio observed on the parts
+    already done (1.0 before any is done, bounded to 0.2-5), and a running part counts
+    at least what it has sent. Once every part is done the total is exact.
+
+    Rate: the bytes moved within the last `window` seconds divided by that window (or
+    by the time the copy has run, if shorter). Each finished part and each running part
+    contributes its bytes in proportion to how much of its running time falls inside
+    the window (a part is assumed to stream at an even pace). Parts finished before the
+    window and earlier runs count for nothing, and the window starts no earlier than the
+    first part active in it, so a resume or a pause does not drag the rate down.
+
+    Without a live process, or once every part is done, there is no windowed rate and
+    no ETA; `average_rate_bytes_per_second` is the bytes of the finished parts over the
+    wall time from the first of them starting to the last one finishing.
+    """
+    by_oid = {t.oid: t for t in tables}
+    copies = [u for u in units if u.kind == UnitKind.COPY]
+    done = [u for u in copies if u.status == Status.DONE]
+    running = [u for u in copies if u.status == Status.RUNNING]
+    failed = [u for u in copies if u.status == Status.FAILED]
+    bytes_done = sum(u.bytes for u in done)
+    bytes_in_flight = sum(u.bytes for u in running) if live else 0
+    heap_done = sum(_heap_estimate(u, by_oid) for u in done)
+    ratio = bytes_done / heap_done if heap_done > 0 and bytes_done > 0 else 1.0
+    ratio = min(max(ratio, COPY_RATIO_BOUNDS[0]), COPY_RATIO_BOUNDS[1])
+    estimate = float(bytes_done)
+    for u in copies:
+        if u.status == Status.DONE:
+            continue
+        expected = _heap_estimate(u, by_oid) * ratio
+        estimate += max(expected, u.bytes) if u.status == Status.RUNNING and live else expected
+    estimate_total = int(round(estimate))
+    copied = bytes_done + bytes_in_flight
+    if copies and len(done) == len(copies):
+        estimate_total = bytes_done
+
+    rate = None
+    span = None
+    if live:
+        # (start, end, bytes) of the parts that moved data within the window.
+        active = [
+            (
+                u.started_at,
+                u.finished_at if u.status == Status.DONE and u.finished_at else now,
+                u.bytes,
+            )
+            for u in done + running
+            if u.started_at is not None
+        ]
+        active = [a for a in active if a[1] > now - window]
+        if active:
+            span = min(window, now - min(a[0] for a in active))
+        if span is not None and span >= 1.0:
+            since = now - span
+            moved = 0.0
+            for start, end, nbytes in active:
+                overlap = min(end, now) - max(start, since)
+                if overlap > 0:
+                    moved += nbytes * overlap / max(end - start, 1e-3)
+            rate = moved / span
+    spans = [(u.started_at, u.finished_at, u.bytes) for u in done if u.started_at and u.finished_at]
+    average = None
+    if spans:
+        wall = max(s[1] for s in spans) - min(s[0] for s in spans)
+        average = sum(s[2] for s in spans) / wall if wall > 0 else None
+    if copies and len(done) == len(copies):
+        rate = span = None  # the copy is over: a trailing window would describe nothing
+    remaining = max(0, estimate_total - copied)
+    eta = remaining / rate if rate and rate > 0 and remaining else (0.0 if not remaining else None)
+    split = [t for t in tables if t.parts > 1]
+    copy_tables = {u.table_oid for u in copies}
+    return {
+        "tables_total": len(copy_tables),
+        "tables_done": sum(1 for t in tables if t.oid in copy_tables and t.status == Status.DONE),
+        "tables_running": len({u.table_oid for u in running}) if live else 0,
+        "parts_total": len(copies),
+        "parts_done": len(done),
+        "parts_running": len(running) if live else 0,
+        "parts_failed": len(failed),
+        "split_tables": len(split),
+        "split_parts": sum(t.parts for t in split),
+        "bytes_done": bytes_done,
+        "bytes_in_flight": bytes_in_flight,
+        "bytes_copied": copied,
+        "bytes_source_size": sum(t.bytes for t in tables if t.oid in copy_tables),
+        "bytes_estimated_total": estimate_total,
+        "copy_bytes_per_heap_byte": round(ratio, 3),
+        "percent": round(100.0 * copied / estimate_total, 1) if estimate_total else None,
+        "rows_done": sum(u.rows or 0 for u in done),
+        "rate_bytes_per_second": rate,
+        "rate_window_seconds": span if rate is not None else None,
+        "average_rate_bytes_per_second": average,
+        "eta_seconds": eta if live else None,
+    }
+
+
+def unit_counts(units: list[UnitRow], kind: UnitKind, *, live: bool) -> dict[str, int]:
+    """total / pending / running / done / failed / skipped of one kind of unit.
+
+    Without a live process a unit still marked running was cut short: it counts as
+    `interrupted` (a resume redoes it).
+    """
+    counts = Counter(str(u.status) for u in units if u.kind == kind)
+    out = {s: counts.get(s, 0) for s in ("pending", "running", "done", "failed", "skipped")}
+    out["total"] = sum(counts.values())
+    out["interrupted"] = 0
+    if not live:
+        out["interrupted"], out["running"] = out["running"], 0
+    return out
+
+
+def _phases(store: StateStore, info: RunInfo, now: float) -> list[dict[str, Any]]:
+    live = info.state == RunState.RUNNING
+    out = []
+    for p in store.phases():
+        state = str(p.status)
+        duration = p.duration
+        if p.status == Status.RUNNING:
+            if live:
+                duration = now - p.started_at if p.started_at else None
+            else:
+                state = "stopped"
+                end = info.last_activity or now
+                duration = end - p.started_at if p.started_at else None
+        out.append(
+            {
+                "seq": p.seq,
+                "name": p.name,
+                "status": state,
+                "started_at": p.started_at,
+                "finished_at": p.finished_at,
+                "duration": duration,
+                "cumulative": p.cumulative,
+                "bytes": p.bytes,
+                "concurrency": p.concurrency,
+            }
+        )
+    return out
+
+
+def _running_units(units: list[UnitRow], now: float, *, live: bool) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": str(u.kind),
+            "label": u.label,
+            "pid": u.pid,
+            "state": "running" if live else "interrupted",
+            "started_at": u.started_at,
+            "seconds": (now - u.started_at) if live and u.started_at else None,
+            "bytes": u.bytes,
+            "attempts": u.attempts,
+        }
+        for u in units
+        if u.status == Status.RUNNING
+    ]
+
+
+def _errors(units: list[UnitRow], info: RunInfo, phases: list[dict[str, Any]]) -> list[dict]:
+    out: list[dict[str, Any]] = []
+    if info.error and info.state in (RunState.FAILED, RunState.INTERRUPTED):
+        error = scrub(info.error)
+        out.append({"where": "run", "kind": info.command, "label": None, "error": error})
+    for p in phases:
+        if p["status"] == "failed":
+            out.append({"where": "phase", "kind": "phase", "label": p["name"], "error": None})
+    for u in units:
+        if u.status == Status.FAILED:
+            out.append(
+                {
+                    "where": "unit",
+                    "kind": str(u.kind),
+                    "label": u.label,
+                    "error": scrub(u.error) if u.error else None,
+                    "attempts": u.attempts,
+                    "at": u.finished_at,
+                }
+            )
+    return out
+
+
+# -- the log ---------------------------------------------------------------------------
+
+_LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (\w+)\s")
+
+
+def log_summary(path: Path, since: float | None) -> dict[str, Any]:
+    """The last lines of DIR/pgferry.log, and its ERROR lines of the current run.
+
+    Only the log's tail (a few MB) is read: the log keeps every run and can be large.
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - LOG_TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return {"path": str(path), "tail": [], "errors": 0, "last_error": None, "ignored": []}
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    if size > LOG_TAIL_BYTES and lines:
+        lines = lines[1:]  # the first line is probably cut
+    errors: list[str] = []
+    ignored: list[str] = []
+    for line in lines:
+        m = _LOG_TIME.match(line)
+        if not m:
+            continue
+        if since is not None:
+            try:
+                at = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S"))
+            except ValueError:
+                continue
+            if at + 1 < since:
+                continue
+        if m.group(2) == "ERROR":
+            errors.append(line)
+        elif "ignored error:" in line:
+            ignored.append(line)
+    return {
+        "path": str(path),
+        "tail": [scrub(line) for line in lines[-LOG_TAIL_LINES:]],
+        "errors": len(errors),
+        "last_error": scrub(errors[-1]) if errors else None,
+        "ignored": [scrub(line) for line in ignored],
+    }
+
+
+# -- active operations on the servers ---------------------------------------------------
+
+_SESSIONS_SQL = """
+SELECT a.pid, a.application_name, a.state, a.backend_type,
+       extract(epoch FROM clock_timestamp() - a.query_start)::float8,
+       extract(epoch FROM clock_timestamp() - a.xact_start)::float8,
+       a.wait_event_type, a.wait_event, left(a.query, 4000),
+       pg_blocking_pids(a.pid)
+  FROM pg_stat_activity a
+ WHERE a.pid <> pg_backend_pid()
+   AND (a.application_name LIKE ANY(%(patterns)s)
+        OR (a.application_name = ANY(%(tools)s) AND a.datname = current_database()))
+ ORDER BY a.query_start NULLS LAST, a.pid
+"""
+
+# One query per progress view: each exists from some version on, and one failing must
+# not hide the others.
+_PROGRESS_SQL = {
+    "copy": (
+        140000,
+        "SELECT pid, relid::regclass::text, command, type, bytes_processed, bytes_total, "
+        "tuples_processed, tuples_excluded FROM pg_stat_progress_copy",
+        (
+            "table",
+            "command",
+            "type",
+            "bytes_processed",
+            "bytes_total",
+            "tuples_processed",
+            "tuples_excluded",
+        ),
+    ),
+    "create_index": (
+        120000,
+        "SELECT pid, relid::regclass::text, CASE WHEN index_relid = 0 THEN NULL "
+        "ELSE index_relid::regclass::text END, command, phase, blocks_total, blocks_done, "
+        "tuples_total, tuples_done, partitions_total, partitions_done "
+        "FROM pg_stat_progress_create_index",
+        (
+            "table",
+            "index",
+            "command",
+            "phase",
+            "blocks_total",
+            "blocks_done",
+            "tuples_total",
+            "tuples_done",
+            "partitions_total",
+            "partitions_done",
+        ),
+    ),
+    "vacuum": (
+        100000,
+        "SELECT pid, relid::regclass::text, phase, heap_blks_total, heap_blks_scanned, "
+        "heap_blks_vacuumed, index_vacuum_count FROM pg_stat_progress_vacuum",
+        (
+            "table",
+            "phase",
+            "heap_blks_total",
+            "heap_blks_scanned",
+            "heap_blks_vacuumed",
+            "index_vacuum_count",
+        ),
+    ),
+    "analyze": (
+        130000,
+        "SELECT pid, relid::regclass::text, phase, sample_blks_total, sample_blks_scanned "
+        "FROM pg_stat_progress_analyze",
+        ("table", "phase", "sample_blks_total", "sample_blks_scanned"),
+    ),
+}
+
+_NAME = r'(?:"(?:[^"]|"")*"|[^\s."(),;]+)'
+_QUALIFIED = rf"({_NAME}(?:\.{_NAME})?)"
+_OPERATIONS = (
+    (rf"COPY\s+{_QUALIFIED}.*?\sFROM\s+STDIN", "COPY {} (in)"),
+    (rf"COPY\s+\(\s*SELECT\s.*?\sFROM\s+(?:ONLY\s+)?{_QUALIFIED}.*\sTO\s+STDOUT", "COPY {} (out)"),
+    (rf"COPY\s+{_QUALIFIED}.*?\sTO\s+STDOUT", "COPY {} (out)"),
+    (
+        rf"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?{_QUALIFIED}",
+        "CREATE INDEX {}",
+    ),
+    (rf"ALTER\s+TABLE\s+(?:ONLY\s+)?(?:IF\s+EXISTS\s+)?{_QUALIFIED}", "ALTER TABLE {}"),
+    (
+        rf"VACUUM\s*(?:\([^)]*\)\s*)?(?:(?:FULL|FREEZE|VERBOSE|ANALY[SZ]E)\s+)*{_QUALIFIED}",
+        "VACUUM {}",
+    ),
+    (rf"ANALY[SZ]E\s+(?:VERBOSE\s+)?{_QUALIFIED}", "ANALYZE {}"),
+    (rf"REFRESH\s+MATERIALIZED\s+VIEW\s+(?:CONCURRENTLY\s+)?{_QUALIFIED}", "REFRESH {}"),
+    (rf"TRUNCATE\s+(?:TABLE\s+)?(?:ONLY\s+)?{_QUALIFIED}", "TRUNCATE {}"),
+    (rf"START_REPLICATION\s+SLOT\s+{_QUALIFIED}", "START_REPLICATION slot {}"),
+)
+_COMPILED = tuple((re.compile(r"^\s*" + p, re.I | re.S), label) for p, label in _OPERATIONS)
+
+
+def operation_label(query: str | None) -> str:
+    """A short name for what a session does: COPY t, CREATE INDEX i, ALTER TABLE t, ..."""
+    text = " ".join((query or "").split())
+    for pattern, label in _COMPILED:
+        m = pattern.match(text)
+        if m:
+            return label.format(m.group(1) or "").strip()
+    return text[:60] + ("..." if len(text) > 60 else "")
+
+
+def dir_tags(path: Path) -> list[str]:
+    """The application_name tags a run on DIR may have used (as given, and resolved)."""
+    tags = {dir_tag(WorkDir(path).path), dir_tag(path.resolve())}
+    return sorted(tags)
+
+
+def active_operations(
+    servers: Servers,
+    role: str,
+    tags: list[str],
+    *,
+    tools: tuple[str, ...] = (),
+    live: bool = True,
+) -> dict[str, Any] | None:
+    """This DIR's sessions on one server, with what they run and their progress figures.
+
+    Sessions are the ones whose application_name carries the DIR's tag
+    ('pgferry:<tag> <purpose>'); application traffic is never shown. `tools` adds the
+    sessions of pg_dump / pg_restore in the same database (they cannot carry the tag):
+    the caller passes them only while this run's dump or restore phase runs. Without a
+    `live` run, tagged sessions still there are orphans a killed pgferry left behind
+    (a resume ends them).
+    """
+    if not servers.has(role):
+        return None
+    conn = servers.conn(role)
+    if conn is None:
+        return {"sessions": [], "idle": 0, "error": servers.errors.get(role)}
+    try:
+        rows = conn.execute(
+            _SESSIONS_SQL,
+            {"patterns": [f"pgferry:{t} %" for t in tags], "tools": list(tools)},
+        ).fetchall()
+    except psycopg.Error as exc:
+        servers.failed(role, exc)
+        return {"sessions": [], "idle": 0, "error": servers.errors.get(role)}
+    progress = _progress(conn, servers, role)
+    sessions = []
+    idle = 0
+    orphans = not live
+    for pid, app, state, _btype, q_secs, x_secs, wtype, wevent, query, blockers in rows:
+        if state == "idle":
+            idle += 1
+            continue
+        purpose = app.split(" ", 1)[1] if app.startswith("pgferry:") and " " in app else app
+        purpose = purpose.removeprefix("pgferry ")
+        sessions.append(
+            {
+                "pid": pid,
+                "purpose": purpose,
+                "state": state,
+                "operation": operation_label(query),
+                "seconds": q_secs,
+                "transaction_seconds": x_secs,
+                "wait_event_type": wtype,
+                "wait_event": wevent,
+                "blocked_by": list(blockers or []),
+                "progress": {k: v[pid] for k, v in progress.items() if pid in v},
+                "orphan": orphans,
+            }
+        )
+    return {"sessions": sessions, "idle": idle, "error": None}
+
+
+def _progress(
+    conn: psycopg.Connection[Any], servers: Servers, role: str
+) -> dict[str, dict[int, dict[str, Any]]]:
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    version = conn.info.server_version
+    for name, (since, query, columns) in _PROGRESS_SQL.items():
+        if version < since:
+            continue
+        try:
+            rows = conn.execute(query).fetchall()
+        except psycopg.Error as exc:
+            servers.failed(role, exc)
+            continue
+        out[name] = {r[0]: dict(zip(columns, r[1:], strict=True)) for r in rows}
+    return out
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def status_report(
+    workdir: Path,
+    *,
+    target: ConnInfo | None = None,
+    source: ConnInfo | None = None,
+    servers: Servers | None = None,
+    window: float = RATE_WINDOW_SECONDS,
+) -> dict[str, Any]:
+    """The whole dashboard as one JSON-able dict (see the module docstring)."""
+    own = servers is None
+    servers = servers or Servers(source=source, target=target)
+    servers.new_report()
+    wd = WorkDir(workdir)
+    store = StateStore.open_dir(wd.path, readonly=True)
+    try:
+        now = time.time()
+        info = run_info(wd, store)
+        live = info.state == RunState.RUNNING
+        units = store.units()
+        tables = store.tables()
+        phases = _phases(store, info, now)
+        # A killed run's pg_dump / pg_restore may outlive it: its phase shows "stopped".
+        running_phases = {p["name"] for p in phases if p["status"] in ("running", "stopped")}
+        tools = {
+            "target": ("pg_restore",) if running_phases & {"pre-data", "post-data"} else (),
+            "source": ("pg_dump",) if "dump" in running_phases else (),
+        }
+        kinds = {
+            "indexes": UnitKind.INDEX,
+            "constraints": UnitKind.CONSTRAINT,
+            "vacuum": UnitKind.VACUUM,
+            "sequences": UnitKind.SEQUENCE,
+            "large_objects": UnitKind.BLOBS,
+        }
+        counts = {name: unit_counts(units, kind, live=live) for name, kind in kinds.items()}
+        blobs = [u for u in units if u.kind == UnitKind.BLOBS]
+        counts["large_objects"]["objects_total"] = sum(int(u.detail.get("count", 0)) for u in blobs)
+        counts["large_objects"]["objects_done"] = sum(
+            u.rows or 0 for u in blobs if u.status == Status.DONE
+        )
+        counts["large_objects"]["bytes_done"] = sum(
+            u.bytes for u in blobs if u.status == Status.DONE
+        )
+        copy = copy_progress(units, tables, now=now, live=live, window=window)
+        copy.update(unit_counts(units, UnitKind.COPY, live=live))
+        work = (copy["parts_total"], counts["indexes"]["total"], counts["constraints"]["total"])
+        finished = (copy["parts_done"], counts["indexes"]["done"], counts["constraints"]["done"])
+        report: dict[str, Any] = {
+            "dir": str(wd.path),
+            "generated_at": now,
+            "run": info.to_json(now),
+            "state": str(info.state),
+            "exit_code": info.exit_code,
+            "source": store.get_meta("source"),
+            "target": store.get_meta("target"),
+            "phases": phases,
+            "copy": copy,
+            **counts,
+            "overall_percent": round(100.0 * sum(finished) / sum(work), 1) if sum(work) else None,
+            "running": _running_units(units, now, live=live),
+            "errors": _errors(units, info, phases),
+            "log": log_summary(wd.log_file, info.started_at),
+            "cdc": None,
+            "active": {},
+        }
+        if store.sentinel() is not None:
+            from pgferry.ops.cdc_status import cdc_summary
+
+            report["cdc"] = cdc_summary(wd, store, info, servers)
+        tags = dir_tags(workdir)
+        for role in ("target", "source"):
+            ops = active_operations(servers, role, tags, tools=tools[role], live=live)
+            if ops is not None:
+                report["active"][role] = ops
+        report["server_errors"] = dict(servers.errors)
+        return report
+    finally:
+        store.close()
+        if own:
+            servers.close()

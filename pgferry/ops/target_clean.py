@@ -1,0 +1,619 @@
+"""`pgferry target-clean`: empty the target database for a fresh start.
+
+What goes: every schema but the system's (with all it holds), every extension but
+plpgsql, the objects left in `public` (the schema itself, its owner and its privileges
+stay), large objects, publications, subscriptions (disabled and detached from their slot
+first, so dropping needs no publisher), event triggers, user-defined casts, languages,
+foreign-data wrappers and servers, access methods, and pgferry's replication origins
+(cluster-wide objects: only the names given, `pgferry` by default).
+
+What stays: names given with --keep (a schema keeps everything in it; an extension keeps
+its objects, the extensions it needs, and the schema it lives in, which is emptied of
+everything else), database settings, roles, tablespaces.
+
+The plan is read from the catalog before anything is dropped, including what a CASCADE
+would take from the kept places (a column of a kept table whose type is dropped, ...),
+so the confirmation shows exactly what will go. Each drop runs on its own with a lock
+timeout, failures are reported and do not stop the others, and the database is read
+again afterwards: anything left is reported, never claimed clean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgferry.catalog.filters import quote_ident
+from pgferry.errors import InputError
+from pgferry.ops.diagnose import UTF8
+from pgferry.pg.conninfo import ConnInfo
+
+ALWAYS_KEPT_EXTENSIONS = frozenset({"plpgsql"})
+DEFAULT_ORIGINS = ("pgferry",)
+PGFERRY_SESSIONS = "pgferry:%"  # application_name of a running clone/follow's sessions
+FIRST_NORMAL_OID = 16384
+LO_BATCH = 10000
+
+# Catalog OIDs (fixed in every PostgreSQL): the classid of pg_depend rows.
+PG_NAMESPACE = 2615
+PG_EXTENSION = 3079
+PG_EVENT_TRIGGER = 3466
+PG_PUBLICATION = 6104
+
+# pg_identify_object()'s type -> the DROP statement's keyword.
+DROP_KEYWORD: dict[str, str] = {
+    "table": "TABLE",
+    "view": "VIEW",
+    "materialized view": "MATERIALIZED VIEW",
+    "foreign table": "FOREIGN TABLE",
+    "sequence": "SEQUENCE",
+    "type": "TYPE",
+    "domain": "DOMAIN",
+    "function": "FUNCTION",
+    "procedure": "PROCEDURE",
+    "aggregate": "AGGREGATE",
+    "operator": "OPERATOR",
+    "operator class": "OPERATOR CLASS",
+    "operator family": "OPERATOR FAMILY",
+    "collation": "COLLATION",
+    "conversion": "CONVERSION",
+    "text search configuration": "TEXT SEARCH CONFIGURATION",
+    "text search dictionary": "TEXT SEARCH DICTIONARY",
+    "text search parser": "TEXT SEARCH PARSER",
+    "text search template": "TEXT SEARCH TEMPLATE",
+    "statistics object": "STATISTICS",
+    "cast": "CAST",
+    "language": "LANGUAGE",
+    "foreign-data wrapper": "FOREIGN DATA WRAPPER",
+    "server": "SERVER",
+    "access method": "ACCESS METHOD",
+}
+
+# Drop order inside an emptied schema: relations first (they use the rest), types last.
+_TYPE_ORDER = {
+    t: i
+    for i, t in enumerate(
+        [
+            "materialized view",
+            "view",
+            "foreign table",
+            "table",
+            "sequence",
+            "aggregate",
+            "procedure",
+            "function",
+            "operator",
+            "operator class",
+            "operator family",
+        ]
+    )
+}
+
+
+# -- statements (pure) -----------------------------------------------------------------
+
+
+def drop_schema(name: str) -> sql.Composed:
+    return sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+
+
+def drop_extension(name: str) -> sql.Composed:
+    return sql.SQL("DROP EXTENSION IF EXISTS {} CASCADE").format(sql.Identifier(name))
+
+
+def drop_event_trigger(name: str) -> sql.Composed:
+    return sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(sql.Identifier(name))
+
+
+def drop_publication(name: str) -> sql.Composed:
+    return sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name))
+
+
+def drop_subscription(name: str, enabled: bool, has_slot: bool) -> tuple[sql.Composed, ...]:
+    """Disable, detach from the slot (so DROP does not contact the publisher), drop."""
+    ident = sql.Identifier(name)
+    out = []
+    if enabled:
+        out.append(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+    if has_slot:
+        out.append(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+    out.append(sql.SQL("DROP SUBSCRIPTION IF EXISTS {}").format(ident))
+    return tuple(out)
+
+
+def drop_identified(obj_type: str, identity: str) -> sql.Composed | None:
+    """DROP for an object named by pg_identify_object() (already quoted by the server)."""
+    keyword = DROP_KEYWORD.get(obj_type)
+    if keyword is None:
+        return None
+    return sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(keyword), sql.SQL(identity))
+
+
+def drop_origin(name: str) -> sql.Composed:
+    return sql.SQL("SELECT pg_replication_origin_drop({})").format(sql.Literal(name))
+
+
+# -- the plan --------------------------------------------------------------------------
+
+
+class Kind(StrEnum):
+    EVENT_TRIGGER = "event trigger"
+    SUBSCRIPTION = "subscription"
+    PUBLICATION = "publication"
+    SCHEMA = "schema"
+    OBJECT = "object"  # one object in a schema that stays (public, an extension's schema)
+    EXTENSION = "extension"
+    GLOBAL = "database object"  # cast, language, foreign-data wrapper, server, access method
+    LARGE_OBJECTS = "large objects"
+    ORIGIN = "replication origin"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing that goes, and the statements that drop it."""
+
+    kind: Kind
+    name: str
+    detail: str = ""
+    statements: tuple[sql.Composed, ...] = ()
+    count: int = 1  # large objects: how many
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": str(self.kind),
+            "name": self.name,
+            "detail": self.detail,
+            "count": self.count,
+            "statements": [s.as_string() for s in self.statements],
+        }
+
+
+@dataclass
+class CleanPlan:
+    server: str
+    database: str
+    items: list[Item]
+    kept: list[tuple[str, str]]  # (what, why)
+    collateral: list[str]  # objects in kept places that the drops take with them
+    pgferry_sessions: list[tuple[int, str]] = field(default_factory=list)
+    other_sessions: int = 0
+    unsupported: list[str] = field(default_factory=list)  # objects we cannot drop
+    other_origins: list[str] = field(default_factory=list)  # on the cluster, not ours
+
+    @property
+    def empty(self) -> bool:
+        return not self.items
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "database": self.database,
+            "drop": [i.to_json() for i in self.items],
+            "kept": [{"name": n, "reason": r} for n, r in self.kept],
+            "also_dropped_from_kept": self.collateral,
+            "pgferry_sessions": [
+                {"pid": p, "application_name": a} for p, a in self.pgferry_sessions
+            ],
+            "other_sessions": self.other_sessions,
+            "not_droppable": self.unsupported,
+            "other_origins": self.other_origins,
+        }
+
+
+_SCHEMAS_SQL = """
+SELECT n.oid, n.nspname
+  FROM pg_namespace n
+ WHERE n.nspname NOT IN ('information_schema') AND n.nspname !~ '^pg_'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid
+                      AND d.deptype = 'e')
+ ORDER BY n.nspname
+"""
+
+_EXTENSIONS_SQL = """
+SELECT e.oid, e.extname, e.extversion, n.nspname,
+       coalesce((SELECT array_agg(r.extname ORDER BY r.extname)
+                   FROM pg_depend d JOIN pg_extension r ON r.oid = d.refobjid
+                  WHERE d.classid = 'pg_extension'::regclass AND d.objid = e.oid
+                    AND d.refclassid = 'pg_extension'::regclass), '{}')
+  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+ ORDER BY e.extname
+"""
+
+# Objects living in the given schemas, as pg_identify_object names them; extension members
+# and internal parts (they go with their owner) excluded.
+_SCHEMA_OBJECTS_SQL = """
+SELECT d.refobjid, d.classid, d.objid, o.type, o.identity
+  FROM pg_depend d, pg_identify_object(d.classid, d.objid, 0) o
+ WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = ANY(%s)
+   AND d.deptype = 'n' AND d.objsubid = 0
+   AND d.classid <> 'pg_extension'::regclass  -- extensions are dropped on their own
+   AND NOT EXISTS (SELECT 1 FROM pg_depend x
+                    WHERE x.classid = d.classid AND x.objid = d.objid
+                      AND x.objsubid = 0 AND x.deptype IN ('e', 'i'))
+ ORDER BY o.identity
+"""
+
+_GLOBALS_SQL = """
+SELECT g.classid::oid, g.oid, o.type, o.identity
+  FROM (SELECT 'pg_cast'::regclass AS classid, oid FROM pg_cast
+        UNION ALL SELECT 'pg_language'::regclass, oid FROM pg_language
+        UNION ALL SELECT 'pg_foreign_data_wrapper'::regclass, oid FROM pg_foreign_data_wrapper
+        UNION ALL SELECT 'pg_foreign_server'::regclass, oid FROM pg_foreign_server
+        UNION ALL SELECT 'pg_am'::regclass, oid FROM pg_am) g,
+       pg_identify_object(g.classid, g.oid, 0) o
+ WHERE g.oid >= %s
+   AND NOT EXISTS (SELECT 1 FROM pg_depend x
+                    WHERE x.classid = g.classid AND x.objid = g.oid
+                      AND x.objsubid = 0 AND x.deptype IN ('e', 'i'))
+ ORDER BY o.type, o.identity
+"""
+
+_EVENT_TRIGGERS_SQL = """
+SELECT t.oid, t.evtname, t.evtevent
+  FROM pg_event_trigger t
+ WHERE NOT EXISTS (SELECT 1 FROM pg_depend x
+                    WHERE x.classid = 'pg_event_trigger'::regclass AND x.objid = t.oid
+                      AND x.deptype = 'e' AND x.refobjid = ANY(%s))
+ ORDER BY t.evtname
+"""
+
+_SUBSCRIPTIONS_SQL = """
+SELECT s.subname, s.subenabled, s.subslotname
+  FROM pg_subscription s
+ WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ ORDER BY s.subname
+"""
+
+# Everything DROP ... CASCADE of the seeds takes: their dependents, and the owners of
+# the internal parts it takes (a view goes with its rewrite rule).
+_COLLATERAL_SQL = """
+WITH RECURSIVE gone(classid, objid, objsubid) AS (
+    SELECT * FROM unnest(%(classids)s::oid[], %(objids)s::oid[], %(subids)s::int[])
+  UNION
+    SELECT x.classid, x.objid, x.objsubid
+      FROM gone g, LATERAL (
+           SELECT d.classid, d.objid, d.objsubid
+             FROM pg_depend d
+            WHERE d.refclassid = g.classid AND d.refobjid = g.objid
+              AND (g.objsubid = 0 OR d.refobjsubid = g.objsubid)
+              AND d.deptype IN ('n', 'a', 'i', 'e', 'x', 'P', 'S')
+           UNION ALL
+           SELECT d.refclassid, d.refobjid, 0
+             FROM pg_depend d
+            WHERE d.classid = g.classid AND d.objid = g.objid AND d.objsubid = 0
+              AND g.objsubid = 0 AND d.deptype = 'i') x
+)
+SELECT DISTINCT pg_describe_object(g.classid, g.objid, g.objsubid)
+  FROM gone g, pg_identify_object(g.classid, g.objid, g.objsubid) o
+ WHERE NOT EXISTS (SELECT 1 FROM pg_depend i  -- parts of another listed object
+                    WHERE i.classid = g.classid AND i.objid = g.objid AND i.objsubid = 0
+                      AND i.deptype = 'i')
+   AND (o.schema = ANY(%(kept_schemas)s)
+    OR (g.classid = 'pg_extension'::regclass AND g.objid = ANY(%(kept_exts)s))
+    OR EXISTS (SELECT 1 FROM pg_depend x
+                WHERE x.classid = g.classid AND x.objid = g.objid AND x.deptype = 'e'
+                  AND x.refobjid = ANY(%(kept_exts)s)))
+ ORDER BY 1
+"""
+
+
+@dataclass(frozen=True)
+class _Extension:
+    oid: int
+    name: str
+    version: str
+    schema: str
+    requires: tuple[str, ...]
+
+
+def kept_extensions(extensions: Sequence[_Extension], keep: Iterable[str]) -> dict[str, str]:
+    """Extension name -> why it stays: asked, always kept, or needed by a kept one."""
+    by_name = {e.name: e for e in extensions}
+    kept: dict[str, str] = {}
+    todo = []
+    for name in sorted(set(keep) & set(by_name)):
+        kept[name] = "--keep"
+        todo.append(name)
+    for name in sorted(ALWAYS_KEPT_EXTENSIONS & set(by_name)):
+        kept.setdefault(name, "always kept")
+        todo.append(name)
+    while todo:
+        for req in by_name[todo.pop()].requires:
+            if req not in kept and req in by_name:
+                kept[req] = "needed by a kept extension"
+                todo.append(req)
+    return kept
+
+
+@dataclass
+class _Keep:
+    """What --keep decides: extensions kept (and why), schemas kept whole, schemas kept
+    but emptied (public, the homes of kept extensions), schemas dropped."""
+
+    extensions: dict[str, str]
+    extension_oids: list[int]
+    whole: list[str]
+    emptied: list[tuple[int, str]]
+    dropped: list[tuple[int, str]]
+    reasons: list[tuple[str, str]]
+
+
+def decide_keep(
+    schemas: Sequence[tuple[int, str]], extensions: Sequence[_Extension], keep: set[str]
+) -> _Keep:
+    """Apply the keep-list to the schemas and extensions (pure)."""
+    ext_keep = kept_extensions(extensions, keep)
+    reasons = [
+        (f"extension {quote_ident(e.name)}", ext_keep[e.name])
+        for e in extensions
+        if e.name in ext_keep
+    ]
+    whole = sorted(n for _, n in schemas if n in keep)
+    reasons += [(f"schema {quote_ident(n)}", "--keep (with everything in it)") for n in whole]
+    hosts = {e.schema for e in extensions if e.name in ext_keep}
+    emptied = sorted(
+        (oid, n) for oid, n in schemas if n not in keep and (n == "public" or n in hosts)
+    )
+    for _, n in emptied:
+        why = " (it holds kept extensions' objects)" if n in hosts else " (public stays)"
+        reasons.append((f"schema {quote_ident(n)}", "kept, emptied" + why))
+    return _Keep(
+        extensions=ext_keep,
+        extension_oids=[e.oid for e in extensions if e.name in ext_keep],
+        whole=whole,
+        emptied=emptied,
+        dropped=[(oid, n) for oid, n in schemas if n not in keep and (oid, n) not in emptied],
+        reasons=reasons,
+    )
+
+
+@dataclass
+class _Items:
+    """The plan's items in drop order, and what their drops start from (for CASCADE)."""
+
+    items: list[Item] = field(default_factory=list)
+    seeds: list[tuple[int, int]] = field(default_factory=list)  # (classid, objid)
+    unsupported: list[str] = field(default_factory=list)
+
+    def add(self, item: Item, classid: int | None = None, objid: int | None = None) -> None:
+        self.items.append(item)
+        if classid is not None and objid is not None:
+            self.seeds.append((classid, objid))
+
+    def add_identified(
+        self, kind: Kind, classid: int, objid: int, obj_type: str, identity: str
+    ) -> None:
+        stmt = drop_identified(obj_type, identity)
+        if stmt is None:
+            self.unsupported.append(f"{obj_type} {identity}")
+        else:
+            self.add(Item(kind, identity, obj_type, (stmt,)), int(classid), objid)
+
+
+def plan_clean(
+    conn: psycopg.Connection[Any],
+    keep: Iterable[str] = (),
+    origins: Iterable[str] = DEFAULT_ORIGINS,
+    server: str = "",
+) -> CleanPlan:
+    """Everything that would go, in drop order, and what stays and why (reads only)."""
+    keep = set(keep)
+    database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    schemas = [(r[0], r[1]) for r in conn.execute(_SCHEMAS_SQL)]
+    extensions = [
+        _Extension(r[0], r[1], r[2], r[3], tuple(r[4])) for r in conn.execute(_EXTENSIONS_SQL)
+    ]
+    unknown = keep - {n for _, n in schemas} - {e.name for e in extensions}
+    if unknown:
+        raise InputError(
+            f"--keep {', '.join(sorted(unknown))}: no schema or extension of that name in "
+            f"the target database {database}",
+            fix="check the spelling (a misspelt --keep would drop what you meant to keep)",
+        )
+    decided = decide_keep(schemas, extensions, keep)
+    out = _Items()
+    _add_replication_objects(conn, out, decided)
+    _add_schemas(conn, out, decided)
+    for e in extensions:
+        if e.name not in decided.extensions:
+            detail = f"version {e.version} in schema {e.schema}"
+            stmts = (drop_extension(e.name),)
+            out.add(Item(Kind.EXTENSION, quote_ident(e.name), detail, stmts), PG_EXTENSION, e.oid)
+    for classid, oid, obj_type, identity in conn.execute(_GLOBALS_SQL, (FIRST_NORMAL_OID,)):
+        out.add_identified(Kind.GLOBAL, classid, oid, obj_type, identity)
+    lo = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]  # type: ignore[index]
+    if lo:
+        out.add(Item(Kind.LARGE_OBJECTS, f"{lo} large object(s)", "", (), count=int(lo)))
+    other_origins = _add_origins(conn, out, sorted(set(origins)))
+    pgferry, others = _sessions(conn)
+    return CleanPlan(
+        server=server,
+        database=database,
+        items=out.items,
+        kept=decided.reasons,
+        collateral=_collateral(conn, out.seeds, decided.whole, decided.extension_oids),
+        pgferry_sessions=pgferry,
+        other_sessions=others,
+        unsupported=out.unsupported,
+        other_origins=other_origins,
+    )
+
+
+def _add_replication_objects(conn: psycopg.Connection[Any], out: _Items, keep: _Keep) -> None:
+    """Event triggers first (a sql_drop trigger could refuse the drops), then
+    subscriptions and publications."""
+    for oid, name, event in conn.execute(_EVENT_TRIGGERS_SQL, (keep.extension_oids,)):
+        item = Item(
+            Kind.EVENT_TRIGGER, quote_ident(name), f"on {event}", (drop_event_trigger(name),)
+        )
+        out.add(item, PG_EVENT_TRIGGER, oid)
+    for name, enabled, slot in conn.execute(_SUBSCRIPTIONS_SQL):
+        detail = f"its slot {slot} stays on the publisher: drop it there" if slot else ""
+        stmts = drop_subscription(name, enabled, bool(slot))
+        out.add(Item(Kind.SUBSCRIPTION, quote_ident(name), detail, stmts))
+    for oid, name in conn.execute("SELECT oid, pubname FROM pg_publication ORDER BY pubname"):
+        item = Item(Kind.PUBLICATION, quote_ident(name), "", (drop_publication(name),))
+        out.add(item, PG_PUBLICATION, oid)
+
+
+def _add_schemas(conn: psycopg.Connection[Any], out: _Items, keep: _Keep) -> None:
+    """Whole schemas, then the objects of the emptied ones (relations first)."""
+    counts = _schema_counts(conn, [oid for oid, _ in keep.dropped])
+    for oid, name in keep.dropped:
+        stmts = (drop_schema(name),)
+        out.add(
+            Item(Kind.SCHEMA, quote_ident(name), counts.get(oid, "empty"), stmts), PG_NAMESPACE, oid
+        )
+    objects = conn.execute(_SCHEMA_OBJECTS_SQL, ([oid for oid, _ in keep.emptied],)).fetchall()
+    objects.sort(key=lambda r: (_TYPE_ORDER.get(r[3], len(_TYPE_ORDER)), r[4]))
+    for _, classid, objid, obj_type, identity in objects:
+        out.add_identified(Kind.OBJECT, classid, objid, obj_type, identity)
+
+
+def _add_origins(conn: psycopg.Connection[Any], out: _Items, wanted: list[str]) -> list[str]:
+    """The replication origins asked for; returns the cluster's other origins."""
+    others = []
+    for (name,) in conn.execute("SELECT roname FROM pg_replication_origin ORDER BY roname"):
+        if name in wanted:
+            detail = "cluster-wide: no other database may use it"
+            out.add(Item(Kind.ORIGIN, name, detail, (drop_origin(name),)))
+        else:
+            others.append(name)
+    return others
+
+
+def _sessions(conn: psycopg.Connection[Any]) -> tuple[list[tuple[int, str]], int]:
+    """pgferry's sessions on this database, and how many other client sessions."""
+    rows = conn.execute(
+        """
+        SELECT pid, application_name, application_name LIKE %s
+          FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND backend_type = 'client backend'
+         ORDER BY pid
+        """,
+        (PGFERRY_SESSIONS,),
+    ).fetchall()
+    return [(pid, app) for pid, app, ours in rows if ours], sum(1 for r in rows if not r[2])
+
+
+def _schema_counts(conn: psycopg.Connection[Any], oids: list[int]) -> dict[int, str]:
+    """'12 tables, 3 views, ...' for each schema."""
+    if not oids:
+        return {}
+    rows = conn.execute(
+        """
+        SELECT d.refobjid, o.type, count(*)
+          FROM pg_depend d, pg_identify_object(d.classid, d.objid, 0) o
+         WHERE d.refclassid = 'pg_namespace'::regclass AND d.refobjid = ANY(%s)
+           AND d.deptype = 'n' AND d.objsubid = 0
+           AND d.classid <> 'pg_extension'::regclass
+           AND NOT EXISTS (SELECT 1 FROM pg_depend x
+                            WHERE x.classid = d.classid AND x.objid = d.objid
+                              AND x.objsubid = 0 AND x.deptype = 'i')
+         GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2
+        """,
+        (oids,),
+    ).fetchall()
+    out: dict[int, list[str]] = {}
+    for oid, obj_type, n in rows:
+        out.setdefault(oid, []).append(f"{n} {obj_type}{'s' if n > 1 else ''}")
+    return {oid: ", ".join(parts) for oid, parts in out.items()}
+
+
+def _collateral(
+    conn: psycopg.Connection[Any],
+    seeds: list[tuple[int, int]],
+    kept_schemas: list[str],
+    kept_ext_oids: list[int],
+) -> list[str]:
+    """What CASCADE would take from the kept schemas and extensions."""
+    if not seeds or not (kept_schemas or kept_ext_oids):
+        return []
+    rows = conn.execute(
+        _COLLATERAL_SQL,
+        {
+            "classids": [c for c, _ in seeds],
+            "objids": [o for _, o in seeds],
+            "subids": [0] * len(seeds),
+            "kept_schemas": kept_schemas,
+            "kept_exts": kept_ext_oids,
+        },
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+# -- running it ------------------------------------------------------------------------
+
+
+class Outcome(StrEnum):
+    DROPPED = "dropped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    item: Item
+    outcome: Outcome
+    error: str | None = None
+    sqlstate: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": str(self.item.kind),
+            "name": self.item.name,
+            "outcome": str(self.outcome),
+            "error": self.error,
+            "sqlstate": self.sqlstate,
+        }
+
+
+def execute_plan(
+    conn: psycopg.Connection[Any],
+    plan: CleanPlan,
+    *,
+    lock_timeout: float = 10.0,
+    progress: Callable[[Item], None] | None = None,
+) -> list[ItemResult]:
+    """Drop every item in order, each on its own (autocommit); failures do not stop."""
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(lock_timeout * 1000)}ms",))
+    results = []
+    for item in plan.items:
+        if progress is not None:
+            progress(item)
+        try:
+            if item.kind == Kind.LARGE_OBJECTS:
+                _unlink_large_objects(conn)
+            else:
+                for stmt in item.statements:
+                    conn.execute(stmt)
+        except psycopg.Error as exc:
+            message = (exc.diag.message_primary or str(exc)).strip()
+            results.append(ItemResult(item, Outcome.FAILED, message, exc.sqlstate))
+            continue
+        results.append(ItemResult(item, Outcome.DROPPED))
+    return results
+
+
+def _unlink_large_objects(conn: psycopg.Connection[Any]) -> None:
+    """In batches: one transaction per batch keeps lock tables small."""
+    while True:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT count(lo_unlink(oid)) FROM "
+                "(SELECT oid FROM pg_largeobject_metadata ORDER BY oid LIMIT %s) s",
+                (LO_BATCH,),
+            ).fetchone()
+        if not row or not row[0]:
+            return
+
+
+def connect(info: ConnInfo) -> psycopg.Connection[Any]:
+    """The connection target-clean reads and drops with."""
+    return info.connect("pgferry target-clean", settings=UTF8)
