@@ -8,9 +8,11 @@ and memory stays at a few MB per worker whatever the table size.
 
 from __future__ import annotations
 
+import os
 import queue
 import select
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,8 @@ from pgferry.errors import Interrupted
 
 CHUNK = 256 * 1024  # bytes handed from reader to writer at a time
 QUEUE_DEPTH = 8  # chunks in flight per worker: bounds memory
+# Tests only: seconds to pause after each chunk, so a crash test can land mid-copy.
+_TEST_CHUNK_DELAY = float(os.environ.get("PGFERRY_TEST_COPY_CHUNK_DELAY", "0") or 0)
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,8 @@ def copy_table(
                     copy.write(item)
                     total += len(item)
                     on_progress(total)
+                    if _TEST_CHUNK_DELAY:
+                        time.sleep(_TEST_CHUNK_DELAY)
             rows = cur.rowcount
     finally:
         cancel.set()

@@ -16,6 +16,10 @@ from tests.helpers.cli import REPO_ROOT
 
 Row = dict[str, object]
 
+# Environment that slows a clone's copy down (a pause per 256 kB chunk), so a test that
+# interrupts it lands mid-copy however fast the machine is.
+SLOW_COPY = {"PGFERRY_TEST_COPY_CHUNK_DELAY": "0.02"}
+
 
 def start_pgferry(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """pgferry in a new session (its own process group), output captured."""

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import assert_same_database
-from tests.helpers.running import kill_group, start_pgferry, wait_for
+from tests.helpers.running import SLOW_COPY, kill_group, start_pgferry, wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import DbPair
@@ -124,7 +124,9 @@ def test_drop_if_exists_replaces_target_objects(source: DbPair) -> None:
 
 def test_resume_with_other_plan_options_is_refused(source: DbPair) -> None:
     p = source
-    proc = start_pgferry(*_base(p), "--split-tables-larger-than", "1MB", "--table-jobs", "1")
+    proc = start_pgferry(
+        *_base(p), "--split-tables-larger-than", "1MB", "--table-jobs", "1", env=SLOW_COPY
+    )
     wait_for(
         proc,
         p.workdir,
@@ -144,7 +146,7 @@ def test_sigterm_stops_cleanly_and_resumes(source: DbPair) -> None:
         conn.execute(
             "INSERT INTO notes (body) SELECT repeat('z', 500) FROM generate_series(1, 400000)"
         )
-    proc = start_pgferry(*_base(p), "--table-jobs", "1")
+    proc = start_pgferry(*_base(p), "--table-jobs", "1", env=SLOW_COPY)
     wait_for(proc, p.workdir, lambda us: any(u["kind"] == "copy" and u["bytes"] > 0 for u in us))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import assert_same_database, table_fingerprints
-from tests.helpers.running import kill_group, start_pgferry, wait_for
+from tests.helpers.running import SLOW_COPY, kill_group, start_pgferry, wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import DbPair
@@ -69,7 +69,7 @@ def _assert_no_duplicates(p: DbPair) -> None:
 
 def test_kill_during_copy_then_resume(crash_source: DbPair) -> None:
     p = crash_source
-    proc = start_pgferry(*_clone_args(p))
+    proc = start_pgferry(*_clone_args(p), env=SLOW_COPY)
     rows = wait_for(
         proc,
         p.workdir,
@@ -109,10 +109,10 @@ def test_kill_during_index_build_then_resume(crash_source: DbPair) -> None:
 def test_kill_twice_then_resume(crash_source: DbPair) -> None:
     """Killed during the copy, then again while resuming: still exact."""
     p = crash_source
-    proc = start_pgferry(*_clone_args(p))
+    proc = start_pgferry(*_clone_args(p), env=SLOW_COPY)
     wait_for(proc, p.workdir, lambda us: any(u["kind"] == "copy" and u["bytes"] > 0 for u in us))
     kill_group(proc)
-    proc = start_pgferry(*_clone_args(p, "--resume"))
+    proc = start_pgferry(*_clone_args(p, "--resume"), env=SLOW_COPY)
     wait_for(
         proc,
         p.workdir,
