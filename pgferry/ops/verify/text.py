@@ -1,0 +1,28 @@
+"""How verify's report lines show lists, long definitions and sizes.
+
+Shared by every check, so that the report reads alike from one check to the next and a
+long list always ends with the same pointer to --json.
+"""
+
+from __future__ import annotations
+
+
+def _listing(lines: list[str], limit: int) -> str:
+    shown = lines[:limit]
+    if len(lines) > limit:
+        shown.append(f"... and {len(lines) - limit} more (see --json)")
+    return "\n".join(f"  {line}" for line in shown)
+
+
+def _clip(text: str, width: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
