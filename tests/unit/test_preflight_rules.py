@@ -1,4 +1,4 @@
-"""Preflight's decisions, from facts to PASS/WARN/FAIL with the fix (ops/preflight.py).
+"""Preflight's decisions, from facts to PASS/WARN/FAIL with the fix (ops/preflight/).
 
 The situations a test cluster cannot produce (a target without an extension, a server
 out of replication slots at a low max_replication_slots, pending prepared transactions,

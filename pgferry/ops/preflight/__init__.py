@@ -1,0 +1,119 @@
+"""`pgferry preflight`: everything that would make a migration fail or lose data, checked
+before anything is written.
+
+The checks read the source, the target and this machine, and end up in one PASS/WARN/FAIL
+`Report`, every WARN and FAIL with the exact fix. The rules are pure functions (`judge_*`,
+`table_in_scope`, `unmatched_filter_names`) over facts the thin I/O code reads, so each
+one is unit tested without a server.
+
+`runner` drives a run, `session` holds its read-only sessions, `facts` what it learns;
+every other module is one family of checks. The public names are re-exported here.
+"""
+
+from pgferry.ops.preflight.capacity import (
+    EXTRA_SOURCE_SESSIONS,
+    EXTRA_TARGET_SESSIONS,
+    judge_connections,
+    judge_parallel_workers,
+)
+from pgferry.ops.preflight.compat import AvailableExtension, judge_extensions
+from pgferry.ops.preflight.facts import (
+    PreflightOptions,
+    RoleFacts,
+    ScopeTable,
+    SourceFacts,
+    SourceNames,
+)
+from pgferry.ops.preflight.local import (
+    COPY_BYTES_PER_SECOND_PER_JOB,
+    DISK_HEADROOM,
+    check_filter_file,
+    judge_disk,
+    local_checks,
+)
+from pgferry.ops.preflight.provider import markers_names, provider_internals
+from pgferry.ops.preflight.replication import (
+    LONG_TRANSACTION_SECONDS,
+    PROBE_SETTINGS,
+    SlotFacts,
+    judge_capacity,
+    judge_leftover_slot,
+    judge_replication_role,
+    judge_wal_level,
+    judge_wal_sender_timeout,
+    probe_decoding_plugin,
+    probe_replication,
+)
+from pgferry.ops.preflight.runner import run_preflight
+from pgferry.ops.preflight.scope import (
+    extensions_in_scope,
+    table_in_scope,
+    unmatched_filter_names,
+)
+from pgferry.ops.preflight.session import READ_ONLY_SETTINGS
+from pgferry.ops.preflight.source import (
+    MIN_SOURCE_MAJOR,
+    XID_FAIL_FRACTION,
+    XID_LIMIT,
+    XID_WARN_FRACTION,
+    judge_prepared_transactions,
+    judge_source_version,
+    judge_xid_age,
+    source_checks,
+)
+from pgferry.ops.preflight.tables import replica_identity_problem
+from pgferry.ops.preflight.target import (
+    ORIGIN_FUNCTIONS,
+    judge_target_empty,
+    judge_target_version,
+    target_checks,
+)
+
+__all__ = [
+    "COPY_BYTES_PER_SECOND_PER_JOB",
+    "DISK_HEADROOM",
+    "EXTRA_SOURCE_SESSIONS",
+    "EXTRA_TARGET_SESSIONS",
+    "LONG_TRANSACTION_SECONDS",
+    "MIN_SOURCE_MAJOR",
+    "ORIGIN_FUNCTIONS",
+    "PROBE_SETTINGS",
+    "READ_ONLY_SETTINGS",
+    "XID_FAIL_FRACTION",
+    "XID_LIMIT",
+    "XID_WARN_FRACTION",
+    "AvailableExtension",
+    "PreflightOptions",
+    "RoleFacts",
+    "ScopeTable",
+    "SlotFacts",
+    "SourceFacts",
+    "SourceNames",
+    "check_filter_file",
+    "extensions_in_scope",
+    "judge_capacity",
+    "judge_connections",
+    "judge_disk",
+    "judge_extensions",
+    "judge_leftover_slot",
+    "judge_parallel_workers",
+    "judge_prepared_transactions",
+    "judge_replication_role",
+    "judge_source_version",
+    "judge_target_empty",
+    "judge_target_version",
+    "judge_wal_level",
+    "judge_wal_sender_timeout",
+    "judge_xid_age",
+    "local_checks",
+    "markers_names",
+    "probe_decoding_plugin",
+    "probe_replication",
+    "provider_internals",
+    "replica_identity_problem",
+    "run_preflight",
+    "source_checks",
+    "table_in_scope",
+    "target_checks",
+    "unmatched_filter_names",
+]

@@ -1,0 +1,97 @@
+"""What a preflight run is asked to check, and what the source told it.
+
+`PreflightOptions` describes the migration; `SourceFacts` and the frozen records around it
+carry what the source checks learnt to the target and local checks, so no side queries the
+source twice. Records that only one family of checks uses live with it (`SlotFacts`,
+`AvailableExtension`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pgferry.catalog.filters import QualifiedName
+from pgferry.state.workdir import default_dir
+
+_LISTED = 10  # names shown in one message
+
+
+@dataclass(frozen=True)
+class PreflightOptions:
+    """What the migration will be asked to do."""
+
+    follow: bool = False
+    plugin: str = "test_decoding"
+    slot: str = "pgferry"
+    origin: str = "pgferry"
+    workdir: Path = field(default_factory=default_dir)
+    table_jobs: int = 4
+    index_jobs: int = 4
+    drop_if_exists: bool = False
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class ScopeTable:
+    """A relation of the source, with what the checks need to know about it."""
+
+    oid: int
+    schema: str
+    name: str
+    relkind: str  # r, p, m, f, S
+    persistence: str  # p, u
+    replident: str  # d, n, f, i
+    rls: bool
+    can_select: bool
+    schema_usage: bool
+    has_pk: bool
+    has_replident_index: bool
+    parent_oids: tuple[int, ...]
+    tablespaces: tuple[str, ...]  # of the table and its indexes, when not the default
+
+    @property
+    def qualname(self) -> QualifiedName:
+        return QualifiedName(self.schema, self.name)
+
+
+@dataclass(frozen=True)
+class SourceNames:
+    """Object names of the source, to match filter entries against."""
+
+    schemas: frozenset[str] = frozenset()
+    relations: frozenset[QualifiedName] = frozenset()  # tables, matviews, foreign tables
+    indexes: frozenset[QualifiedName] = frozenset()
+    extensions: frozenset[str] = frozenset()
+    event_triggers: frozenset[str] = frozenset()
+
+
+@dataclass
+class SourceFacts:
+    """What the source told us; fields stay None when their query failed."""
+
+    major: int
+    version: str
+    user: str
+    superuser: bool
+    provider: str | None
+    size: int | None = None
+    encoding: str | None = None
+    wal_level: str | None = None
+    extensions: dict[str, str] | None = None  # name -> version, plpgsql left out
+    event_triggers: list[str] | None = None
+    all_tables_publications: list[str] | None = None
+    tables: list[ScopeTable] | None = None
+    names: SourceNames | None = None
+    can_replicate: bool | None = None
+    catalog_objects: int = 0
+    wal_bytes_per_second: float | None = None
+
+
+@dataclass(frozen=True)
+class RoleFacts:
+    user: str
+    superuser: bool
+    replication: bool
+    bypassrls: bool = False
+    managed_replication_roles: tuple[str, ...] = ()  # e.g. rds_replication, when a member

@@ -1,0 +1,78 @@
+"""Preflight's own sessions, and how a failed query becomes a report line.
+
+Both sides are read in read-only sessions with statement and lock timeouts (the helper
+scripts' belt): a busy server cannot hang preflight and preflight cannot write to it.
+A side that cannot be reached is a FAIL line, not an exception, and its checks are skipped;
+a query that fails is reported as "not checked", never read as an empty answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import psycopg
+
+from pgferry.errors import PgferryError
+from pgferry.ops.report import Report
+from pgferry.pg.conninfo import ConnInfo
+
+# The read-only belt: no writes, no hanging on a busy server.
+READ_ONLY_SETTINGS = {
+    "default_transaction_read_only": "on",
+    "statement_timeout": "30s",
+    "lock_timeout": "5s",
+    "idle_in_transaction_session_timeout": "60s",
+}
+
+
+def _open(
+    report: Report, info: ConnInfo, stack: contextlib.ExitStack
+) -> psycopg.Connection[Any] | None:
+    """A read-only session, or a FAIL line saying why not."""
+    name = f"{info.role}.connect"
+    try:
+        conn = info.connect("pgferry preflight", settings=READ_ONLY_SETTINGS)
+    except PgferryError as exc:
+        report.fail(name, exc.message + f" (the other {info.role} checks are skipped)", exc.fix)
+        return None
+    except psycopg.Error as exc:
+        report.fail(name, f"cannot set up the {info.role} session: {_error_text(exc)}")
+        return None
+    stack.enter_context(conn)
+    report.ok(name, f"connected to {info.short()}")
+    return conn
+
+
+@contextlib.contextmanager
+def _checking(report: Report, name: str) -> Iterator[None]:
+    """A failed query makes its check "not checked" (WARN), never a silent pass."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        report.warn(
+            name,
+            f"not checked: {_error_text(exc)}",
+            "check it by hand, or run preflight as a role that can read this",
+        )
+
+
+def _error_text(exc: psycopg.Error) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    state = exc.sqlstate
+    return f"{text} (SQLSTATE {state})" if state else text
+
+
+def _settings(conn: psycopg.Connection[Any], names: Iterable[str]) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(names),)
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def _one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0] if len(row) == 1 else row

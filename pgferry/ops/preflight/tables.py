@@ -1,0 +1,256 @@
+"""The source relations in scope: can pgferry read them all, and can CDC replay them.
+
+Missing USAGE or SELECT, row-level security and unreadable large objects make the copy
+fail or come out silently incomplete. Tables without a usable replica identity, unlogged
+tables and large objects are what CDC cannot replay after the copy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgferry.catalog.filters import Filters
+from pgferry.catalog.queries import SYSTEM_SCHEMA_FILTER
+from pgferry.clone.target import check_source_reads
+from pgferry.errors import InputError
+from pgferry.ops.preflight.facts import _LISTED, PreflightOptions, RoleFacts, ScopeTable
+from pgferry.ops.preflight.session import _checking
+from pgferry.ops.report import Report
+
+_TABLES_SQL = f"""
+SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relpersistence::text,
+       c.relreplident::text, c.relrowsecurity,
+       has_table_privilege(c.oid, 'SELECT'), has_schema_privilege(n.oid, 'USAGE'),
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+       EXISTS (SELECT 1 FROM pg_index i
+                WHERE i.indrelid = c.oid AND i.indisreplident AND i.indisvalid),
+       coalesce((SELECT array_agg(i.inhparent::int8) FROM pg_inherits i
+                  WHERE i.inhrelid = c.oid), '{{}}'),
+       coalesce((SELECT array_agg(DISTINCT ts.spcname::text) FROM pg_tablespace ts
+                  WHERE ts.oid = c.reltablespace
+                     OR ts.oid IN (SELECT ic.reltablespace FROM pg_index i
+                                     JOIN pg_class ic ON ic.oid = i.indexrelid
+                                    WHERE i.indrelid = c.oid)), '{{}}')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'm', 'f', 'S') AND c.relpersistence IN ('p', 'u')
+   AND {SYSTEM_SCHEMA_FILTER}
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY n.nspname, c.relname
+"""
+
+_LARGE_OBJECTS_SQL = """
+SELECT count(*),
+       count(*) FILTER (WHERE NOT (
+           r.rolsuper OR current_setting('lo_compat_privileges')::bool
+           OR CASE WHEN l.lomacl IS NULL THEN pg_has_role(l.lomowner, 'USAGE')
+                   ELSE EXISTS (SELECT 1 FROM aclexplode(l.lomacl) a
+                                 WHERE a.privilege_type = 'SELECT'
+                                   AND (a.grantee = 0 OR pg_has_role(a.grantee, 'USAGE')))
+              END))
+  FROM pg_largeobject_metadata l
+ CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) r
+"""
+
+
+def replica_identity_problem(t: ScopeTable) -> str | None:
+    """Why CDC could not replay UPDATE/DELETE on `t`, or None."""
+    if t.replident == "f" or (t.replident == "d" and t.has_pk):
+        return None
+    if t.replident == "i" and t.has_replident_index:
+        return None
+    return {
+        "d": "no primary key",
+        "n": "REPLICA IDENTITY NOTHING",
+        "i": "its replica identity index is gone",
+    }.get(t.replident, f"replica identity {t.replident}")
+
+
+def _read_tables(conn: psycopg.Connection[Any]) -> list[ScopeTable]:
+    return [
+        ScopeTable(
+            oid=r[0],
+            schema=r[1],
+            name=r[2],
+            relkind=r[3],
+            persistence=r[4],
+            replident=r[5],
+            rls=r[6],
+            can_select=r[7],
+            schema_usage=r[8],
+            has_pk=r[9],
+            has_replident_index=r[10],
+            parent_oids=tuple(r[11]),
+            tablespaces=tuple(r[12]),
+        )
+        for r in conn.execute(_TABLES_SQL).fetchall()
+    ]
+
+
+def _check_read_privileges(
+    report: Report, conn: psycopg.Connection[Any], tables: list[ScopeTable], user: str
+) -> None:
+    """USAGE on every schema and SELECT on every table and sequence in scope.
+
+    Tables whose data is excluded count too: pg_dump locks every table it dumps, and
+    ACCESS SHARE needs SELECT.
+    """
+    name = "source.read_privileges"
+    readable_kinds = {"r", "p", "m", "S"}
+    problems: list[str] = []
+    fixes: list[str] = []
+    role = sql.Identifier(user).as_string(conn)
+    by_schema: dict[str, list[ScopeTable]] = {}
+    for t in tables:
+        if t.relkind in readable_kinds:
+            by_schema.setdefault(t.schema, []).append(t)
+    for schema, members in sorted(by_schema.items()):
+        ident = sql.Identifier(schema).as_string(conn)
+        if not members[0].schema_usage:
+            problems.append(f"no USAGE on schema {schema}")
+            fixes.append(f"GRANT USAGE ON SCHEMA {ident} TO {role};")
+        for kind, label in (("table", "TABLES"), ("sequence", "SEQUENCES")):
+            denied = [
+                t
+                for t in members
+                if not t.can_select and (t.relkind == "S") == (kind == "sequence")
+            ]
+            if not denied:
+                continue
+            problems.append(
+                f"no SELECT on {len(denied)} {kind}(s) of {schema}: "
+                + ", ".join(str(t.qualname) for t in denied[:_LISTED])
+            )
+            if len(denied) <= 3:
+                targets = ", ".join(
+                    sql.Identifier(t.schema, t.name).as_string(conn) for t in denied
+                )
+                keyword = "SEQUENCE " if kind == "sequence" else ""
+                fixes.append(f"GRANT SELECT ON {keyword}{targets} TO {role};")
+            else:
+                fixes.append(f"GRANT SELECT ON ALL {label} IN SCHEMA {ident} TO {role};")
+    if problems:
+        report.fail(
+            name,
+            f"{user} cannot read everything in scope: " + "; ".join(problems),
+            " ".join(fixes) + " (as the owner or a superuser), or exclude them with a filter",
+        )
+    else:
+        count = sum(len(m) for m in by_schema.values())
+        report.ok(name, f"{user} can read the {count} tables and sequences in scope")
+
+
+def _check_rls(
+    report: Report,
+    conn: psycopg.Connection[Any],
+    tables: list[ScopeTable],
+    filters: Filters,
+    role: RoleFacts,
+) -> None:
+    """Row-level security would make the copy silently incomplete."""
+    name = "source.rls"
+    candidates = [
+        t
+        for t in tables
+        if t.rls
+        and t.relkind == "r"
+        and t.can_select
+        and t.qualname not in filters.exclude_table_data
+    ]
+    if not candidates:
+        report.ok(name, "no table in scope has row-level security enabled")
+        return
+    with _checking(report, name):
+        try:
+            check_source_reads(conn, [t.oid for t in candidates])
+        except InputError as exc:
+            report.fail(
+                name,
+                exc.message,
+                exc.fix,
+                tables=[str(t.qualname) for t in candidates],
+            )
+            return
+        why = "a superuser" if role.superuser else "BYPASSRLS" if role.bypassrls else "the owner"
+        report.ok(name, f"{len(candidates)} table(s) with row-level security: {role.user} is {why}")
+
+
+def _check_replica_identity(
+    report: Report, tables: list[ScopeTable], filters: Filters, opts: PreflightOptions
+) -> None:
+    name = "source.replica_identity"
+    problems = [
+        (t, why)
+        for t in tables
+        if t.relkind == "r"
+        and t.persistence == "p"
+        and t.qualname not in filters.exclude_table_data
+        and (why := replica_identity_problem(t)) is not None
+    ]
+    if not problems:
+        report.ok(name, "every table in scope has a usable replica identity")
+        return
+    shown = ", ".join(f"{t.qualname} ({why})" for t, why in problems[:_LISTED]) + (
+        f" and {len(problems) - _LISTED} more" if len(problems) > _LISTED else ""
+    )
+    message = f"{len(problems)} table(s) without a usable replica identity: {shown}"
+    if not opts.follow:
+        report.skip(name, message + " (matters only with --follow)")
+        return
+    first = problems[0][0]
+    report.warn(
+        name,
+        message + ": CDC cannot replay their UPDATEs and DELETEs",
+        "pgferry fix-replica-identity --source ... (uses a unique index or FULL), or "
+        f"ALTER TABLE {sql.Identifier(first.schema, first.name).as_string()} "
+        "REPLICA IDENTITY FULL; per table",
+        tables=[str(t.qualname) for t, _ in problems],
+    )
+
+
+def _check_special_tables(report: Report, tables: list[ScopeTable], opts: PreflightOptions) -> None:
+    unlogged = [t for t in tables if t.relkind in ("r", "p") and t.persistence == "u"]
+    if unlogged and opts.follow:
+        report.warn(
+            "source.unlogged_tables",
+            f"{len(unlogged)} unlogged table(s): their changes are not in the WAL, so CDC "
+            "cannot replay them after the copy: "
+            + ", ".join(str(t.qualname) for t in unlogged[:_LISTED]),
+            "ALTER TABLE ... SET LOGGED on the source before starting, or exclude them, or "
+            "accept that they are copied once",
+        )
+    foreign = [t for t in tables if t.relkind == "f"]
+    if foreign:
+        report.ok(
+            "source.foreign_tables",
+            f"{len(foreign)} foreign table(s): their definitions migrate, not their remote "
+            "data: " + ", ".join(str(t.qualname) for t in foreign[:_LISTED]),
+        )
+
+
+def _check_large_objects(
+    report: Report, conn: psycopg.Connection[Any], opts: PreflightOptions
+) -> None:
+    name = "source.large_objects"
+    with _checking(report, name):
+        count, unreadable = conn.execute(_LARGE_OBJECTS_SQL).fetchone()  # type: ignore[misc]
+        if unreadable:
+            report.fail(
+                name,
+                f"{unreadable} of {count} large object(s) cannot be read by this role",
+                "GRANT SELECT ON LARGE OBJECT oid TO role; (as their owner), connect as a "
+                "superuser, or clone with --skip-large-objects",
+            )
+        elif count and opts.follow:
+            report.warn(
+                name,
+                f"{count} large object(s): they are copied once; CDC does not replicate "
+                "later changes to them",
+                "avoid changing large objects during the migration, or copy them again "
+                "after the cutover (pgferry copy blobs)",
+            )
+        else:
+            report.ok(name, f"{count} large object(s)" if count else "no large objects")
