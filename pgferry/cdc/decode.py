@@ -129,6 +129,17 @@ _FAST_HEAD = re.compile(r"table ([a-z_][a-z0-9_$]*)\.([a-z_][a-z0-9_$]*): (INSER
 _KINDS = {"INSERT": "I", "UPDATE": "U", "DELETE": "D"}
 
 
+# One column of a tuple: an optional section marker, `name[type]:value` and its separator.
+# A value is a quoted literal ('' inside stands for ') or a bare word (a number, null,
+# the unchanged-TOAST marker, a B'0101' bit string). Quoted type names and anything
+# unterminated do not match, and go to the careful parser.
+_FAST_COLUMN = re.compile(
+    r"(?:(old-key|new-tuple): )?"
+    r'([a-z_][a-z0-9_$]*)\[[^\]"]*(?:\](?!:)[^\]"]*)*\]:'
+    r"(?:'((?:[^']+|'')*)'|(?!')(\S*))(?: |\Z)"
+)
+
+
 def _fast_test_decoding(text: str, lsn: int) -> Change | None:
     head = _FAST_HEAD.match(text)
     if head is None:
@@ -139,7 +150,35 @@ def _fast_test_decoding(text: str, lsn: int) -> Change | None:
     key_columns: list[str] = []
     key_values: list[str | None] = []
     unchanged: set[str] = set()
-    change = Change(
+    pos = head.end()
+    if not text.startswith("(no-tuple-data)", pos):
+        names, vals = (key_columns, key_values) if kind == "D" else (columns, values)
+        value: str | None
+        for m in _FAST_COLUMN.finditer(text, pos):
+            if m.start() != pos:
+                return None  # something the pattern does not cover: the careful parser
+            pos = m.end()
+            marker, name, quoted, raw = m.group(1, 2, 3, 4)
+            if marker:
+                names, vals = (
+                    (key_columns, key_values) if marker == "old-key" else (columns, values)
+                )
+            if quoted is not None:
+                value = quoted.replace("''", "'") if "''" in quoted else quoted
+            elif raw == "null":
+                value = None
+            elif raw == UNCHANGED_TOAST:
+                unchanged.add(name)
+                continue
+            elif raw.startswith("B'"):
+                value = raw[2:-1]
+            else:
+                value = raw
+            names.append(name)
+            vals.append(value)
+        if pos != len(text):
+            return None
+    return Change(
         kind,
         head.group(1),
         head.group(2),
@@ -153,65 +192,6 @@ def _fast_test_decoding(text: str, lsn: int) -> Change | None:
         False,
         lsn,
     )
-    pos = head.end()
-    end = len(text)
-    if text.startswith("(no-tuple-data)", pos):
-        return change
-    names, vals = (key_columns, key_values) if kind == "D" else (columns, values)
-    find = text.find
-    while pos < end:
-        if text.startswith("old-key: ", pos):
-            names, vals = key_columns, key_values
-            pos += 9
-            continue
-        if text.startswith("new-tuple: ", pos):
-            names, vals = columns, values
-            pos += 11
-            continue
-        bracket = find("[", pos)
-        if bracket < 0:
-            return None
-        name = text[pos:bracket]
-        if name[:1] == '"':  # a quoted name: the careful parser handles it
-            return None
-        close = find("]:", bracket)
-        if close < 0:
-            return None
-        v = close + 2
-        first = text[v : v + 1]
-        if first == "'":
-            q = v + 1
-            parts = []
-            while True:
-                j = find("'", q)
-                if j < 0:
-                    return None
-                if text.startswith("''", j):
-                    parts.append(text[q : j + 1])
-                    q = j + 2
-                    continue
-                parts.append(text[q:j])
-                break
-            value: str | None = "".join(parts)
-            pos = j + 2
-        else:
-            j = find(" ", v)
-            if j < 0:
-                j = end
-            raw = text[v:j]
-            pos = j + 1
-            if raw == "null":
-                value = None
-            elif raw == UNCHANGED_TOAST:
-                unchanged.add(name)
-                continue
-            elif raw.startswith("B'"):
-                value = raw[2:-1]
-            else:
-                value = raw
-        names.append(name)
-        vals.append(value)
-    return change
 
 
 class _TestDecodingParser:

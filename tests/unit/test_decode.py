@@ -1,0 +1,130 @@
+"""Output plugin messages into changes (cdc/decode.py): exact values, odd names, both paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from pgferry.cdc.decode import (
+    DecodeError,
+    _fast_test_decoding,
+    _TestDecodingParser,
+    decode_test_decoding,
+    decode_wal2json,
+)
+
+PADDED = "'" + " " * 84 + "'"
+
+# Messages the fast path must read exactly as the careful parser does.
+SAME_BOTH_WAYS = [
+    "table public.t: INSERT: id[integer]:1 note[text]:'hello'",
+    "table public.t: INSERT: id[integer]:1 note[text]:null",
+    "table public.pgbench_accounts: UPDATE: aid[integer]:7 abalance[integer]:-3"
+    f" filler[character]:{PADDED}",
+    "table public.t: INSERT: note[text]:'it''s' other[text]:''''",
+    "table public.t: INSERT: note[text]:'a b\nc'",
+    "table public.t: INSERT: note[text]:'x'' new-tuple: y[int]:2 '",
+    "table public.t: INSERT: tags[text[]]:'{a,\"b c\"}' n[numeric]:12345678901234567890123456.5",
+    "table public.t: INSERT: f[double precision]:NaN g[double precision]:-Infinity",
+    "table public.t: INSERT: b[bit(4)]:B'0101' v[bit varying]:B''",
+    "table public.t: INSERT: ts[timestamp with time zone]:'2024-01-01 00:00:00+00'",
+    "table public.t: UPDATE: id[integer]:1 big[text]:unchanged-toast-datum small[text]:'s'",
+    "table public.t: UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 note[text]:'n'",
+    "table public.t: DELETE: id[integer]:1",
+    "table public.t: DELETE: (no-tuple-data)",
+    "table s_1.t$2: INSERT: c_1[integer]:1",
+]
+
+
+@pytest.mark.parametrize("message", SAME_BOTH_WAYS)
+def test_fast_path_reads_like_the_careful_parser(message: str) -> None:
+    fast = _fast_test_decoding(message, 5)
+    assert fast is not None, "the fast path should take this message"
+    assert fast == _TestDecodingParser(message, 5).parse()
+
+
+def test_values_are_the_exact_text() -> None:
+    change = decode_test_decoding(
+        b"table public.t: INSERT: a[text]:'it''s' b[numeric]:0.100000000000000000000000000001"
+        b" c[text]:null d[bit(3)]:B'101'"
+    )
+    assert change is not None
+    assert change.columns == ["a", "b", "c", "d"]
+    assert change.values == ["it's", "0.100000000000000000000000000001", None, "101"]
+
+
+def test_update_with_old_key_and_unchanged_toast() -> None:
+    change = decode_test_decoding(
+        b"table public.t: UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2"
+        b" big[text]:unchanged-toast-datum"
+    )
+    assert change is not None
+    assert (change.kind, change.key_columns, change.key_values) == ("U", ["id"], ["1"])
+    assert (change.columns, change.values, change.unchanged) == (["id"], ["2"], {"big"})
+
+
+def test_delete_fills_the_key() -> None:
+    change = decode_test_decoding(b"table public.t: DELETE: id[integer]:9")
+    assert change is not None
+    assert (change.kind, change.key_columns, change.key_values, change.columns) == (
+        "D",
+        ["id"],
+        ["9"],
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        'table "My Schema"."Odd.Table": INSERT: "Col A"[integer]:1',
+        'table public."Order": UPDATE: "x""y"[text]:\'v\'',
+        "table public.t: INSERT: c[public.\"My Type\"]:'v'",
+        "table public.t: TRUNCATE: (no-flags)",
+    ],
+)
+def test_quoted_names_and_truncate_go_to_the_careful_parser(message: str) -> None:
+    assert _fast_test_decoding(message, 0) is None
+    assert decode_test_decoding(message.encode()) == _TestDecodingParser(message, 0).parse()
+
+
+def test_quoted_names_are_unquoted() -> None:
+    change = decode_test_decoding(b'table "My Schema"."Odd.Table": INSERT: "Col ""A"""[integer]:1')
+    assert change is not None
+    assert (change.schema, change.table, change.columns) == ("My Schema", "Odd.Table", ['Col "A"'])
+
+
+def test_truncate_lists_every_relation_and_its_flags() -> None:
+    change = decode_test_decoding(
+        b"table public.a, public.b: TRUNCATE: restart_seqs cascade", lsn=3
+    )
+    assert change is not None
+    assert change.kind == "T" and change.relations == [("public", "a"), ("public", "b")]
+    assert change.restart_seqs and change.cascade
+
+
+def test_non_row_messages_are_ignored() -> None:
+    assert decode_test_decoding(b"BEGIN 123") is None
+    assert decode_test_decoding(b"message: transactional: 1 prefix: p, sz: 1 content:x") is None
+
+
+def test_malformed_message_is_an_error() -> None:
+    with pytest.raises(DecodeError):
+        decode_test_decoding(b"table public.t: INSERT: note[text]:'unterminated")
+
+
+def test_wal2json_keeps_numbers_as_text() -> None:
+    change = decode_wal2json(
+        b'{"action":"U","schema":"s","table":"t",'
+        b'"columns":[{"name":"n","type":"numeric","value":1.10000000000000000000001},'
+        b'{"name":"b","type":"bytea","value":"00ff"},{"name":"ok","type":"boolean","value":true}],'
+        b'"identity":[{"name":"id","type":"integer","value":12345678901234567890}]}'
+    )
+    assert change is not None
+    assert change.values == ["1.10000000000000000000001", "\\x00ff", "t"]
+    assert change.key_values == ["12345678901234567890"]
+
+
+def test_wal2json_skips_transaction_markers() -> None:
+    assert decode_wal2json(b'{"action":"B","xid":1}') is None
+    with pytest.raises(DecodeError):
+        decode_wal2json(b'{"action":')
