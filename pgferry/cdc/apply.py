@@ -181,6 +181,7 @@ class Applier:
         self.applied_txns = 0
         self._scanned_up_to = 0
         self._previous = 0  # commit LSN of the last transaction queued
+        self._previous_text = (0, b"0/0")  # (an LSN, its text): formatted once per txn
         self._limits: dict[int, int] = {}
         self.reader = SpoolReader(spool_dir)
 
@@ -250,7 +251,7 @@ class Applier:
     def _entries(self) -> Iterator[TxnEntry | None]:
         """Spooled transactions after the origin's position; None when caught up."""
         position: dict[int, int] = {}
-        self._limits: dict[int, int] = {}
+        self._limits = {}
         while True:
             found = False
             # What the receiver had made durable before this scan: if the scan finds
@@ -398,13 +399,13 @@ class Applier:
         explicit = entry.changes > IMPLICIT_TXN_MAX_CHANGES
         if explicit:
             pipe.execute("BEGIN", (), Ctx("begin", (entry, None)))
+        commit = format_lsn(entry.commit_lsn).encode()
+        previous = self._previous_text
+        if previous[0] != self._previous:
+            previous = (self._previous, format_lsn(self._previous).encode())
         pipe.execute(
             ORIGIN_SETUP_SQL,
-            [
-                format_lsn(entry.commit_lsn).encode(),
-                commit_time_text(entry.commit_time).encode(),
-                format_lsn(self._previous).encode(),
-            ],
+            [commit, commit_time_text(entry.commit_time).encode(), previous[1]],
             Ctx("origin", (entry, None)),
         )
         sent = pipe.executed
@@ -457,6 +458,7 @@ class Applier:
         if explicit:
             pipe.execute("COMMIT", (), Ctx("commit", (entry, None)))
         self._previous = entry.commit_lsn
+        self._previous_text = (entry.commit_lsn, commit)
         return pipe.sync()
 
     def _target_for(self, change: Change, entry: TxnEntry) -> TargetTable | None:
@@ -478,20 +480,27 @@ class Applier:
         self, pipe: Pipeline, entry: TxnEntry, table: TargetTable, rows: list[Change]
     ) -> None:
         first = rows[0]
-        self._columns(table, first, first.columns)
-        keep = [i for i, c in enumerate(first.columns) if not table.columns[c].generated]
-        columns = tuple(first.columns[i] for i in keep)
+        shape = ("I", tuple(first.columns))
+        plan = table.plans.get(shape)
+        if plan is None:
+            self._columns(table, first, first.columns)
+            keep = [i for i, c in enumerate(first.columns) if not table.columns[c].generated]
+            plan = (tuple(first.columns[i] for i in keep), keep)
+            table.plans[shape] = plan
+        columns, keep = plan
+        all_columns = len(keep) == len(first.columns)
         start = 0
         for size in batch_sizes(len(rows), len(columns)):
             chunk = rows[start : start + size]
             start += size
             params: list[bytes | None] = []
-            for change in chunk:
-                values = change.values
-                params.extend(
-                    None if values[i] is None else values[i].encode()  # type: ignore[union-attr]
-                    for i in keep
-                )
+            if all_columns:
+                for change in chunk:
+                    params += change.values
+            else:
+                for change in chunk:
+                    values = change.values
+                    params += [values[i] for i in keep]
             pipe.execute(insert_sql(table, columns, size), params, Ctx("insert", (entry, chunk[0])))
 
     def _where_plan(
@@ -544,8 +553,8 @@ class Applier:
             return
         values = change.values
         keys = change.key_values if from_key else values
-        params = [None if values[i] is None else values[i].encode() for i in set_idx]
-        params += [None if keys[i] is None else keys[i].encode() for i in where_idx]
+        params = [values[i] for i in set_idx]
+        params += [keys[i] for i in where_idx]
         pipe.execute(text, params, Ctx("update", (entry, change), True))
 
     def _delete(self, pipe: Pipeline, entry: TxnEntry, table: TargetTable, change: Change) -> None:
@@ -557,7 +566,7 @@ class Applier:
             table.plans[shape] = plan
         text, _, where_idx, from_key = plan
         keys = change.key_values if from_key else change.values
-        params = [None if keys[i] is None else keys[i].encode() for i in where_idx]
+        params = [keys[i] for i in where_idx]
         pipe.execute(text, params, Ctx("delete", (entry, change), True))
 
     def _truncate(self, pipe: Pipeline, entry: TxnEntry, change: Change) -> None:
@@ -570,7 +579,3 @@ class Applier:
             pipe.simple(
                 truncate_sql(tables, change.restart_seqs).encode(), Ctx("truncate", (entry, change))
             )
-
-
-def _b(value: str | None) -> bytes | None:
-    return None if value is None else value.encode()

@@ -1,8 +1,9 @@
 """Output plugins' messages, normalised into one change format.
 
 Values stay as PostgreSQL's text representation, exactly as the source printed them:
-a numeric with 40 digits, NaN, a timestamp with its zone, an array literal. Apply sends
-them as text parameters, so nothing is ever converted through a float or a Python type.
+a numeric with 40 digits, NaN, a timestamp with its zone, an array literal. They are kept
+as the UTF-8 bytes apply sends as text parameters, so nothing is ever converted through a
+float or a Python type, and the common test_decoding message is never decoded to str.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ class Change:
     schema: str
     table: str
     columns: list[str] = field(default_factory=list)  # new tuple (I, U)
-    values: list[str | None] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)  # text representation
     key_columns: list[str] = field(default_factory=list)  # old key / identity (U, D)
-    key_values: list[str | None] = field(default_factory=list)
+    key_values: list[bytes | None] = field(default_factory=list)
     unchanged: set[str] = field(default_factory=set)  # TOASTed columns not sent (U)
     relations: list[tuple[str, str]] = field(default_factory=list)  # T
     restart_seqs: bool = False
@@ -44,7 +45,10 @@ class Change:
         cols, vals = (
             (self.key_columns, self.key_values) if self.key_columns else (self.columns, self.values)
         )
-        pairs = ", ".join(f"{c}={v!r}" for c, v in zip(cols, vals, strict=False))
+        pairs = ", ".join(
+            f"{c}={None if v is None else v.decode(errors='replace')!r}"
+            for c, v in zip(cols, vals, strict=False)
+        )
         text = f"{op} on {self.schema}.{self.table} ({pairs})"
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -65,17 +69,17 @@ def wal2json_action(payload: bytes | memoryview) -> int:
     return payload[11] if len(payload) > 11 else 0
 
 
-def _json_text(value: object, type_name: str) -> str | None:
+def _json_text(value: object, type_name: str) -> bytes | None:
     if value is None:
         return None
     if value is True:
-        return "t"
+        return b"t"
     if value is False:
-        return "f"
+        return b"f"
     text = str(value)
     if type_name == "bytea" and not text.startswith("\\x"):
-        return "\\x" + text  # wal2json strips bytea's \x prefix
-    return text
+        text = "\\x" + text  # wal2json strips bytea's \x prefix
+    return text.encode()
 
 
 def decode_wal2json(payload: bytes | memoryview, lsn: int = 0) -> Change | None:
@@ -117,16 +121,32 @@ def test_decoding_kind(payload: bytes | memoryview) -> int:
 
 
 def decode_test_decoding(payload: bytes | memoryview, lsn: int = 0) -> Change | None:
-    text = bytes(payload).decode("utf-8")
-    if not text.startswith("table "):
+    data = bytes(payload)
+    if not data.startswith(b"table "):
         return None
-    return _fast_test_decoding(text, lsn) or _TestDecodingParser(text, lsn).parse()
+    change = _fast_test_decoding(data, lsn)
+    if change is None:
+        change = _TestDecodingParser(data.decode("utf-8"), lsn).parse()
+    return change
 
 
-# The common case with plain string searches: unquoted schema, table and column names.
-# Anything else (quoted names, TRUNCATE, odd spacing) goes to the careful parser below.
-_FAST_HEAD = re.compile(r"table ([a-z_][a-z0-9_$]*)\.([a-z_][a-z0-9_$]*): (INSERT|UPDATE|DELETE): ")
-_KINDS = {"INSERT": "I", "UPDATE": "U", "DELETE": "D"}
+# The common case, read on the bytes: unquoted schema, table and column names (plain
+# ASCII: PostgreSQL quotes any other name). Anything else (quoted names, TRUNCATE, odd
+# spacing) goes to the careful parser below.
+_FAST_HEAD = re.compile(
+    rb"table ([a-z_][a-z0-9_$]*)\.([a-z_][a-z0-9_$]*): (INSERT|UPDATE|DELETE): "
+)
+_KINDS = {b"INSERT": "I", b"UPDATE": "U", b"DELETE": "D"}
+_NAMES: dict[bytes, str] = {}  # names seen, as str (a few per table)
+
+
+def _name(raw: bytes) -> str:
+    name = _NAMES.get(raw)
+    if name is None:
+        if len(_NAMES) > 100_000:
+            _NAMES.clear()
+        name = _NAMES[raw] = raw.decode("ascii")
+    return name
 
 
 # One column of a tuple: an optional section marker, `name[type]:value` and its separator.
@@ -134,54 +154,55 @@ _KINDS = {"INSERT": "I", "UPDATE": "U", "DELETE": "D"}
 # the unchanged-TOAST marker, a B'0101' bit string). Quoted type names and anything
 # unterminated do not match, and go to the careful parser.
 _FAST_COLUMN = re.compile(
-    r"(?:(old-key|new-tuple): )?"
-    r'([a-z_][a-z0-9_$]*)\[[^\]"]*(?:\](?!:)[^\]"]*)*\]:'
-    r"(?:'((?:[^']+|'')*)'|(?!')(\S*))(?: |\Z)"
+    rb"(?:(old-key|new-tuple): )?"
+    rb'([a-z_][a-z0-9_$]*)\[[^\]"]*(?:\](?!:)[^\]"]*)*\]:'
+    rb"(?:'((?:[^']+|'')*)'|(?!')(\S*))(?: |\Z)"
 )
+_UNCHANGED_BYTES = UNCHANGED_TOAST.encode()
 
 
-def _fast_test_decoding(text: str, lsn: int) -> Change | None:
-    head = _FAST_HEAD.match(text)
+def _fast_test_decoding(data: bytes, lsn: int) -> Change | None:
+    head = _FAST_HEAD.match(data)
     if head is None:
         return None
     kind = _KINDS[head.group(3)]
     columns: list[str] = []
-    values: list[str | None] = []
+    values: list[bytes | None] = []
     key_columns: list[str] = []
-    key_values: list[str | None] = []
+    key_values: list[bytes | None] = []
     unchanged: set[str] = set()
     pos = head.end()
-    if not text.startswith("(no-tuple-data)", pos):
+    if not data.startswith(b"(no-tuple-data)", pos):
         names, vals = (key_columns, key_values) if kind == "D" else (columns, values)
-        value: str | None
-        for m in _FAST_COLUMN.finditer(text, pos):
+        value: bytes | None
+        for m in _FAST_COLUMN.finditer(data, pos):
             if m.start() != pos:
                 return None  # something the pattern does not cover: the careful parser
             pos = m.end()
             marker, name, quoted, raw = m.group(1, 2, 3, 4)
             if marker:
                 names, vals = (
-                    (key_columns, key_values) if marker == "old-key" else (columns, values)
+                    (key_columns, key_values) if marker == b"old-key" else (columns, values)
                 )
             if quoted is not None:
-                value = quoted.replace("''", "'") if "''" in quoted else quoted
-            elif raw == "null":
+                value = quoted.replace(b"''", b"'") if b"''" in quoted else quoted
+            elif raw == b"null":
                 value = None
-            elif raw == UNCHANGED_TOAST:
-                unchanged.add(name)
+            elif raw == _UNCHANGED_BYTES:
+                unchanged.add(_name(name))
                 continue
-            elif raw.startswith("B'"):
+            elif raw.startswith(b"B'"):
                 value = raw[2:-1]
             else:
                 value = raw
-            names.append(name)
+            names.append(_name(name))
             vals.append(value)
-        if pos != len(text):
+        if pos != len(data):
             return None
     return Change(
         kind,
-        head.group(1),
-        head.group(2),
+        _name(head.group(1)),
+        _name(head.group(2)),
         columns,
         values,
         key_columns,
@@ -288,7 +309,7 @@ class _TestDecodingParser:
                 change.unchanged.add(name)
                 continue
             target[0].append(name)
-            target[1].append(value)  # type: ignore[arg-type]
+            target[1].append(None if value is None else str(value).encode())
         return change
 
     def _skip_type(self) -> None:

@@ -197,6 +197,8 @@ class Cdc:
 
     def start_receiver(self) -> None:
         row = self.store.sentinel()
+        if row is None:
+            raise StepFailed(f"{self.store.path} has no CDC sentinel: the slot was never set up")
         start = lsn_or_none(row["flush_lsn"]) or lsn_or_none(row["startpos"]) or 0
         self.receiver = Receiver(
             self.source, self.receive_options(), self.workdir.cdc_dir, self.store, start

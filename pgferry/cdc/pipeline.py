@@ -17,6 +17,10 @@ from psycopg import errors as pgerrors
 from psycopg import pq
 
 _SYNC = object()
+# Result statuses as plain ints: compared for every result of every statement.
+_OK = (int(pq.ExecStatus.COMMAND_OK), int(pq.ExecStatus.TUPLES_OK))
+_PIPELINE_SYNC = int(pq.ExecStatus.PIPELINE_SYNC)
+_PIPELINE_ABORTED = int(pq.ExecStatus.PIPELINE_ABORTED)
 
 
 def _find_send_pipeline_sync() -> Any:
@@ -115,7 +119,7 @@ class Pipeline:
 
         Returns its number: `syncs` reaches it once the server has processed it."""
         if _SEND_PIPELINE_SYNC is not None:
-            if _SEND_PIPELINE_SYNC(self.pg.pgconn_ptr) != 1:
+            if _SEND_PIPELINE_SYNC(self.pg.pgconn_ptr) != 1:  # type: ignore[attr-defined]
                 raise psycopg.OperationalError(self.pg.get_error_message())
         else:
             self.pg.pipeline_sync()
@@ -176,7 +180,7 @@ class Pipeline:
                     self._current_done = False
                     continue
                 break
-            if res.status == pq.ExecStatus.PIPELINE_SYNC:
+            if res.status == _PIPELINE_SYNC:
                 if head is _SYNC:
                     self.pending.popleft()
                 self.syncs += 1
@@ -186,11 +190,11 @@ class Pipeline:
 
     def _check(self, ctx: Any, res: pq.abc.PGresult) -> None:
         status = res.status
-        if status in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+        if status in _OK:
             if ctx.expect_rows and res.command_tuples == 0 and self.error is None:
                 self.error = CommandFailed(ctx, None)
             return
-        if status == pq.ExecStatus.PIPELINE_ABORTED:
+        if status == _PIPELINE_ABORTED:
             return
         if self.error is None:
             error = pgerrors.error_from_result(res, encoding=self.conn.info.encoding)

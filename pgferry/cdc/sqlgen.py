@@ -6,6 +6,7 @@ UPDATE and DELETE report how many rows they touched; apply stops when one touche
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from psycopg import sql
@@ -139,7 +140,8 @@ def truncate_sql(tables: list[TargetTable], restart_seqs: bool) -> str:
     return _render(stmt)
 
 
-def batch_sizes(rows: int, columns: int) -> list[int]:
+@functools.lru_cache(maxsize=4096)
+def batch_sizes(rows: int, columns: int) -> tuple[int, ...]:
     """Split a run of inserts into few statement shapes (powers of 4, <= 65535 params)."""
     limit = 256
     while limit > 1 and limit * max(columns, 1) > 65535:
@@ -152,4 +154,4 @@ def batch_sizes(rows: int, columns: int) -> list[int]:
             size = max(size, 1)
         sizes.append(size)
         rows -= size
-    return sizes
+    return tuple(sizes)

@@ -37,7 +37,7 @@ SAME_BOTH_WAYS = [
 
 @pytest.mark.parametrize("message", SAME_BOTH_WAYS)
 def test_fast_path_reads_like_the_careful_parser(message: str) -> None:
-    fast = _fast_test_decoding(message, 5)
+    fast = _fast_test_decoding(message.encode(), 5)
     assert fast is not None, "the fast path should take this message"
     assert fast == _TestDecodingParser(message, 5).parse()
 
@@ -49,7 +49,7 @@ def test_values_are_the_exact_text() -> None:
     )
     assert change is not None
     assert change.columns == ["a", "b", "c", "d"]
-    assert change.values == ["it's", "0.100000000000000000000000000001", None, "101"]
+    assert change.values == [b"it's", b"0.100000000000000000000000000001", None, b"101"]
 
 
 def test_update_with_old_key_and_unchanged_toast() -> None:
@@ -58,8 +58,8 @@ def test_update_with_old_key_and_unchanged_toast() -> None:
         b" big[text]:unchanged-toast-datum"
     )
     assert change is not None
-    assert (change.kind, change.key_columns, change.key_values) == ("U", ["id"], ["1"])
-    assert (change.columns, change.values, change.unchanged) == (["id"], ["2"], {"big"})
+    assert (change.kind, change.key_columns, change.key_values) == ("U", ["id"], [b"1"])
+    assert (change.columns, change.values, change.unchanged) == (["id"], [b"2"], {"big"})
 
 
 def test_delete_fills_the_key() -> None:
@@ -68,7 +68,7 @@ def test_delete_fills_the_key() -> None:
     assert (change.kind, change.key_columns, change.key_values, change.columns) == (
         "D",
         ["id"],
-        ["9"],
+        [b"9"],
         [],
     )
 
@@ -83,8 +83,15 @@ def test_delete_fills_the_key() -> None:
     ],
 )
 def test_quoted_names_and_truncate_go_to_the_careful_parser(message: str) -> None:
-    assert _fast_test_decoding(message, 0) is None
+    assert _fast_test_decoding(message.encode(), 0) is None
     assert decode_test_decoding(message.encode()) == _TestDecodingParser(message, 0).parse()
+
+
+def test_utf8_values_stay_bytes_and_describe_shows_text() -> None:
+    change = decode_test_decoding("table public.t: INSERT: n[text]:'naïve ☃'".encode())
+    assert change is not None
+    assert change.values == ["naïve ☃".encode()]
+    assert "n='naïve ☃'" in change.describe()
 
 
 def test_quoted_names_are_unquoted() -> None:
@@ -120,8 +127,8 @@ def test_wal2json_keeps_numbers_as_text() -> None:
         b'"identity":[{"name":"id","type":"integer","value":12345678901234567890}]}'
     )
     assert change is not None
-    assert change.values == ["1.10000000000000000000001", "\\x00ff", "t"]
-    assert change.key_values == ["12345678901234567890"]
+    assert change.values == [b"1.10000000000000000000001", b"\\x00ff", b"t"]
+    assert change.key_values == [b"12345678901234567890"]
 
 
 def test_wal2json_skips_transaction_markers() -> None:
