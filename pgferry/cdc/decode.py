@@ -160,18 +160,67 @@ _FAST_COLUMN = re.compile(
 )
 _UNCHANGED_BYTES = UNCHANGED_TOAST.encode()
 
+# A table's changes of one kind nearly always list the same columns with the same types,
+# so after one message is read column by column, the next ones are matched whole by a
+# pattern made for that layout: one group per value, either a quoted literal (quotes
+# included) or a bare word. Bit strings, unchanged-TOAST markers and anything else
+# unusual do not match it and take the column-by-column path.
+_SHAPE_VALUE = rb"('(?:[^']+|'')*'|(?!B'|unchanged-toast-datum(?: |\Z))[^'\s]\S*)"
+_SHAPE_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    pattern: re.Pattern[bytes]
+    columns: list[str]  # shared by every Change read with this shape: never mutated
+    key_columns: list[str]
+    keys: int  # how many values, first in the message, are old-key values
+
+
+_SHAPES: dict[bytes, _Shape] = {}  # per message head: "table s.t: UPDATE: "
+
 
 def _fast_test_decoding(data: bytes, lsn: int) -> Change | None:
     head = _FAST_HEAD.match(data)
     if head is None:
         return None
     kind = _KINDS[head.group(3)]
+    pos = head.end()
+    shape = _SHAPES.get(head.group(0))
+    if shape is not None:
+        m = shape.pattern.fullmatch(data, pos)
+        if m is not None:
+            vals: list[bytes | None] = [
+                v[1:-1].replace(b"''", b"'") if v[0] == 39 else (None if v == b"null" else v)
+                for v in m.groups()
+            ]
+            k = shape.keys
+            return Change(
+                kind,
+                _name(head.group(1)),
+                _name(head.group(2)),
+                shape.columns,
+                vals[k:] if k else vals,
+                shape.key_columns,
+                vals[:k] if k else [],
+                set(),
+                [],
+                False,
+                False,
+                lsn,
+            )
+    return _fast_by_column(data, head, kind, lsn)
+
+
+def _fast_by_column(data: bytes, head: re.Match[bytes], kind: str, lsn: int) -> Change | None:
+    """Column by column; remembers the layout for the next message of the same head."""
     columns: list[str] = []
     values: list[bytes | None] = []
     key_columns: list[str] = []
     key_values: list[bytes | None] = []
     unchanged: set[str] = set()
     pos = head.end()
+    layout: list[bytes] | None = []  # the pattern's pieces; None: not a plain layout
     if not data.startswith(b"(no-tuple-data)", pos):
         names, vals = (key_columns, key_values) if kind == "D" else (columns, values)
         value: bytes | None
@@ -190,15 +239,34 @@ def _fast_test_decoding(data: bytes, lsn: int) -> Change | None:
                 value = None
             elif raw == _UNCHANGED_BYTES:
                 unchanged.add(_name(name))
+                layout = None
                 continue
-            elif raw.startswith(b"B'"):
+            elif raw.startswith(b"B'") or not raw:
                 value = raw[2:-1]
+                layout = None
             else:
                 value = raw
             names.append(_name(name))
             vals.append(value)
+            if layout is not None:
+                value_at = m.start(3) - 1 if quoted is not None else m.start(4)
+                if layout:
+                    layout.append(b" ")
+                layout += (re.escape(data[m.start() : value_at]), _SHAPE_VALUE)
         if pos != len(data):
             return None
+    else:
+        layout = None
+    if layout:
+        if len(_SHAPES) >= _SHAPE_LIMIT:
+            _SHAPES.clear()
+        _SHAPES[head.group(0)] = _Shape(
+            re.compile(b"".join(layout)),
+            columns,
+            key_columns,
+            len(key_values),
+        )
+        columns, key_columns = list(columns), list(key_columns)
     return Change(
         kind,
         _name(head.group(1)),

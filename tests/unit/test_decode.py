@@ -42,6 +42,49 @@ def test_fast_path_reads_like_the_careful_parser(message: str) -> None:
     assert fast == _TestDecodingParser(message, 5).parse()
 
 
+@pytest.mark.parametrize("message", SAME_BOTH_WAYS)
+def test_a_remembered_layout_reads_the_same(message: str) -> None:
+    """The second message of a layout is matched whole: same result as column by column."""
+    first = decode_test_decoding(message.encode(), 1)
+    again = decode_test_decoding(message.encode(), 2)
+    assert first is not None and again is not None
+    expected = _TestDecodingParser(message, 2).parse()
+    assert again == expected
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        "table public.lay: UPDATE: id[integer]:2 big[text]:unchanged-toast-datum n[text]:'b'",
+        "table public.lay: UPDATE: id[integer]:2 big[bit(2)]:B'01' n[text]:'b'",
+        "table public.lay: UPDATE: id[integer]:2 big[text]:null n[text]:'it''s'",
+        "table public.lay: UPDATE: id[integer]:2 big[text]:'null' n[text]:''",
+        "table public.lay: UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 big[text]:'x'"
+        " n[text]:'b'",
+        "table public.lay: UPDATE: id[integer]:2 big[varchar]:'x' n[text]:'b'",
+        "table public.lay: UPDATE: id[integer]:2 big[text]:'x'",
+        "table public.lay: UPDATE: id[integer]:2 big[text]:'x' n[text]:'unterminated",
+    ],
+)
+def test_a_message_unlike_the_remembered_layout(second: str) -> None:
+    decode_test_decoding(b"table public.lay: UPDATE: id[integer]:1 big[text]:'a' n[text]:'a'")
+    try:
+        expected = _TestDecodingParser(second, 0).parse()
+    except DecodeError:
+        with pytest.raises(DecodeError):
+            decode_test_decoding(second.encode())
+        return
+    assert decode_test_decoding(second.encode()) == expected
+
+
+def test_changes_of_one_layout_do_not_share_values() -> None:
+    one = decode_test_decoding(b"table public.sh: DELETE: id[integer]:1")
+    two = decode_test_decoding(b"table public.sh: DELETE: id[integer]:2")
+    assert one is not None and two is not None
+    assert (one.key_values, two.key_values) == ([b"1"], [b"2"])
+    assert one.values == two.values == []
+
+
 def test_values_are_the_exact_text() -> None:
     change = decode_test_decoding(
         b"table public.t: INSERT: a[text]:'it''s' b[numeric]:0.100000000000000000000000000001"
