@@ -42,7 +42,7 @@ class ForeignKey:
     definition: str  # pg_get_constraintdef
     validated_on_source: bool
 
-    def add_sql(self) -> sql.Composable:
+    def add_sql(self) -> sql.Composed:
         only = sql.SQL("ONLY ") if self.relkind == "r" else sql.SQL("")
         definition = self.definition
         if not definition.endswith("NOT VALID"):
@@ -54,7 +54,7 @@ class ForeignKey:
             sql.SQL(definition),  # type: ignore[arg-type]  # catalog text
         )
 
-    def validate_sql(self) -> sql.Composable:
+    def validate_sql(self) -> sql.Composed:
         return sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
             sql.Identifier(self.schema, self.table), sql.Identifier(self.name)
         )

@@ -19,7 +19,7 @@ from pgferry.catalog.model import Index, Table
 _CREATE_INDEX = re.compile(r"^CREATE (UNIQUE )?INDEX ")
 
 
-def create_index_sql(idx: Index, *, if_not_exists: bool) -> sql.Composable:
+def create_index_sql(idx: Index, *, if_not_exists: bool) -> sql.SQL:
     """The source's pg_get_indexdef, optionally made idempotent."""
     text = idx.definition
     if if_not_exists:
@@ -27,10 +27,10 @@ def create_index_sql(idx: Index, *, if_not_exists: bool) -> sql.Composable:
     return sql.SQL(text)  # type: ignore[arg-type]  # catalog text, not user input
 
 
-def index_extras_sql(idx: Index, table: Table, *, name: str | None = None) -> list[sql.Composable]:
+def index_extras_sql(idx: Index, table: Table, *, name: str | None = None) -> list[sql.Composed]:
     """What pg_dump emits with an index: statistics targets, replica identity, cluster."""
     ident = sql.Identifier(idx.schema, name or idx.name)
-    out: list[sql.Composable] = [
+    out: list[sql.Composed] = [
         sql.SQL("ALTER INDEX {} ALTER COLUMN {} SET STATISTICS {}").format(
             ident, sql.Literal(col), sql.Literal(target)
         )
@@ -51,7 +51,7 @@ def index_extras_sql(idx: Index, table: Table, *, name: str | None = None) -> li
     return out
 
 
-def add_constraint_sql(idx: Index, table: Table) -> sql.Composable:
+def add_constraint_sql(idx: Index, table: Table) -> sql.Composed:
     """ALTER TABLE ... ADD CONSTRAINT for the constraint this index backs."""
     assert idx.constraint_name is not None and idx.constraint_type is not None
     name = sql.Identifier(idx.constraint_name)

@@ -720,8 +720,8 @@ class Clone:
         try:
             yield
         finally:
-            for sig, h in previous.items():
-                signal.signal(sig, h)  # type: ignore[arg-type]
+            for number, h in previous.items():
+                signal.signal(number, h)  # type: ignore[arg-type]
 
 
 def run_clone(options: CloneOptions) -> dict[str, Any]:

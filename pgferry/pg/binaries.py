@@ -45,15 +45,9 @@ def candidate_bindirs() -> list[Path]:
     found = shutil.which("pg_dump")
     if found:
         dirs.append(Path(found).resolve().parent)
-    for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        dirs.append(Path(d))
-    for d in sorted(glob.glob("/usr/pgsql-*/bin"), reverse=True):
-        dirs.append(Path(d))
-    seen: list[Path] = []
-    for d in dirs:
-        if d not in seen:
-            seen.append(d)
-    return seen
+    for pattern in ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin"):
+        dirs.extend(Path(d) for d in sorted(glob.glob(pattern), reverse=True))
+    return list(dict.fromkeys(dirs))  # first occurrence of each, in order
 
 
 def find_dump_tools(source_major: int) -> DumpTools:
