@@ -542,6 +542,21 @@ class PgferryTool:
     def origin(self) -> str:
         return self.origin_name
 
+    def where(self) -> list[str]:
+        """The connection, directory, slot and origin options every command gets."""
+        return [
+            "--source",
+            self.b.source_uri,
+            "--target",
+            self.b.target.uri(self.db),
+            "--dir",
+            str(self.dir),
+            "--slot-name",
+            self.slot,
+            "--origin",
+            self.origin_name,
+        ]
+
     def cli(self, *args: str, timeout: float = 120) -> str:
         argv = [pgferry_exe(), *args]
         out = subprocess.run(
@@ -581,16 +596,7 @@ class PgferryTool:
             "--follow",
             "--plugin",
             self.plugin,
-            "--source",
-            self.b.source_uri,
-            "--target",
-            self.b.target.uri(self.db),
-            "--dir",
-            str(self.dir),
-            "--slot-name",
-            self.slot,
-            "--origin",
-            self.origin_name,
+            *self.where(),
             "--table-jobs",
             "2",
             "--index-jobs",
@@ -696,19 +702,7 @@ class PgferryTool:
     def teardown(self) -> None:
         end_process_group(self.proc)
         with contextlib.suppress(Exception):
-            self.cli(
-                "cleanup",
-                "--source",
-                self.b.source_uri,
-                "--target",
-                self.b.target.uri(self.db),
-                "--dir",
-                str(self.dir),
-                "--slot-name",
-                self.slot,
-                "--origin",
-                self.origin_name,
-            )
+            self.cli("cleanup", *self.where())
 
 
 def slot_walsender(b: Bench, slot: str) -> list[int]:

@@ -119,32 +119,13 @@ def hide_passwords_from_ps(args: list[str]) -> None:
     """
     import os
 
-    from pgferry.pg.conninfo import ConnInfo
+    from pgferry.pg.conninfo import move_passwords
 
     if os.environ.get("PGFERRY_ARGV_CLEAN") == "1":
         return
-    new_args = list(args)
     env = dict(os.environ)
-    changed = False
-    for i, arg in enumerate(args):
-        for role in ("source", "target"):
-            flag = f"--{role}"
-            if arg == flag and i + 1 < len(args):
-                pos, value, prefix = i + 1, args[i + 1], ""
-            elif arg.startswith(flag + "="):
-                pos, value, prefix = i, arg[len(flag) + 1 :], flag + "="
-            else:
-                continue
-            try:
-                info = ConnInfo.parse(value, role)
-            except PgferryError:
-                continue
-            if info.password is None:
-                continue
-            env[f"PGFERRY_{role.upper()}_PASSWORD"] = info.password
-            new_args[pos] = prefix + info.dsn_without_password()
-            changed = True
-    if not changed:
+    new_args = move_passwords(list(args), env)
+    if new_args == list(args):
         return
     env["PGFERRY_ARGV_CLEAN"] = "1"
     sys.stdout.flush()

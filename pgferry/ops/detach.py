@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from pgferry.errors import InputError, PgferryError
-from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.conninfo import move_passwords
 from pgferry.state.store import StateStore
 from pgferry.state.workdir import WorkDir
 
@@ -32,28 +32,6 @@ STARTUP_SECONDS = 30.0  # how long to wait for the child to begin its run (or fa
 
 def strip_detach(argv: list[str]) -> list[str]:
     return [a for a in argv if a != "--detach"]
-
-
-def move_passwords(argv: list[str], env: dict[str, str]) -> list[str]:
-    """argv without passwords in --source/--target; they go to `env` instead."""
-    out = list(argv)
-    for i, arg in enumerate(argv):
-        for role in ("source", "target"):
-            flag = f"--{role}"
-            if arg == flag and i + 1 < len(argv):
-                pos, value, prefix = i + 1, argv[i + 1], ""
-            elif arg.startswith(flag + "="):
-                pos, value, prefix = i, arg[len(flag) + 1 :], flag + "="
-            else:
-                continue
-            try:
-                info = ConnInfo.parse(value, role)
-            except PgferryError:
-                continue
-            if info.password is not None:
-                env[f"PGFERRY_{role.upper()}_PASSWORD"] = info.password
-                out[pos] = prefix + info.dsn_without_password()
-    return out
 
 
 def _open_log(path: Path) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgferry.errors import ConnectionFailed, InputError
+from pgferry.errors import ConnectionFailed, InputError, PgferryError
 
 # Added unless the user set them: detect a dead peer during hours-long COPYs.
 _KEEPALIVE_DEFAULTS = {
@@ -215,3 +215,26 @@ def connection_error(info: ConnInfo, exc: BaseException) -> ConnectionFailed:
     else:
         fix = None
     return ConnectionFailed(f"cannot connect to {info.role} {info.short()}: {detail}", fix=fix)
+
+
+def move_passwords(argv: list[str], env: dict[str, str]) -> list[str]:
+    """argv without passwords in --source/--target; they go to `env` instead
+    (PGFERRY_SOURCE_PASSWORD / PGFERRY_TARGET_PASSWORD), so `ps` never shows them."""
+    out = list(argv)
+    for i, arg in enumerate(argv):
+        for role in ("source", "target"):
+            flag = f"--{role}"
+            if arg == flag and i + 1 < len(argv):
+                pos, value, prefix = i + 1, argv[i + 1], ""
+            elif arg.startswith(flag + "="):
+                pos, value, prefix = i, arg[len(flag) + 1 :], flag + "="
+            else:
+                continue
+            try:
+                info = ConnInfo.parse(value, role)
+            except PgferryError:
+                continue
+            if info.password is not None:
+                env[f"PGFERRY_{role.upper()}_PASSWORD"] = info.password
+                out[pos] = prefix + info.dsn_without_password()
+    return out

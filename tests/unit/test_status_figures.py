@@ -10,8 +10,9 @@ import pytest
 from pgferry.cdc.protocol import pg_now
 from pgferry.cdc.spool import SpoolWriter
 from pgferry.ops.cdc_status import CdcHistory, CdcSample, SpoolBacklog, spool_backlog
-from pgferry.ops.detach import move_passwords, strip_detach
+from pgferry.ops.detach import strip_detach
 from pgferry.ops.status import copy_progress, operation_label, unit_counts
+from pgferry.pg.conninfo import move_passwords
 from pgferry.state.store import Status, TableRow, UnitKind, UnitRow
 
 NOW = 1_000_000.0
