@@ -11,14 +11,37 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.helpers.cli import REPO_ROOT
+
+if TYPE_CHECKING:
+    from tests.conftest import DbPair
 
 Row = dict[str, object]
 
 # Environment that slows a clone's copy down (a pause per 256 kB chunk), so a test that
 # interrupts it lands mid-copy however fast the machine is.
 SLOW_COPY = {"PGFERRY_TEST_COPY_CHUNK_DELAY": "0.02"}
+
+
+def clone_args(p: DbPair, *extra: str) -> list[str]:
+    """`pgferry clone` of the pair into its work dir, 2 table and 2 index jobs, no bars."""
+    return [
+        "clone",
+        "--source",
+        p.source_uri,
+        "--target",
+        p.target_uri,
+        "--dir",
+        str(p.workdir),
+        "--table-jobs",
+        "2",
+        "--index-jobs",
+        "2",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def start_pgferry(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

@@ -15,7 +15,7 @@ from psycopg import sql
 from pgferry.clone.target import user_objects
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import assert_same_database
-from tests.helpers.running import kill_group, start_pgferry, wait_for
+from tests.helpers.running import clone_args, kill_group, start_pgferry, wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import DbPair
@@ -347,29 +347,11 @@ CREATE INDEX slowidx_slow ON app.slowidx (app.slow(id));
 """
 
 
-def _clone_args(p: DbPair, *extra: str) -> list[str]:
-    return [
-        "clone",
-        "--source",
-        p.source_uri,
-        "--target",
-        p.target_uri,
-        "--dir",
-        str(p.workdir),
-        "--table-jobs",
-        "2",
-        "--index-jobs",
-        "2",
-        "--no-progress",
-        *extra,
-    ]
-
-
 def test_diagnose_and_stop_a_running_clone_then_resume(dbpair: DbPair) -> None:
     p = dbpair
     with p.src_conn() as conn:
         conn.execute(CLONE_SQL)
-    proc = start_pgferry(*_clone_args(p))
+    proc = start_pgferry(*clone_args(p))
     try:
         wait_for(
             proc,
@@ -413,7 +395,7 @@ def test_diagnose_and_stop_a_running_clone_then_resume(dbpair: DbPair) -> None:
     nothing = run_pgferry("stop", "--dir", str(p.workdir))
     assert "Nothing to stop" in nothing.stdout
 
-    run_pgferry(*_clone_args(p, "--resume"))
+    run_pgferry(*clone_args(p, "--resume"))
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import assert_same_database, table_fingerprints
-from tests.helpers.running import SLOW_COPY, kill_group, start_pgferry, wait_for
+from tests.helpers.running import SLOW_COPY, clone_args, kill_group, start_pgferry, wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import DbPair
@@ -34,24 +34,8 @@ CREATE INDEX slowidx_slow ON app.slowidx (app.slow(id));
 """
 
 
-def _clone_args(p: DbPair, *extra: str) -> list[str]:
-    return [
-        "clone",
-        "--source",
-        p.source_uri,
-        "--target",
-        p.target_uri,
-        "--dir",
-        str(p.workdir),
-        "--table-jobs",
-        "2",
-        "--index-jobs",
-        "2",
-        "--split-tables-larger-than",
-        "12MB",
-        "--no-progress",
-        *extra,
-    ]
+def _args(p: DbPair, *extra: str) -> list[str]:
+    return clone_args(p, "--split-tables-larger-than", "12MB", *extra)
 
 
 @pytest.fixture
@@ -69,7 +53,7 @@ def _assert_no_duplicates(p: DbPair) -> None:
 
 def test_kill_during_copy_then_resume(crash_source: DbPair) -> None:
     p = crash_source
-    proc = start_pgferry(*_clone_args(p), env=SLOW_COPY)
+    proc = start_pgferry(*_args(p), env=SLOW_COPY)
     rows = wait_for(
         proc,
         p.workdir,
@@ -81,17 +65,17 @@ def test_kill_during_copy_then_resume(crash_source: DbPair) -> None:
     # The kill really happened mid-copy: some copy unit had not finished.
     assert any(u["kind"] == "copy" and u["status"] != "done" for u in rows)
     # A plain re-run is refused: DIR holds a run that wrote to the target.
-    again = run_pgferry(*_clone_args(p), check=False)
+    again = run_pgferry(*_args(p), check=False)
     assert again.returncode == 3
     assert "--resume" in again.stderr
-    run_pgferry(*_clone_args(p, "--resume"))
+    run_pgferry(*_args(p, "--resume"))
     _assert_no_duplicates(p)
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
 
 
 def test_kill_during_index_build_then_resume(crash_source: DbPair) -> None:
     p = crash_source
-    proc = start_pgferry(*_clone_args(p))
+    proc = start_pgferry(*_args(p))
     wait_for(
         proc,
         p.workdir,
@@ -102,17 +86,17 @@ def test_kill_during_index_build_then_resume(crash_source: DbPair) -> None:
         timeout=180,
     )
     kill_group(proc)
-    run_pgferry(*_clone_args(p, "--resume"))
+    run_pgferry(*_args(p, "--resume"))
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
 
 
 def test_kill_twice_then_resume(crash_source: DbPair) -> None:
     """Killed during the copy, then again while resuming: still exact."""
     p = crash_source
-    proc = start_pgferry(*_clone_args(p), env=SLOW_COPY)
+    proc = start_pgferry(*_args(p), env=SLOW_COPY)
     wait_for(proc, p.workdir, lambda us: any(u["kind"] == "copy" and u["bytes"] > 0 for u in us))
     kill_group(proc)
-    proc = start_pgferry(*_clone_args(p, "--resume"), env=SLOW_COPY)
+    proc = start_pgferry(*_args(p, "--resume"), env=SLOW_COPY)
     wait_for(
         proc,
         p.workdir,
@@ -121,5 +105,5 @@ def test_kill_twice_then_resume(crash_source: DbPair) -> None:
         ),
     )
     kill_group(proc)
-    run_pgferry(*_clone_args(p, "--resume"))
+    run_pgferry(*_args(p, "--resume"))
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)

@@ -18,7 +18,7 @@ import pytest
 from tests.helpers.cdc import Pgbench, cutover, follow_args, lsn, names, sentinel, wait_until
 from tests.helpers.cli import REPO_ROOT, run_pgferry
 from tests.helpers.compare import assert_same_database
-from tests.helpers.running import kill_group, start_pgferry, wait_for
+from tests.helpers.running import clone_args, kill_group, start_pgferry, wait_for
 from tests.integration.test_bad_input import PASSWORD, ROLE, _ensure_password_role
 
 if TYPE_CHECKING:
@@ -55,31 +55,15 @@ CREATE INDEX small_boom ON app.small (app.boom(id));
 """
 
 
+def _args(p: DbPair, *extra: str) -> list[str]:
+    return clone_args(p, "--split-tables-larger-than", "3MB", *extra)
+
+
 @pytest.fixture
 def monitored(dbpair: DbPair) -> DbPair:
     with dbpair.src_conn() as conn:
         conn.execute(SETUP)
     return dbpair
-
-
-def clone_args(p: DbPair, *extra: str) -> list[str]:
-    return [
-        "clone",
-        "--source",
-        p.source_uri,
-        "--target",
-        p.target_uri,
-        "--dir",
-        str(p.workdir),
-        "--table-jobs",
-        "2",
-        "--index-jobs",
-        "2",
-        "--split-tables-larger-than",
-        "3MB",
-        "--no-progress",
-        *extra,
-    ]
 
 
 def status(p: DbPair, *extra: str, command: str = "status") -> tuple[int, dict[str, Any]]:
@@ -125,7 +109,7 @@ def running_unit(kind: str, label: str):
 
 def test_status_during_and_after_a_clone(monitored: DbPair) -> None:
     p = monitored
-    proc = start_pgferry(*clone_args(p))
+    proc = start_pgferry(*_args(p))
     try:
         # During the copy: app.slowcopy's COPY crawls on the target.
         wait_for(proc, p.workdir, running_unit("copy", "app.slowcopy"), timeout=120)
@@ -230,7 +214,7 @@ def test_status_after_a_failure(monitored: DbPair) -> None:
     p = monitored
     with p.src_conn() as conn:
         conn.execute(FAILING_INDEX)
-    result = run_pgferry(*clone_args(p), check=False)
+    result = run_pgferry(*_args(p), check=False)
     assert result.returncode == 1, result.stderr
     code, report = status(p, "--target", p.target_uri)
     assert code == 1
@@ -248,7 +232,7 @@ def test_status_after_a_failure(monitored: DbPair) -> None:
 
 def test_status_after_kill_9(monitored: DbPair) -> None:
     p = monitored
-    proc = start_pgferry(*clone_args(p))
+    proc = start_pgferry(*_args(p))
     wait_for(proc, p.workdir, running_unit("copy", "app.slowcopy"), timeout=120)
     kill_group(proc)
     rows = store(p.workdir)
@@ -267,7 +251,7 @@ def test_status_after_kill_9(monitored: DbPair) -> None:
     text = run_pgferry("status", "--dir", str(p.workdir), check=False)
     assert text.returncode == 1 and "KILLED" in text.stdout and "--resume" in text.stdout
     # Resumed, it finishes; status follows.
-    run_pgferry(*clone_args(p, "--resume"))
+    run_pgferry(*_args(p, "--resume"))
     code, report = status(p)
     assert code == 0 and report["state"] == "finished" and report["run"]["runs"] == 2
 
@@ -353,7 +337,7 @@ def test_detach_survives_its_shell(monitored: DbPair) -> None:
         _ensure_password_role(cluster)
     source = p.source.uri(p.src_db, user=ROLE, password=PASSWORD)
     target = p.target.uri(p.tgt_db, user=ROLE, password=PASSWORD)
-    args = clone_args(p)
+    args = _args(p)
     args[args.index("--source") + 1] = source
     args[args.index("--target") + 1] = target
     command = " ".join(
@@ -393,6 +377,6 @@ def test_detach_survives_its_shell(monitored: DbPair) -> None:
     assert PASSWORD not in log.read_text()
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
     # A background run that cannot start says so at once, with its exit code.
-    again = run_pgferry(*clone_args(p), "--detach", check=False, timeout=120)
+    again = run_pgferry(*_args(p), "--detach", check=False, timeout=120)
     assert again.returncode == 3, again.stderr
     assert "--resume" in again.stderr
