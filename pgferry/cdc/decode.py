@@ -241,11 +241,13 @@ def _fast_by_column(data: bytes, head: re.Match[bytes], kind: str, lsn: int) -> 
                 unchanged.add(_name(name))
                 layout = None
                 continue
-            elif raw.startswith(b"B'") or not raw:
+            elif raw.startswith(b"B'"):
                 value = raw[2:-1]
                 layout = None
             else:
                 value = raw
+                if not raw:
+                    layout = None  # the layout pattern wants a non-empty bare word
             names.append(_name(name))
             vals.append(value)
             if layout is not None:
