@@ -54,6 +54,9 @@ APPLY_SETTINGS = {
     "extra_float_digits": "3",
 }
 MAX_IN_FLIGHT = 1000  # transactions queued but not yet confirmed committed
+# Once at the limit, wait until only this many are left: one long wait instead of a
+# wake-up (send, select, receive) for every transaction while the target is the slower.
+RESUME_IN_FLIGHT = 500
 POLL_EVERY_TXNS = 32  # look at results that often when not waiting
 IMPLICIT_TXN_MAX_CHANGES = 500
 # The origin position of the transaction, after checking that the previous one committed
@@ -300,7 +303,8 @@ class Applier:
                 self._confirm(pipe, in_flight, wait_for=len(in_flight))
                 return self.applied_lsn
             in_flight.append((self._apply_txn(pipe, entry), entry))
-            self._confirm(pipe, in_flight, wait_for=max(0, len(in_flight) - MAX_IN_FLIGHT))
+            behind = len(in_flight) - RESUME_IN_FLIGHT if len(in_flight) >= MAX_IN_FLIGHT else 0
+            self._confirm(pipe, in_flight, wait_for=behind)
         return self.applied_lsn
 
     def _confirm(

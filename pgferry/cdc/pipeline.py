@@ -8,6 +8,7 @@ with that context, and everything after it up to the next sync is skipped by the
 from __future__ import annotations
 
 import select
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -50,6 +51,8 @@ _SEND_PIPELINE_SYNC = _find_send_pipeline_sync()
 # Commands queued between two looks at the socket: libpq sends when its buffer fills,
 # and reading results now and then keeps the server from blocking on its own output.
 PUMP_EVERY = 128
+BATCH_WAKE_SYNCS = 32
+BATCH_WAKE_SECONDS = 0.001
 
 
 class Ctx(NamedTuple):
@@ -132,9 +135,14 @@ class Pipeline:
         self.wait_for_sync(self.sync())
 
     def wait_for_sync(self, number: int) -> None:
-        """Read results until sync point `number` is processed; raise a failure seen."""
+        """Read results until sync point `number` is processed; raise a failure seen.
+
+        Far from it, results are read a millisecond's worth at a time: the server reports
+        every transaction, and waking for each would cost more than applying it."""
         while self.syncs < number and self.error is None:
             self._pump(block=True)
+            if number - self.syncs > BATCH_WAKE_SYNCS:
+                time.sleep(BATCH_WAKE_SECONDS)
         self._raise()
 
     def poll(self) -> None:
