@@ -84,8 +84,48 @@ def _json_text(value: object, type_name: str) -> bytes | None:
 
 def decode_wal2json(payload: bytes | memoryview, lsn: int = 0) -> Change | None:
     """A wal2json v2 change (I/U/D/T); None for messages that carry no row change."""
+    data = bytes(payload)
+    head = _W2J_HEAD.match(data)
+    if head is not None:
+        key = head.group(1, 2, 3)
+        shape = _W2J_SHAPES.get(key)
+        if shape is not None:
+            m = shape.pattern.fullmatch(data, head.end())
+            if m is not None:
+                vals: list[bytes | None] = [
+                    (v[1:-1] if b"\\" not in v else _w2j_escaped(v))
+                    if v[0] == 34
+                    else _W2J_BARE.get(v, v)
+                    for v in m.groups()
+                ]
+                for i in shape.bytea:
+                    v = vals[i]
+                    if v is not None and not v.startswith(b"\\x"):
+                        vals[i] = b"\\x" + v
+                new = shape.new
+                return Change(
+                    shape.kind,
+                    shape.schema,
+                    shape.table,
+                    shape.columns,
+                    vals[:new],
+                    shape.key_columns,
+                    vals[new:],
+                    set(),
+                    [],
+                    False,
+                    False,
+                    lsn,
+                )
+    change = _wal2json_parsed(data, lsn)
+    if head is not None and change is not None and change.kind != "T":
+        _w2j_learn(data, head, change)
+    return change
+
+
+def _wal2json_parsed(data: bytes, lsn: int) -> Change | None:
     try:
-        msg = json.loads(bytes(payload), parse_float=str, parse_int=str, parse_constant=str)
+        msg = json.loads(data, parse_float=str, parse_int=str, parse_constant=str)
     except ValueError as exc:
         raise DecodeError(f"invalid wal2json message: {exc}") from None
     action = msg.get("action")
@@ -102,6 +142,107 @@ def decode_wal2json(payload: bytes | memoryview, lsn: int = 0) -> Change | None:
         change.key_columns.append(col["name"])
         change.key_values.append(_json_text(col.get("value"), col.get("type", "")))
     return change
+
+
+# Like test_decoding's layouts below: after one message of a table and action is parsed
+# with json.loads, the next ones are matched whole by a pattern made from its exact bytes
+# (names and types included), one group per value. The message head carries the xid and
+# timestamp, which change with every transaction, so the layout is keyed by action,
+# schema and table and matched from the first array on.
+_W2J_STR = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
+_W2J_HEAD = re.compile(
+    rb'\{"action":"([IUD])"(?:,"xid":\d+)?(?:,"timestamp":"[^"\\]*")?'
+    rb',"schema":(' + _W2J_STR + rb'),"table":(' + _W2J_STR + rb"),"
+)
+_W2J_ARRAY = re.compile(rb'"(columns|identity)":\[')
+_W2J_COLUMN = re.compile(
+    rb'\{"name":' + _W2J_STR + rb',"type":(' + _W2J_STR + rb'),"value":'
+    rb"(" + _W2J_STR + rb'|[^"{}\[\],]+)\}'
+)
+_W2J_VALUE = rb"(" + _W2J_STR + rb'|[^"{}\[\],]+)'
+# Bare value tokens that are not printed as they are: the rest are numbers.
+_W2J_BARE: dict[bytes, bytes | None] = {b"null": None, b"true": b"t", b"false": b"f"}
+
+
+def _w2j_escaped(raw: bytes) -> bytes:
+    """A JSON string token with escapes, as the text it stands for."""
+    return str(json.loads(raw)).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class _W2JShape:
+    pattern: re.Pattern[bytes]
+    kind: str
+    schema: str
+    table: str
+    columns: list[str]  # shared by every Change read with this shape: never mutated
+    key_columns: list[str]
+    new: int  # how many values, first in the message, are new-tuple values
+    bytea: tuple[int, ...]  # positions of bytea values (wal2json drops their \\x)
+
+
+_W2J_SHAPES: dict[tuple[bytes, ...], _W2JShape] = {}
+
+
+def _w2j_learn(data: bytes, head: re.Match[bytes], change: Change) -> None:
+    """Make the layout pattern of this message, if it reads as the plain layout."""
+    pieces: list[bytes] = []
+    bytea: list[int] = []
+    pos = head.end()
+    values = 0
+    arrays: list[bytes] = []
+    while True:
+        arr = _W2J_ARRAY.match(data, pos)
+        if arr is None:
+            break
+        arrays.append(arr.group(1))
+        pieces.append(re.escape(arr.group(0)))
+        pos = arr.end()
+        first = True
+        while True:
+            if not first:
+                if not data.startswith(b",", pos):
+                    break
+                pos += 1
+                pieces.append(b",")
+            m = _W2J_COLUMN.match(data, pos)
+            if m is None:
+                if first:
+                    break
+                return
+            first = False
+            if m.group(1) == b'"bytea"':
+                bytea.append(values)
+            pieces += (re.escape(data[m.start() : m.start(2)]), _W2J_VALUE, rb"\}")
+            values += 1
+            pos = m.end()
+        if not data.startswith(b"]", pos):
+            return
+        pieces.append(rb"\]")
+        pos += 1
+        if data.startswith(b",", pos):
+            pieces.append(b",")
+            pos += 1
+    if data[pos:] != b"}" or values != len(change.values) + len(change.key_values):
+        return
+    expected = [b"identity"] if change.kind == "D" else [b"columns"]
+    if change.key_columns and change.kind == "U":
+        expected.append(b"identity")
+    if arrays != expected:
+        return
+    pieces.append(rb"\}")
+    if len(_W2J_SHAPES) >= _SHAPE_LIMIT:
+        _W2J_SHAPES.clear()
+    _W2J_SHAPES[head.group(1, 2, 3)] = _W2JShape(
+        re.compile(b"".join(pieces)),
+        change.kind,
+        change.schema,
+        change.table,
+        list(change.columns),
+        list(change.key_columns),
+        len(change.values),
+        tuple(bytea),
+    )
 
 
 # -- test_decoding ------------------------------------------------------------------------

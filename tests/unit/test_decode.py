@@ -178,3 +178,113 @@ def test_wal2json_skips_transaction_markers() -> None:
     assert decode_wal2json(b'{"action":"B","xid":1}') is None
     with pytest.raises(DecodeError):
         decode_wal2json(b'{"action":')
+
+
+# wal2json v2 messages as the plugin prints them (xid and timestamp in every row message).
+W2J_HEAD = b'{"action":"%s","xid":%d,"timestamp":"2026-11-24 10:54:22.244062+00",'
+W2J_ROWS = [
+    b'"schema":"public","table":"Wt","columns":[{"name":"id","type":"integer","value":6},'
+    b'{"name":"Odd \\"name","type":"text","value":"it\'s \\"q\\" \\\\ back \xc3\xbc\\n/"},'
+    b'{"name":"n","type":"numeric","value":1.50},{"name":"b","type":"boolean","value":true},'
+    b'{"name":"j","type":"jsonb","value":"{\\"x\\": [1, 2.0]}"},'
+    b'{"name":"a","type":"integer[]","value":"{1,2}"},'
+    b'{"name":"f","type":"double precision","value":1e+300},'
+    b'{"name":"ba","type":"bytea","value":"00ff"},'
+    b'{"name":"ts","type":"timestamp with time zone","value":"2026-11-24 10:54:22.243791+00"},'
+    b'{"name":"p","type":"point","value":"(1,2)"}]}',
+    b'"schema":"public","table":"Wt","columns":[{"name":"id","type":"integer","value":8},'
+    b'{"name":"Odd \\"name","type":"text","value":null},'
+    b'{"name":"n","type":"numeric","value":null},{"name":"b","type":"boolean","value":false},'
+    b'{"name":"j","type":"jsonb","value":null},{"name":"a","type":"integer[]","value":null},'
+    b'{"name":"f","type":"double precision","value":null},'
+    b'{"name":"ba","type":"bytea","value":""},'
+    b'{"name":"ts","type":"timestamp with time zone","value":null},'
+    b'{"name":"p","type":"point","value":"(,)}]{"}]}',
+]
+W2J_UPDATE = (
+    b'"schema":"s p","table":"t","columns":[{"name":"id","type":"integer","value":7},'
+    b'{"name":"v","type":"text","value":"\\u00e9\\t"}],'
+    b'"identity":[{"name":"id","type":"integer","value":%d}]}'
+)
+W2J_ID = b'{"name":"id","type":"integer","value":%d}'
+W2J_DELETE = b'"schema":"public","table":"Wt","identity":[' + W2J_ID + b"]}"
+
+
+def _w2j(action: bytes, xid: int, body: bytes) -> bytes:
+    return W2J_HEAD % (action, xid) + body
+
+
+def _slow_w2j(message: bytes) -> object:
+    from pgferry.cdc.decode import _wal2json_parsed
+
+    return _wal2json_parsed(message, 9)
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [_w2j(b"I", 1, W2J_ROWS[0]), _w2j(b"I", 2, W2J_ROWS[1]), _w2j(b"I", 3, W2J_ROWS[0])],
+        [_w2j(b"U", 10, W2J_UPDATE % 6), _w2j(b"U", 11, W2J_UPDATE % 12345678901234567890)],
+        [_w2j(b"D", 20, W2J_DELETE % 7), _w2j(b"D", 21, W2J_DELETE % 8)],
+    ],
+)
+def test_wal2json_layout_path_reads_like_json(messages: list[bytes]) -> None:
+    """The first message of a table teaches its layout; the next ones (another xid and
+    timestamp) are matched by it and must decode exactly as json.loads does."""
+    from pgferry.cdc import decode
+
+    decode._W2J_SHAPES.clear()
+    for message in messages:
+        assert decode_wal2json(message, 9) == _slow_w2j(message)
+        assert decode._W2J_SHAPES, "the layout was not learnt"
+    first = decode_wal2json(messages[0], 9)
+    assert first is not None and first == _slow_w2j(messages[0])
+
+
+def test_wal2json_layout_values() -> None:
+    from pgferry.cdc import decode
+
+    decode._W2J_SHAPES.clear()
+    decode_wal2json(_w2j(b"I", 1, W2J_ROWS[1]), 0)
+    change = decode_wal2json(_w2j(b"I", 2, W2J_ROWS[0]), 0)
+    assert change is not None
+    assert change.columns[1] == 'Odd "name'
+    assert change.values == [
+        b"6",
+        'it\'s "q" \\ back \u00fc\n/'.encode(),
+        b"1.50",
+        b"t",
+        b'{"x": [1, 2.0]}',
+        b"{1,2}",
+        b"1e+300",
+        b"\\x00ff",
+        b"2026-11-24 10:54:22.243791+00",
+        b"(1,2)",
+    ]
+    update = decode_wal2json(_w2j(b"U", 3, W2J_UPDATE % 6), 0)
+    update = decode_wal2json(_w2j(b"U", 4, W2J_UPDATE % 6), 0)
+    assert update is not None
+    assert update.values == [b"7", "\u00e9\t".encode()] and update.key_values == [b"6"]
+    assert update.key_columns == ["id"] and update.schema == "s p"
+
+
+def test_wal2json_other_layout_of_a_known_table() -> None:
+    """A table whose columns changed (or an UPDATE without identity) does not match the
+    learnt pattern and is read by json.loads."""
+    from pgferry.cdc import decode
+
+    decode._W2J_SHAPES.clear()
+    decode_wal2json(_w2j(b"I", 1, W2J_ROWS[0]), 0)
+    narrower = _w2j(
+        b"I",
+        2,
+        b'"schema":"public","table":"Wt","columns":[' + W2J_ID % 1 + b"]}",
+    )
+    assert decode_wal2json(narrower, 9) == _slow_w2j(narrower)
+    no_identity = _w2j(
+        b"U",
+        3,
+        b'"schema":"public","table":"Wt","columns":[' + W2J_ID % 1 + b"]}",
+    )
+    assert decode_wal2json(no_identity, 9) == _slow_w2j(no_identity)
+    assert decode_wal2json(no_identity, 9) == _slow_w2j(no_identity)
