@@ -32,7 +32,9 @@ from pgferry.cdc.sqlgen import (
     TargetTable,
     batch_sizes,
     delete_sql,
+    insert_origin_sql,
     insert_sql,
+    origin_setup_sql,
     truncate_sql,
     update_sql,
 )
@@ -59,13 +61,7 @@ MAX_IN_FLIGHT = 1000  # transactions queued but not yet confirmed committed
 RESUME_IN_FLIGHT = 500
 POLL_EVERY_TXNS = 32  # look at results that often when not waiting
 IMPLICIT_TXN_MAX_CHANGES = 500
-# The origin position of the transaction, after checking that the previous one committed
-# (the session's origin progress is its commit LSN): 1 / 0 otherwise.
-ORIGIN_SETUP_SQL = (
-    "SELECT pg_replication_origin_xact_setup($1::pg_lsn, $2::timestamptz) "
-    "FROM (SELECT 1 / coalesce(pg_replication_origin_session_progress(false) = $3::pg_lsn,"
-    " false)::int) AS continuity"
-)
+ORIGIN_SETUP_SQL = origin_setup_sql(1)
 # Tests only: SIGKILL ourselves once this many transactions are committed, before the
 # position is recorded anywhere but in the target's replication origin.
 _CRASH_AFTER_COMMIT = int(os.environ.get("PGFERRY_TEST_CRASH_AFTER_COMMITS", "0") or 0)
@@ -396,9 +392,10 @@ class Applier:
 
         Small transactions run as the implicit transaction the pipeline's Sync commits
         (two statements fewer per transaction); big ones get BEGIN/COMMIT so they can
-        sync halfway without committing. Each starts with the origin setup guarded by a
+        sync halfway without committing. Each ends with the origin setup guarded by a
         continuity check: it fails unless the previous transaction committed, so after
-        a failure nothing later in the pipeline is applied.
+        a failure nothing later in the pipeline is applied. When the transaction ends
+        with a one-row insert, that insert carries the origin setup.
         """
         explicit = entry.changes > IMPLICIT_TXN_MAX_CHANGES
         if explicit:
@@ -407,11 +404,7 @@ class Applier:
         previous = self._previous_text
         if previous[0] != self._previous:
             previous = (self._previous, format_lsn(self._previous).encode())
-        pipe.execute(
-            ORIGIN_SETUP_SQL,
-            [commit, commit_time_text(entry.commit_time).encode(), previous[1]],
-            Ctx("origin", (entry, None)),
-        )
+        origin = [commit, commit_time_text(entry.commit_time).encode(), previous[1]]
         sent = pipe.executed
         batch: list[Change] = []
         batch_table: TargetTable | None = None
@@ -453,12 +446,13 @@ class Applier:
                 self._delete(pipe, entry, table, change)
             if explicit and pipe.queued >= SYNC_EVERY_STATEMENTS:
                 pipe.sync()  # bounded memory inside huge transactions
-        if batch:
-            self._insert(pipe, entry, batch_table, batch)  # type: ignore[arg-type]
-        if pipe.executed == sent:
-            # Nothing in scope changed: an xid makes the commit (and its origin
-            # position) real, which the next transaction's continuity check relies on.
-            pipe.execute("SELECT txid_current()", (), Ctx("xid", (entry, None)))
+        if not (batch and self._insert(pipe, entry, batch_table, batch, origin)):  # type: ignore[arg-type]
+            empty = pipe.executed == sent
+            pipe.execute(ORIGIN_SETUP_SQL, origin, Ctx("origin", (entry, None)))
+            if empty:
+                # Nothing in scope changed: an xid makes the commit (and its origin
+                # position) real, which the next transaction's continuity check relies on.
+                pipe.execute("SELECT txid_current()", (), Ctx("xid", (entry, None)))
         if explicit:
             pipe.execute("COMMIT", (), Ctx("commit", (entry, None)))
         self._previous = entry.commit_lsn
@@ -481,8 +475,16 @@ class Applier:
                 )
 
     def _insert(
-        self, pipe: Pipeline, entry: TxnEntry, table: TargetTable, rows: list[Change]
-    ) -> None:
+        self,
+        pipe: Pipeline,
+        entry: TxnEntry,
+        table: TargetTable,
+        rows: list[Change],
+        origin: list[bytes] | None = None,
+    ) -> bool:
+        """Queue the rows as multi-row inserts. With `origin` (the origin setup's
+        parameters), a last statement of one row carries the origin setup too: returns
+        whether it did."""
         first = rows[0]
         shape = ("I", tuple(first.columns))
         plan = table.plans.get(shape)
@@ -494,7 +496,9 @@ class Applier:
         columns, keep = plan
         all_columns = len(keep) == len(first.columns)
         start = 0
-        for size in batch_sizes(len(rows), len(columns)):
+        sizes = batch_sizes(len(rows), len(columns))
+        fused = origin is not None and sizes[-1] == 1 and bool(columns)
+        for size in sizes:
             chunk = rows[start : start + size]
             start += size
             params: list[bytes | None] = []
@@ -505,7 +509,13 @@ class Applier:
                 for change in chunk:
                     values = change.values
                     params += [values[i] for i in keep]
-            pipe.execute(insert_sql(table, columns, size), params, Ctx("insert", (entry, chunk[0])))
+            if fused and start == len(rows):
+                params += origin  # type: ignore[arg-type]
+                text = insert_origin_sql(table, columns)
+            else:
+                text = insert_sql(table, columns, size)
+            pipe.execute(text, params, Ctx("insert", (entry, chunk[0])))
+        return fused
 
     def _where_plan(
         self, table: TargetTable, change: Change

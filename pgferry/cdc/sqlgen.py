@@ -56,6 +56,39 @@ def _p(n: int) -> sql.SQL:
     return sql.SQL(f"${n}")
 
 
+def origin_setup_sql(first: int) -> str:
+    """Record the transaction's origin position ($first: its commit LSN, then its commit
+    time) after checking that the previous transaction committed: the session's origin
+    progress must be its commit LSN ($first + 2), else 1 / 0 fails the transaction."""
+    return (
+        f"SELECT pg_replication_origin_xact_setup(${first}::pg_lsn, ${first + 1}::timestamptz) "
+        "FROM (SELECT 1 / coalesce(pg_replication_origin_session_progress(false) = "
+        f"${first + 2}::pg_lsn, false)::int) AS continuity"
+    )
+
+
+def insert_origin_sql(table: TargetTable, columns: tuple[str, ...]) -> str:
+    """A one-row INSERT that also records the origin position (origin_setup_sql's three
+    parameters after the row's): one statement fewer for a transaction ending in an
+    insert. The subquery runs exactly once (a volatile function is never pulled up or
+    dropped), and the row's parameters take the column types as in INSERT ... VALUES."""
+    key = ("IO", columns)
+    text = table.statements.get(key)
+    if text is None:
+        n = len(columns)
+        override = sql.SQL(" OVERRIDING SYSTEM VALUE") if table.has_always_identity else sql.SQL("")
+        stmt = sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM ({}) AS origin").format(
+            table.ident,
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            override,
+            sql.SQL(", ").join(_p(i + 1) for i in range(n)),
+            sql.SQL(origin_setup_sql(n + 1)),  # type: ignore[arg-type]
+        )
+        text = _render(stmt)
+        table.statements[key] = text
+    return text
+
+
 def insert_sql(table: TargetTable, columns: tuple[str, ...], rows: int) -> str:
     key = ("I", columns, rows)
     text = table.statements.get(key)

@@ -121,3 +121,22 @@ def test_setting_lists() -> None:
 def test_rendering_is_real_sql() -> None:
     # A sanity check that the rendering above is what psycopg sends.
     assert isinstance(source_copy_sql(CopySpec(_table("a", "b", ("c",)))), psycopg.sql.Composed)
+
+
+def test_apply_insert_carrying_the_origin_setup() -> None:
+    from pgferry.cdc.sqlgen import Column, TargetTable, insert_origin_sql, origin_setup_sql
+
+    table = TargetTable(
+        schema='S "1"',
+        name="täble",
+        columns={"Id": Column("Id", "integer", always_identity=True), "v v": Column("v v", "text")},
+        key=("Id",),
+        identity="d",
+    )
+    text = insert_origin_sql(table, ("Id", "v v"))
+    assert text == (
+        'INSERT INTO "S ""1"""."täble" ("Id", "v v") OVERRIDING SYSTEM VALUE SELECT $1, $2 '
+        f"FROM ({origin_setup_sql(3)}) AS origin"
+    )
+    assert "$3::pg_lsn" in origin_setup_sql(3) and "$5::pg_lsn" in origin_setup_sql(3)
+    assert insert_origin_sql(table, ("Id", "v v")) is text  # cached per column list
