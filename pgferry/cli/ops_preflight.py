@@ -18,7 +18,7 @@ from pgferry.cli.common import (
     resolve_dir,
     resolve_filters,
 )
-from pgferry.cli.env import env_int, env_value
+from pgferry.cli.env import env_bool, env_int, env_value
 from pgferry.errors import InputError, UsageError
 from pgferry.ops.providers import PROVIDERS, provider_filters
 
@@ -43,6 +43,11 @@ def register(sub: Any) -> None:
         "--plugin",
         choices=PLUGINS,
         help="logical decoding plugin (env PGCOPYDB_OUTPUT_PLUGIN; default test_decoding)",
+    )
+    p.add_argument(
+        "--wal2json-numeric-as-string",
+        action="store_true",
+        help="the migration asks wal2json (>= 2.6) for numbers as strings",
     )
     p.add_argument("--slot-name", metavar="NAME", help="replication slot (default pgferry)")
     p.add_argument(
@@ -112,6 +117,8 @@ def handle_preflight(args: argparse.Namespace) -> int:
         drop_if_exists=args.drop_if_exists,
         resume=args.resume,
         filters_error=problem,
+        wal2json_numeric_as_string=args.wal2json_numeric_as_string
+        or env_bool("WAL2JSON_NUMERIC_AS_STRING"),
     )
     if args.json:
         report.print_json()

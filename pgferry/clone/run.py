@@ -170,6 +170,7 @@ class Clone:
             index_jobs=o.index_jobs,
             drop_if_exists=o.drop_if_exists or o.restart,
             resume=resuming,
+            wal2json_numeric_as_string=o.cdc.numeric_as_string,
         )
         for check in report.warnings:
             log.warning(

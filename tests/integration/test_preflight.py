@@ -119,6 +119,8 @@ def test_good_setup_passes(rich_source: DbPair) -> None:
     # The rich schema has large objects and an unlogged table: CDC caveats, not blockers.
     assert verdicts["source.large_objects"] == "WARN"
     assert verdicts["source.unlogged_tables"] == "WARN"
+    # Its numeric and float columns would lose NaN/Infinity through wal2json 2.5.
+    assert verdicts["source.wal2json_numbers"] == "WARN"
     # No slot is left behind by the plugin probe.
     with p.source.connect() as conn:
         left = conn.execute(

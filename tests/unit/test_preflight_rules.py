@@ -243,6 +243,33 @@ def test_replica_identity() -> None:
     assert replica_identity_problem(_table("n", has_pk=True)) == "REPLICA IDENTITY NOTHING"
 
 
+def test_wal2json_numbers_warning() -> None:
+    """wal2json 2.5 turns NaN/Infinity into NULL: warned about only when it matters."""
+    from dataclasses import replace
+
+    from pgferry.ops.preflight.facts import PreflightOptions
+    from pgferry.ops.preflight.tables import _check_special_tables
+    from pgferry.ops.report import Report
+
+    floats = replace(_table("d", has_pk=True), float_columns=True)
+
+    def verdicts(tables: list[ScopeTable], **opts: object) -> dict[str, Verdict]:
+        report = Report(title="t")
+        _check_special_tables(report, tables, PreflightOptions(**opts))  # type: ignore[arg-type]
+        return {c.name: c.verdict for c in report.checks}
+
+    warned = verdicts([floats], follow=True, plugin="wal2json")
+    assert warned["source.wal2json_numbers"] == Verdict.WARN
+    assert "source.wal2json_numbers" not in verdicts([floats], follow=True)  # test_decoding
+    assert "source.wal2json_numbers" not in verdicts([floats], plugin="wal2json")  # no CDC
+    assert "source.wal2json_numbers" not in verdicts(
+        [floats], follow=True, plugin="wal2json", wal2json_numeric_as_string=True
+    )
+    assert "source.wal2json_numbers" not in verdicts(
+        [_table("d", has_pk=True)], follow=True, plugin="wal2json"
+    )
+
+
 def test_scope_follows_filters_and_partition_parents() -> None:
     t = QualifiedName("app", "orders_2024")
     parent = QualifiedName("app", "orders")

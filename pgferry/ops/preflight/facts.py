@@ -30,6 +30,7 @@ class PreflightOptions:
     index_jobs: int = 4
     drop_if_exists: bool = False
     resume: bool = False
+    wal2json_numeric_as_string: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class ScopeTable:
     has_replident_index: bool
     parent_oids: tuple[int, ...]
     tablespaces: tuple[str, ...]  # of the table and its indexes, when not the default
+    float_columns: bool = False  # numeric, real or double precision (or a domain over one)
 
     @property
     def qualname(self) -> QualifiedName:

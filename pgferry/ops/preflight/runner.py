@@ -38,6 +38,7 @@ def run_preflight(
     drop_if_exists: bool = False,
     resume: bool = False,
     filters_error: FilterError | None = None,
+    wal2json_numeric_as_string: bool = False,
 ) -> Report:
     """Check the source, the target and this machine for the migration described.
 
@@ -55,6 +56,7 @@ def run_preflight(
         index_jobs=index_jobs,
         drop_if_exists=drop_if_exists,
         resume=resume,
+        wal2json_numeric_as_string=wal2json_numeric_as_string,
     )
     report = Report(title="pgferry preflight")
     report.facts.update(

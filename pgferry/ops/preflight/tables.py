@@ -33,7 +33,11 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relpersistence::tex
                   WHERE ts.oid = c.reltablespace
                      OR ts.oid IN (SELECT ic.reltablespace FROM pg_index i
                                      JOIN pg_class ic ON ic.oid = i.indexrelid
-                                    WHERE i.indrelid = c.oid)), '{{}}')
+                                    WHERE i.indrelid = c.oid)), '{{}}'),
+       EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                  AND CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+                      IN ('numeric'::regtype, 'float4'::regtype, 'float8'::regtype))
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p', 'm', 'f', 'S') AND c.relpersistence IN ('p', 'u')
    AND {SYSTEM_SCHEMA_FILTER}
@@ -85,6 +89,7 @@ def _read_tables(conn: psycopg.Connection[Any]) -> list[ScopeTable]:
             has_replident_index=r[10],
             parent_oids=tuple(r[11]),
             tablespaces=tuple(r[12]),
+            float_columns=r[13],
         )
         for r in conn.execute(_TABLES_SQL).fetchall()
     ]
@@ -221,6 +226,17 @@ def _check_special_tables(report: Report, tables: list[ScopeTable], opts: Prefli
             + ", ".join(str(t.qualname) for t in unlogged[:_LISTED]),
             "ALTER TABLE ... SET LOGGED on the source before starting, or exclude them, or "
             "accept that they are copied once",
+        )
+    floats = [t for t in tables if t.relkind in ("r", "p") and t.float_columns]
+    if floats and opts.follow and opts.plugin == "wal2json" and not opts.wal2json_numeric_as_string:
+        report.warn(
+            "source.wal2json_numbers",
+            f"{len(floats)} table(s) have numeric, real or double precision columns, and "
+            "wal2json 2.5 decodes NaN and Infinity in them as NULL: changed rows holding "
+            "such values would arrive wrong: "
+            + ", ".join(str(t.qualname) for t in floats[:_LISTED]),
+            "use --plugin test_decoding (the default), or wal2json >= 2.6 with "
+            "--wal2json-numeric-as-string",
         )
     foreign = [t for t in tables if t.relkind == "f"]
     if foreign:
