@@ -25,7 +25,7 @@ import psycopg
 
 from pgferry.catalog.filters import Filters, QualifiedName
 from pgferry.cdc.decode import Change, DecodeError, decode_test_decoding, decode_wal2json
-from pgferry.cdc.pipeline import CommandFailed, Ctx, Pipeline
+from pgferry.cdc.pipeline import MAX_UNMATCHED, CommandFailed, Ctx, Pipeline
 from pgferry.cdc.spool import SpoolReader, TxnEntry, read_index, remove_applied, spool_files
 from pgferry.cdc.sqlgen import (
     Column,
@@ -144,6 +144,15 @@ def commit_time_text(pg_us: int) -> str:
         prefix = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
         _SECOND_TEXT[seconds] = prefix
     return f"{prefix}.{micros:06d}+00"
+
+
+def _described(ctx: Ctx) -> tuple[str, str]:
+    """What a queued command applied, and in which transaction (for messages)."""
+    entry, change = ctx.detail if isinstance(ctx.detail, tuple) else (None, None)
+    where = ""
+    if isinstance(entry, TxnEntry):
+        where = f" in transaction {entry.xid} (commit {format_lsn(entry.commit_lsn)})"
+    return (change.describe() if isinstance(change, Change) else ctx.what), where
 
 
 class Applier:
@@ -331,13 +340,19 @@ class Applier:
             self.on_progress(self.applied_lsn, done)
 
     def _fail(self, pipe: Pipeline, exc: CommandFailed) -> None:
-        """Roll back the failed transaction and stop with a message naming the change."""
+        """Roll back the failed transaction and stop with a message naming the change.
+
+        An UPDATE/DELETE that touched no row does not fail its transaction, which
+        commits without it, as may the ones queued after it: every such change is
+        logged and counted in the message, never dropped silently."""
         assert self.meta is not None
         pipe.simple(b"ROLLBACK", Ctx("rollback"))
-        try:
-            pipe.sync_and_wait()
-        except CommandFailed:
-            pass
+        for _ in range(MAX_UNMATCHED + 10):  # read all that is queued; a raise: one failure
+            try:
+                pipe.sync_and_wait()
+                break
+            except CommandFailed:
+                continue
         row = self.meta.execute(
             "SELECT pg_replication_origin_progress(%s, false)::text", (self.origin,)
         ).fetchone()
@@ -346,21 +361,26 @@ class Applier:
             self.on_progress(self.applied_lsn, 0)
         error = exc.error
         ctx = exc.ctx
-        entry, change = ctx.detail if isinstance(ctx.detail, tuple) else (None, None)
-        where = ""
-        if isinstance(entry, TxnEntry):
-            where = f" in transaction {entry.xid} (commit {format_lsn(entry.commit_lsn)})"
-        what = change.describe() if isinstance(change, Change) else ctx.what
+        what, where = _described(ctx)
+        others = [c for c in pipe.unmatched if c is not ctx]
+        for other in others:
+            log.error("also matched no row on the target: %s%s", *_described(other))
+        also = (
+            f"; {len(others)} more UPDATE/DELETE matched no row either (logged above): their "
+            "transactions committed without them"
+            if others
+            else ""
+        )
         if error is None:
             message = (
                 f"{what}{where} matched no row on the target: the target has diverged "
-                f"(transactions up to {format_lsn(self.applied_lsn)} are applied)"
+                f"(transactions up to {format_lsn(self.applied_lsn)} are applied){also}"
             )
             fix = "compare the table with pgferry compare data, repair the row, then --resume"
         else:
             state = getattr(error, "sqlstate", None) or "-----"
             primary = getattr(getattr(error, "diag", None), "message_primary", None) or str(error)
-            message = f"{what}{where} failed on the target: [{state}] {primary}"
+            message = f"{what}{where} failed on the target: [{state}] {primary}{also}"
             fix = (
                 "fix the target (DDL is not replicated: run it there too), then run the "
                 "same command with --resume"

@@ -52,6 +52,7 @@ _SEND_PIPELINE_SYNC = _find_send_pipeline_sync()
 # and reading results now and then keeps the server from blocking on its own output.
 PUMP_EVERY = 128
 BATCH_WAKE_SYNCS = 32
+MAX_UNMATCHED = 10_000
 BATCH_WAKE_SECONDS = 0.001
 
 
@@ -83,6 +84,9 @@ class Pipeline:
         self.executed = 0  # statements queued so far (prepares not counted)
         self.syncs_sent = 0
         self.error: CommandFailed | None = None
+        # Every UPDATE/DELETE that touched no row (not only the first, which is `error`):
+        # their transactions commit without them, so each must be reported.
+        self.unmatched: list[Ctx] = []
         self.pg.enter_pipeline_mode()
         self.pg.nonblocking = 1
 
@@ -199,8 +203,11 @@ class Pipeline:
     def _check(self, ctx: Any, res: pq.abc.PGresult) -> None:
         status = res.status
         if status in _OK:
-            if ctx.expect_rows and res.command_tuples == 0 and self.error is None:
-                self.error = CommandFailed(ctx, None)
+            if ctx.expect_rows and res.command_tuples == 0:
+                if len(self.unmatched) < MAX_UNMATCHED:
+                    self.unmatched.append(ctx)
+                if self.error is None:
+                    self.error = CommandFailed(ctx, None)
             return
         if status == _PIPELINE_ABORTED:
             return

@@ -307,11 +307,16 @@ def test_diverged_target_stops_apply(dbpair: DbPair) -> None:
         )
     proc = _started(p)
     with p.tgt_conn() as conn:
-        conn.execute("DELETE FROM t WHERE id = 7")  # someone wrote to the target
+        conn.execute("DELETE FROM t WHERE id IN (7, 8)")  # someone wrote to the target
     with p.src_conn() as conn:
-        conn.execute("UPDATE t SET v = 'changed' WHERE id = 7")
+        conn.execute("UPDATE t SET v = 'changed' WHERE id IN (7, 8)")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
-    [line] = [ln for ln in err.splitlines() if " ERROR " in ln]
-    assert "UPDATE on public.t" in line and "'7'" in line and "matched no row" in line
+    # Both missing rows are reported: the first stops apply, the second (same source
+    # transaction, which committed without either) is not dropped silently.
+    errors = [ln for ln in err.splitlines() if " ERROR " in ln]
+    first = [ln for ln in errors if "apply stopped" in ln]
+    assert len(first) == 1 and "UPDATE on public.t" in first[0] and "matched no row" in first[0]
+    assert "1 more UPDATE/DELETE matched no row" in first[0]
+    assert any("'7'" in ln for ln in errors) and any("'8'" in ln for ln in errors)
     _cleanup(p)
