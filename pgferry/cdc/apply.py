@@ -362,7 +362,16 @@ class Applier:
         error = exc.error
         ctx = exc.ctx
         what, where = _described(ctx)
-        others = [c for c in pipe.unmatched if c is not ctx]
+        # Only those whose transaction committed: after a failure, later transactions
+        # run until their continuity check fails them, and are rolled back.
+        others = [
+            c
+            for c in pipe.unmatched
+            if c is not ctx
+            and isinstance(c.detail, tuple)
+            and isinstance(c.detail[0], TxnEntry)
+            and c.detail[0].commit_lsn <= self.applied_lsn
+        ]
         for other in others:
             log.error("also matched no row on the target: %s%s", *_described(other))
         also = (
@@ -372,11 +381,22 @@ class Applier:
             else ""
         )
         if error is None:
+            entry = ctx.detail[0] if isinstance(ctx.detail, tuple) else None
+            if isinstance(entry, TxnEntry) and entry.commit_lsn <= self.applied_lsn:
+                # It wrote something else: it committed, and resume goes on after it.
+                outcome = "its transaction committed without it"
+                fix = "make the row match the source (pgferry compare data), then --resume"
+            else:
+                outcome = "nothing of its transaction was applied"
+                fix = (
+                    "put the row back on the target (the change rewrites or deletes it), "
+                    "then --resume to apply the transaction again"
+                )
             message = (
-                f"{what}{where} matched no row on the target: the target has diverged "
-                f"(transactions up to {format_lsn(self.applied_lsn)} are applied){also}"
+                f"{what}{where} matched no row on the target: the target has diverged, "
+                f"{outcome} (transactions up to {format_lsn(self.applied_lsn)} are "
+                f"applied){also}"
             )
-            fix = "compare the table with pgferry compare data, repair the row, then --resume"
         else:
             state = getattr(error, "sqlstate", None) or "-----"
             primary = getattr(getattr(error, "diag", None), "message_primary", None) or str(error)

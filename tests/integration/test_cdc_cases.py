@@ -309,14 +309,43 @@ def test_diverged_target_stops_apply(dbpair: DbPair) -> None:
     with p.tgt_conn() as conn:
         conn.execute("DELETE FROM t WHERE id IN (7, 8)")  # someone wrote to the target
     with p.src_conn() as conn:
-        conn.execute("UPDATE t SET v = 'changed' WHERE id IN (7, 8)")
+        conn.execute("UPDATE t SET v = 'changed' WHERE id IN (1, 7, 8)")
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     # Both missing rows are reported: the first stops apply, the second (same source
-    # transaction, which committed without either) is not dropped silently.
+    # transaction, which committed with only row 1) is not dropped silently.
     errors = [ln for ln in err.splitlines() if " ERROR " in ln]
     first = [ln for ln in errors if "apply stopped" in ln]
     assert len(first) == 1 and "UPDATE on public.t" in first[0] and "matched no row" in first[0]
+    assert "committed without it" in first[0]
     assert "1 more UPDATE/DELETE matched no row" in first[0]
     assert any("'7'" in ln for ln in errors) and any("'8'" in ln for ln in errors)
+    _cleanup(p)
+
+
+def test_diverged_target_nothing_applied_then_resume(dbpair: DbPair) -> None:
+    """A transaction whose only change matches no row is not recorded as applied: once
+    the row is back, --resume applies it."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);"
+            "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g"
+        )
+    proc = _started(p)
+    with p.tgt_conn() as conn:
+        conn.execute("DELETE FROM t WHERE id = 7")
+    with p.src_conn() as conn:
+        conn.execute("UPDATE t SET v = 'changed' WHERE id = 7")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    [line] = [ln for ln in err.splitlines() if " ERROR " in ln]
+    assert "'7'" in line and "nothing of its transaction was applied" in line
+    with p.tgt_conn() as conn:
+        conn.execute("INSERT INTO t VALUES (7, 'put back')")
+    proc = _started(p, "--resume")
+    cutover(p, proc)
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT v FROM t WHERE id = 7").fetchone() == ("changed",)
+    _equal(p)
     _cleanup(p)
