@@ -8,6 +8,7 @@ from typing import Any
 
 from pgferry.cdc.follow import PLUGINS, CdcOptions, parse_endpos
 from pgferry.cli.common import (
+    add_decoding_flags,
     add_dir,
     add_filters,
     add_source,
@@ -156,20 +157,7 @@ def add_cdc_flags(p: argparse.ArgumentParser, *, follow: bool) -> None:
             action="store_true",
             help="keep the target in sync after the copy (logical decoding)",
         )
-    g.add_argument(
-        "--plugin",
-        choices=PLUGINS,
-        help="logical decoding plugin (env PGCOPYDB_OUTPUT_PLUGIN; default test_decoding)",
-    )
-    g.add_argument(
-        "--wal2json-numeric-as-string",
-        action="store_true",
-        help="ask wal2json (>= 2.6) for numbers as strings",
-    )
-    g.add_argument("--slot-name", metavar="NAME", help="replication slot (default pgferry)")
-    g.add_argument(
-        "--origin", metavar="NAME", help="replication origin on the target (default pgferry)"
-    )
+    add_decoding_flags(g)
     g.add_argument(
         "--create-slot",
         action="store_true",

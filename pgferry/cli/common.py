@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pgferry.catalog.filters import Filters, load_filters, no_filters
+from pgferry.cdc.follow import PLUGINS
 from pgferry.cli.env import env_value
 from pgferry.errors import InputError, UsageError
 from pgferry.pg.conninfo import ConnInfo
@@ -33,6 +34,24 @@ def add_target(p: argparse.ArgumentParser) -> None:
 def add_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dir", metavar="DIR", help="work directory (env PGCOPYDB_DIR; default $TMPDIR/pgferry)"
+    )
+
+
+def add_decoding_flags(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The logical decoding flags of clone --follow, follow and preflight --follow."""
+    g.add_argument(
+        "--plugin",
+        choices=PLUGINS,
+        help="logical decoding plugin (env PGCOPYDB_OUTPUT_PLUGIN; default test_decoding)",
+    )
+    g.add_argument(
+        "--wal2json-numeric-as-string",
+        action="store_true",
+        help="ask wal2json (>= 2.6) for numbers as strings",
+    )
+    g.add_argument("--slot-name", metavar="NAME", help="replication slot (default pgferry)")
+    g.add_argument(
+        "--origin", metavar="NAME", help="replication origin on the target (default pgferry)"
     )
 
 

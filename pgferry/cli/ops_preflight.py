@@ -9,6 +9,7 @@ from typing import Any
 from pgferry.catalog.filters import FilterError, Filters, no_filters, parse_filters
 from pgferry.cdc.follow import PLUGINS
 from pgferry.cli.common import (
+    add_decoding_flags,
     add_dir,
     add_filters,
     add_source,
@@ -39,20 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--follow", action="store_true", help="check for clone --follow (logical decoding)"
     )
-    p.add_argument(
-        "--plugin",
-        choices=PLUGINS,
-        help="logical decoding plugin (env PGCOPYDB_OUTPUT_PLUGIN; default test_decoding)",
-    )
-    p.add_argument(
-        "--wal2json-numeric-as-string",
-        action="store_true",
-        help="the migration asks wal2json (>= 2.6) for numbers as strings",
-    )
-    p.add_argument("--slot-name", metavar="NAME", help="replication slot (default pgferry)")
-    p.add_argument(
-        "--origin", metavar="NAME", help="replication origin on the target (default pgferry)"
-    )
+    add_decoding_flags(p)
     p.add_argument(
         "--table-jobs",
         "--jobs",
