@@ -146,13 +146,26 @@ def commit_time_text(pg_us: int) -> str:
     return f"{prefix}.{micros:06d}+00"
 
 
+def _entry_of(ctx: Ctx) -> TxnEntry | None:
+    """The transaction a queued command belongs to, when it carries one."""
+    entry = ctx.detail[0] if isinstance(ctx.detail, tuple) else None
+    return entry if isinstance(entry, TxnEntry) else None
+
+
 def _described(ctx: Ctx) -> tuple[str, str]:
     """What a queued command applied, and in which transaction (for messages)."""
-    entry, change = ctx.detail if isinstance(ctx.detail, tuple) else (None, None)
+    entry = _entry_of(ctx)
+    change = ctx.detail[1] if isinstance(ctx.detail, tuple) else None
     where = ""
-    if isinstance(entry, TxnEntry):
+    if entry is not None:
         where = f" in transaction {entry.xid} (commit {format_lsn(entry.commit_lsn)})"
     return (change.describe() if isinstance(change, Change) else ctx.what), where
+
+
+def _committed(ctx: Ctx, applied_lsn: int) -> bool:
+    """Whether the transaction of a queued command is applied (by the origin's progress)."""
+    entry = _entry_of(ctx)
+    return entry is not None and entry.commit_lsn <= applied_lsn
 
 
 class Applier:
@@ -188,8 +201,8 @@ class Applier:
         self.applied_lsn = 0
         self.applied_txns = 0
         self._scanned_up_to = 0
-        self._previous = 0  # commit LSN of the last transaction queued
-        self._previous_text = (0, b"0/0")  # (an LSN, its text): formatted once per txn
+        # Commit LSN of the last transaction queued, as the continuity check's parameter.
+        self._previous = b"0/0"
         self._limits: dict[int, int] = {}
         self.reader = SpoolReader(spool_dir)
 
@@ -203,7 +216,7 @@ class Applier:
         ).fetchone()
         progress = row[1] if row else None
         self.applied_lsn = parse_lsn(progress) if progress else 0
-        self._previous = self.applied_lsn
+        self._previous = format_lsn(self.applied_lsn).encode()
         return conn
 
     def table(self, schema: str, name: str) -> TargetTable | None:
@@ -364,14 +377,7 @@ class Applier:
         what, where = _described(ctx)
         # Only those whose transaction committed: after a failure, later transactions
         # run until their continuity check fails them, and are rolled back.
-        others = [
-            c
-            for c in pipe.unmatched
-            if c is not ctx
-            and isinstance(c.detail, tuple)
-            and isinstance(c.detail[0], TxnEntry)
-            and c.detail[0].commit_lsn <= self.applied_lsn
-        ]
+        others = [c for c in pipe.unmatched if c is not ctx and _committed(c, self.applied_lsn)]
         for other in others:
             log.error("also matched no row on the target: %s%s", *_described(other))
         also = (
@@ -381,8 +387,7 @@ class Applier:
             else ""
         )
         if error is None:
-            entry = ctx.detail[0] if isinstance(ctx.detail, tuple) else None
-            if isinstance(entry, TxnEntry) and entry.commit_lsn <= self.applied_lsn:
+            if _committed(ctx, self.applied_lsn):
                 # It wrote something else: it committed, and resume goes on after it.
                 outcome = "its transaction committed without it"
                 fix = "make the row match the source (pgferry compare data), then --resume"
@@ -415,7 +420,7 @@ class Applier:
         """
         pipe.execute(
             ORIGIN_SETUP_SQL,
-            [format_lsn(lsn).encode(), b"now", format_lsn(self._previous).encode()],
+            [format_lsn(lsn).encode(), b"now", self._previous],
             Ctx("origin"),
         )
         pipe.execute("SELECT txid_current()", (), Ctx("xid"))
@@ -423,7 +428,8 @@ class Applier:
             pipe.sync_and_wait()
         except CommandFailed as exc:
             self._fail(pipe, exc)
-        self.applied_lsn = self._previous = lsn
+        self.applied_lsn = lsn
+        self._previous = format_lsn(lsn).encode()
         self.on_progress(lsn, 0)
 
     # -- one transaction ----------------------------------------------------------------
@@ -441,10 +447,7 @@ class Applier:
         if explicit:
             pipe.execute("BEGIN", (), Ctx("begin", (entry, None)))
         commit = format_lsn(entry.commit_lsn).encode()
-        previous = self._previous_text
-        if previous[0] != self._previous:
-            previous = (self._previous, format_lsn(self._previous).encode())
-        origin = [commit, commit_time_text(entry.commit_time).encode(), previous[1]]
+        origin = [commit, commit_time_text(entry.commit_time).encode(), self._previous]
         sent = pipe.executed
         batch: list[Change] = []
         batch_table: TargetTable | None = None
@@ -495,8 +498,7 @@ class Applier:
                 pipe.execute("SELECT txid_current()", (), Ctx("xid", (entry, None)))
         if explicit:
             pipe.execute("COMMIT", (), Ctx("commit", (entry, None)))
-        self._previous = entry.commit_lsn
-        self._previous_text = (entry.commit_lsn, commit)
+        self._previous = commit
         return pipe.sync()
 
     def _target_for(self, change: Change, entry: TxnEntry) -> TargetTable | None:

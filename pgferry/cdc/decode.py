@@ -155,11 +155,10 @@ _W2J_HEAD = re.compile(
     rb',"schema":(' + _W2J_STR + rb'),"table":(' + _W2J_STR + rb"),"
 )
 _W2J_ARRAY = re.compile(rb'"(columns|identity)":\[')
+_W2J_VALUE = rb"(" + _W2J_STR + rb'|[^"{}\[\],]+)'  # a string, or a bare token
 _W2J_COLUMN = re.compile(
-    rb'\{"name":' + _W2J_STR + rb',"type":(' + _W2J_STR + rb'),"value":'
-    rb"(" + _W2J_STR + rb'|[^"{}\[\],]+)\}'
+    rb'\{"name":' + _W2J_STR + rb',"type":(' + _W2J_STR + rb'),"value":' + _W2J_VALUE + rb"\}"
 )
-_W2J_VALUE = rb"(" + _W2J_STR + rb'|[^"{}\[\],]+)'
 # Bare value tokens that are not printed as they are: the rest are numbers.
 _W2J_BARE: dict[bytes, bytes | None] = {b"null": None, b"true": b"t", b"false": b"f"}
 

@@ -51,9 +51,10 @@ _SEND_PIPELINE_SYNC = _find_send_pipeline_sync()
 # Commands queued between two looks at the socket: libpq sends when its buffer fills,
 # and reading results now and then keeps the server from blocking on its own output.
 PUMP_EVERY = 128
+# wait_for_sync: farther than this many sync points, read results this often.
 BATCH_WAKE_SYNCS = 32
-MAX_UNMATCHED = 10_000
 BATCH_WAKE_SECONDS = 0.001
+MAX_UNMATCHED = 10_000  # UPDATE/DELETE that touched no row, kept for the stop message
 
 
 class Ctx(NamedTuple):

@@ -67,6 +67,15 @@ def origin_setup_sql(first: int) -> str:
     )
 
 
+def _insert_into(table: TargetTable, columns: tuple[str, ...]) -> sql.Composed:
+    """INSERT INTO t (columns), overriding GENERATED ALWAYS identities (their values
+    come from the source)."""
+    override = sql.SQL(" OVERRIDING SYSTEM VALUE") if table.has_always_identity else sql.SQL("")
+    return sql.SQL("INSERT INTO {} ({}){}").format(
+        table.ident, sql.SQL(", ").join(map(sql.Identifier, columns)), override
+    )
+
+
 def insert_origin_sql(table: TargetTable, columns: tuple[str, ...]) -> str:
     """A one-row INSERT that also records the origin position (origin_setup_sql's three
     parameters after the row's): one statement fewer for a transaction ending in an
@@ -76,11 +85,8 @@ def insert_origin_sql(table: TargetTable, columns: tuple[str, ...]) -> str:
     text = table.statements.get(key)
     if text is None:
         n = len(columns)
-        override = sql.SQL(" OVERRIDING SYSTEM VALUE") if table.has_always_identity else sql.SQL("")
-        stmt = sql.SQL("INSERT INTO {} ({}){} SELECT {} FROM ({}) AS origin").format(
-            table.ident,
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            override,
+        stmt = sql.SQL("{} SELECT {} FROM ({}) AS origin").format(
+            _insert_into(table, columns),
             sql.SQL(", ").join(_p(i + 1) for i in range(n)),
             sql.SQL(origin_setup_sql(n + 1)),  # type: ignore[arg-type]
         )
@@ -98,11 +104,8 @@ def insert_sql(table: TargetTable, columns: tuple[str, ...], rows: int) -> str:
             sql.SQL("({})").format(sql.SQL(", ").join(_p(r * n + i + 1) for i in range(n)))
             for r in range(rows)
         )
-        override = sql.SQL(" OVERRIDING SYSTEM VALUE") if table.has_always_identity else sql.SQL("")
         if columns:
-            stmt = sql.SQL("INSERT INTO {} ({}){} VALUES {}").format(
-                table.ident, sql.SQL(", ").join(map(sql.Identifier, columns)), override, values
-            )
+            stmt = sql.SQL("{} VALUES {}").format(_insert_into(table, columns), values)
         else:
             stmt = sql.SQL("INSERT INTO {} DEFAULT VALUES").format(table.ident)
         text = _render(stmt)

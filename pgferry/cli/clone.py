@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from pgferry.cdc.follow import PLUGINS, CdcOptions, parse_endpos
+from pgferry.cdc.follow import CdcOptions, parse_endpos
 from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,
@@ -15,6 +15,7 @@ from pgferry.cli.common import (
     add_target,
     positive,
     resolve_conn,
+    resolve_decoding,
     resolve_dir,
     resolve_filters,
     resolve_size,
@@ -167,10 +168,7 @@ def add_cdc_flags(p: argparse.ArgumentParser, *, follow: bool) -> None:
 
 
 def cdc_options_from_args(args: argparse.Namespace) -> CdcOptions:
-    plugin = args.plugin or env_value("OUTPUT_PLUGIN") or "test_decoding"
-    if plugin not in PLUGINS:
-        raise UsageError(f"unknown plugin {plugin}", fix=f"use one of {', '.join(PLUGINS)}")
-    numeric = args.wal2json_numeric_as_string or env_bool("WAL2JSON_NUMERIC_AS_STRING")
+    plugin, numeric = resolve_decoding(args)
     if numeric and plugin != "wal2json":
         raise UsageError("--wal2json-numeric-as-string needs --plugin wal2json")
     return CdcOptions(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pgferry.catalog.filters import Filters, load_filters, no_filters
 from pgferry.cdc.follow import PLUGINS
-from pgferry.cli.env import env_value
+from pgferry.cli.env import env_bool, env_value
 from pgferry.errors import InputError, UsageError
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.state.workdir import default_dir
@@ -53,6 +53,15 @@ def add_decoding_flags(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     g.add_argument(
         "--origin", metavar="NAME", help="replication origin on the target (default pgferry)"
     )
+
+
+def resolve_decoding(args: argparse.Namespace) -> tuple[str, bool]:
+    """The plugin (flag, then PGCOPYDB_OUTPUT_PLUGIN, then test_decoding) and whether
+    wal2json is asked for numbers as strings (flag or PGCOPYDB_WAL2JSON_NUMERIC_AS_STRING)."""
+    plugin = args.plugin or env_value("OUTPUT_PLUGIN") or "test_decoding"
+    if plugin not in PLUGINS:
+        raise UsageError(f"unknown plugin {plugin}", fix=f"use one of {', '.join(PLUGINS)}")
+    return plugin, args.wal2json_numeric_as_string or env_bool("WAL2JSON_NUMERIC_AS_STRING")
 
 
 def add_filters(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from pgferry.catalog.filters import FilterError, Filters, no_filters, parse_filters
-from pgferry.cdc.follow import PLUGINS
 from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,
@@ -16,11 +15,12 @@ from pgferry.cli.common import (
     add_target,
     positive,
     resolve_conn,
+    resolve_decoding,
     resolve_dir,
     resolve_filters,
 )
-from pgferry.cli.env import env_bool, env_int, env_value
-from pgferry.errors import InputError, UsageError
+from pgferry.cli.env import env_int
+from pgferry.errors import InputError
 from pgferry.ops.providers import PROVIDERS, provider_filters
 
 
@@ -87,9 +87,7 @@ def register(sub: Any) -> None:
 def handle_preflight(args: argparse.Namespace) -> int:
     from pgferry.ops.preflight import run_preflight
 
-    plugin = args.plugin or env_value("OUTPUT_PLUGIN") or "test_decoding"
-    if plugin not in PLUGINS:
-        raise UsageError(f"unknown plugin {plugin}", fix=f"use one of {', '.join(PLUGINS)}")
+    plugin, numeric = resolve_decoding(args)
     filters, problem = _filters(args)
     report = run_preflight(
         resolve_conn(args, "source"),
@@ -105,8 +103,7 @@ def handle_preflight(args: argparse.Namespace) -> int:
         drop_if_exists=args.drop_if_exists,
         resume=args.resume,
         filters_error=problem,
-        wal2json_numeric_as_string=args.wal2json_numeric_as_string
-        or env_bool("WAL2JSON_NUMERIC_AS_STRING"),
+        wal2json_numeric_as_string=numeric,
     )
     if args.json:
         report.print_json()
