@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from tests.helpers.cli import pg_program, run_pgferry
+from tests.helpers.running import clone_args
 
 if TYPE_CHECKING:
     from tests.conftest import DbPair
@@ -26,29 +27,11 @@ def names(p: DbPair) -> tuple[str, str]:
 
 
 def follow_args(p: DbPair, plugin: str, *extra: str) -> list[str]:
+    """`clone --follow` of the pair (clone_args) with this test's slot and origin."""
     slot, origin = names(p)
-    return [
-        "clone",
-        "--follow",
-        "--plugin",
-        plugin,
-        "--slot-name",
-        slot,
-        "--origin",
-        origin,
-        "--source",
-        p.source_uri,
-        "--target",
-        p.target_uri,
-        "--dir",
-        str(p.workdir),
-        "--table-jobs",
-        "2",
-        "--index-jobs",
-        "2",
-        "--no-progress",
-        *extra,
-    ]
+    return clone_args(
+        p, "--follow", "--plugin", plugin, "--slot-name", slot, "--origin", origin, *extra
+    )
 
 
 def sentinel(workdir: Path) -> dict[str, object]:

@@ -56,6 +56,15 @@ def _equal(p: DbPair, skip: tuple[str, ...] = ()) -> None:
     assert source == target
 
 
+def _table_t(p: DbPair, rows: int) -> None:
+    """Table t (id primary key, v text) with `rows` rows on the source."""
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);"
+            f"INSERT INTO t SELECT g, 'v' FROM generate_series(1, {rows}) g"
+        )
+
+
 def _cleanup(p: DbPair) -> None:
     run_pgferry(
         "cleanup", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir)
@@ -183,11 +192,7 @@ def test_filtered_tables_are_not_applied(dbpair: DbPair, tmp_path: Path) -> None
 
 def test_ddl_on_the_source_stops_apply_then_resume(dbpair: DbPair) -> None:
     p = dbpair
-    with p.src_conn() as conn:
-        conn.execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v text);"
-            "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g"
-        )
+    _table_t(p, 100)
     proc = _started(p)
     with p.src_conn() as conn:
         conn.execute("INSERT INTO t VALUES (101, 'before the DDL')")
@@ -300,11 +305,7 @@ def test_follow_alone_and_cleanup(dbpair: DbPair) -> None:
 def test_diverged_target_stops_apply(dbpair: DbPair) -> None:
     """An UPDATE whose row is missing on the target is not silently skipped."""
     p = dbpair
-    with p.src_conn() as conn:
-        conn.execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v text);"
-            "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g"
-        )
+    _table_t(p, 10)
     proc = _started(p)
     with p.tgt_conn() as conn:
         conn.execute("DELETE FROM t WHERE id IN (7, 8)")  # someone wrote to the target
@@ -327,11 +328,7 @@ def test_diverged_target_nothing_applied_then_resume(dbpair: DbPair) -> None:
     """A transaction whose only change matches no row is not recorded as applied: once
     the row is back, --resume applies it."""
     p = dbpair
-    with p.src_conn() as conn:
-        conn.execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v text);"
-            "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g"
-        )
+    _table_t(p, 10)
     proc = _started(p)
     with p.tgt_conn() as conn:
         conn.execute("DELETE FROM t WHERE id = 7")
