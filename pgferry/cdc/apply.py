@@ -9,6 +9,7 @@ round trip; consecutive inserts into a table become multi-row inserts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -260,6 +261,13 @@ class Applier:
         pipe = Pipeline(self.conn)
         try:
             return self._loop(pipe)
+        except BaseException:
+            # What is queued since the last sync is part of a transaction that did not
+            # finish queueing (a change the target cannot take): closing the pipeline
+            # would commit that part. Roll it back instead.
+            with contextlib.suppress(Exception):
+                pipe.simple(b"ROLLBACK", Ctx("rollback"))
+            raise
         finally:
             try:
                 pipe.close()

@@ -213,6 +213,37 @@ def test_ddl_on_the_source_stops_apply_then_resume(dbpair: DbPair) -> None:
     _cleanup(p)
 
 
+def test_change_the_target_cannot_take_rolls_back_its_whole_transaction(
+    dbpair: DbPair,
+) -> None:
+    """A change pgferry cannot even send (a column the target lacks) stops apply with
+    nothing of its transaction applied: the changes queued before it in the same source
+    transaction are rolled back, so --resume applies them exactly once."""
+    p = dbpair
+    _table_t(p, 10)
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE u (id int PRIMARY KEY)")
+    proc = _started(p)
+    with p.src_conn() as conn:
+        conn.execute("ALTER TABLE t ADD COLUMN extra int")
+        with conn.transaction():
+            conn.execute("INSERT INTO u VALUES (1)")
+            conn.execute("UPDATE t SET v = 'first' WHERE id = 1")
+            conn.execute("INSERT INTO t VALUES (11, 'new', 7)")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    errors = [line for line in err.splitlines() if " ERROR " in line]
+    assert errors and "extra" in errors[-1]
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT count(*) FROM u").fetchone() == (0,)
+        assert conn.execute("SELECT v FROM t WHERE id = 1").fetchone() == ("v",)
+        conn.execute("ALTER TABLE t ADD COLUMN extra int")
+    proc = start_pgferry(*follow_args(p, "test_decoding", "--resume"))
+    cutover(p, proc)
+    _equal(p)
+    _cleanup(p)
+
+
 def test_slot_position_advances_during_a_long_copy(dbpair: DbPair) -> None:
     """The source does not keep WAL for the whole copy: what is on local disk is
     acknowledged while the copy still runs."""
