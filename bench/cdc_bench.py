@@ -602,6 +602,8 @@ class PgferryTool:
             "--index-jobs",
             "2",
             "--no-progress",
+            "--group-txns",
+            str(self.b.args.group_txns),
         ]
         with self.log.open("ab") as out:
             out.write(f"$ {' '.join(argv)}\n".encode())
@@ -1317,6 +1319,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bulk-rows", type=int, default=1000, help="rows per bulk transaction")
     p.add_argument("--lag-clients", type=int, default=4, help="pgbench -c of the live check (4)")
     p.add_argument("--no-live", action="store_true", help="skip the live-lag check")
+    p.add_argument(
+        "--group-txns",
+        type=int,
+        default=1,
+        metavar="N",
+        help="pgferry --group-txns (1: one target transaction per source transaction)",
+    )
     p.add_argument(
         "--lag-limit", type=float, default=10, help="seconds to catch up after the live load (10)"
     )

@@ -4,7 +4,10 @@ Each source transaction becomes one target transaction run with
 session_replication_role = replica, and `pg_replication_origin_xact_setup` records its
 commit LSN in the same commit. After any crash the origin's progress says exactly which
 transaction comes next. Statements are prepared and pipelined, many transactions per
-round trip; consecutive inserts into a table become multi-row inserts.
+round trip; consecutive inserts into a table become multi-row inserts. With
+--group-txns N, up to N small transactions waiting in a row share one target
+transaction (whole, in order, the origin at the last one's commit): far fewer commits
+when catching up on a backlog.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ MAX_IN_FLIGHT = 1000  # transactions queued but not yet confirmed committed
 RESUME_IN_FLIGHT = 500
 POLL_EVERY_TXNS = 32  # look at results that often when not waiting
 IMPLICIT_TXN_MAX_CHANGES = 500
+# --group-txns: a group of small source transactions stops growing at this many changes.
+GROUP_MAX_CHANGES = 1000
 ORIGIN_SETUP_SQL = origin_setup_sql(1)
 # Tests only: SIGKILL ourselves once this many transactions are committed, before the
 # position is recorded anywhere but in the target's replication origin.
@@ -185,6 +190,7 @@ class Applier:
         received: Callable[[], int],
         on_progress: Callable[[int, int], None],
         stop: threading.Event,
+        group_txns: int = 1,
     ) -> None:
         self.target = target
         self.origin = origin
@@ -196,6 +202,7 @@ class Applier:
         self.received = received
         self.on_progress = on_progress
         self.stop = stop
+        self.group_txns = group_txns
         self.tables: dict[tuple[str, str], TargetTable | None] = {}
         self.conn: psycopg.Connection[Any] | None = None  # pipelined: changes only
         self.meta: psycopg.Connection[Any] | None = None  # catalog and progress queries
@@ -205,6 +212,12 @@ class Applier:
         # Commit LSN of the last transaction queued, as the continuity check's parameter.
         self._previous = b"0/0"
         self._limits: dict[int, int] = {}
+        # The open group (--group-txns): transactions queued since the last sync, the
+        # changes they hold, the statement count when it opened, its last transaction.
+        self._group = 0
+        self._group_changes = 0
+        self._group_sent = 0
+        self._group_last: TxnEntry | None = None
         self.reader = SpoolReader(spool_dir)
 
     # -- setup ------------------------------------------------------------------------
@@ -310,6 +323,7 @@ class Applier:
             if entry is not None and endpos is not None and entry.commit_lsn > endpos:
                 entry = None  # past the end: what remains is not applied
             if entry is None:
+                self._close_group(pipe)
                 self._confirm(pipe, in_flight, wait_for=len(in_flight))
                 if self.stop.is_set():
                     return self.applied_lsn
@@ -323,9 +337,11 @@ class Applier:
                 self.stop.wait(0.1)
                 continue
             while not self.may_apply() and not self.stop.is_set():
+                self._close_group(pipe)
                 self._confirm(pipe, in_flight, wait_for=len(in_flight))
                 self.stop.wait(0.1)
             if self.stop.is_set():
+                self._close_group(pipe)
                 self._confirm(pipe, in_flight, wait_for=len(in_flight))
                 return self.applied_lsn
             in_flight.append((self._apply_txn(pipe, entry), entry))
@@ -442,7 +458,8 @@ class Applier:
 
     # -- one transaction ----------------------------------------------------------------
     def _apply_txn(self, pipe: Pipeline, entry: TxnEntry) -> int:
-        """Queue one source transaction as one target transaction.
+        """Queue one source transaction as one target transaction; returns the number
+        of the sync that commits it.
 
         Small transactions run as the implicit transaction the pipeline's Sync commits
         (two statements fewer per transaction); big ones get BEGIN/COMMIT so they can
@@ -450,13 +467,27 @@ class Applier:
         continuity check: it fails unless the previous transaction committed, so after
         a failure nothing later in the pipeline is applied. When the transaction ends
         with a one-row insert, that insert carries the origin setup.
+
+        With --group-txns N, up to N small transactions waiting in a row share one
+        target transaction (the sync and origin setup come after the last of them),
+        each whole and in commit order: the origin records the last one's commit.
         """
         explicit = entry.changes > IMPLICIT_TXN_MAX_CHANGES
+        if self._group and (explicit or self._group_changes + entry.changes > GROUP_MAX_CHANGES):
+            self._close_group(pipe)
         if explicit:
             pipe.execute("BEGIN", (), Ctx("begin", (entry, None)))
+        if not self._group:
+            self._group_sent = pipe.executed
+        self._group += 1
+        self._group_changes += entry.changes
+        close = explicit or self._group >= self.group_txns
         commit = format_lsn(entry.commit_lsn).encode()
-        origin = [commit, commit_time_text(entry.commit_time).encode(), self._previous]
-        sent = pipe.executed
+        origin = (
+            [commit, commit_time_text(entry.commit_time).encode(), self._previous]
+            if close
+            else None
+        )
         batch: list[Change] = []
         batch_table: TargetTable | None = None
         for lsn, payload in self.reader.changes(entry, self._limits.get(entry.file_no, 0)):
@@ -497,17 +528,46 @@ class Applier:
                 self._delete(pipe, entry, table, change)
             if explicit and pipe.queued >= SYNC_EVERY_STATEMENTS:
                 pipe.sync()  # bounded memory inside huge transactions
-        if not (batch and self._insert(pipe, entry, batch_table, batch, origin)):  # type: ignore[arg-type]
-            empty = pipe.executed == sent
-            pipe.execute(ORIGIN_SETUP_SQL, origin, Ctx("origin", (entry, None)))
-            if empty:
-                # Nothing in scope changed: an xid makes the commit (and its origin
-                # position) real, which the next transaction's continuity check relies on.
-                pipe.execute("SELECT txid_current()", (), Ctx("xid", (entry, None)))
+        if batch:
+            fused = self._insert(pipe, entry, batch_table, batch, origin)  # type: ignore[arg-type]
+        else:
+            fused = False
+        if origin is None:
+            self._group_last = entry
+            return pipe.syncs_sent + 1  # the sync that will close the group
+        if not fused:
+            self._queue_origin(pipe, entry, origin)
         if explicit:
             pipe.execute("COMMIT", (), Ctx("commit", (entry, None)))
+        return self._synced(pipe, commit)
+
+    def _queue_origin(self, pipe: Pipeline, entry: TxnEntry, origin: list[bytes]) -> None:
+        """The origin setup as a statement of its own, ending the open transaction."""
+        empty = pipe.executed == self._group_sent
+        pipe.execute(ORIGIN_SETUP_SQL, origin, Ctx("origin", (entry, None)))
+        if empty:
+            # Nothing in scope changed: an xid makes the commit (and its origin
+            # position) real, which the next transaction's continuity check relies on.
+            pipe.execute("SELECT txid_current()", (), Ctx("xid", (entry, None)))
+
+    def _synced(self, pipe: Pipeline, commit: bytes) -> int:
+        """Sync: the open transaction (or group) commits there, at `commit`."""
         self._previous = commit
+        self._group = self._group_changes = 0
+        self._group_last = None
         return pipe.sync()
+
+    def _close_group(self, pipe: Pipeline) -> None:
+        """Commit the open group (--group-txns) at its last transaction, if there is one:
+        before waiting for the target, pausing, stopping, or a transaction that cannot
+        join it."""
+        entry = self._group_last
+        if entry is None:
+            return
+        commit = format_lsn(entry.commit_lsn).encode()
+        origin = [commit, commit_time_text(entry.commit_time).encode(), self._previous]
+        self._queue_origin(pipe, entry, origin)
+        self._synced(pipe, commit)
 
     def _target_for(self, change: Change, entry: TxnEntry) -> TargetTable | None:
         table = self.table(change.schema, change.table)

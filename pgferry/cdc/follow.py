@@ -30,6 +30,7 @@ from pgferry.state.workdir import WorkDir
 log = logging.getLogger(__name__)
 
 PLUGINS = ("test_decoding", "wal2json")
+MAX_GROUP_TXNS = 256  # below apply's in-flight margin: a group never holds up a wait
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class CdcOptions:
     origin: str = "pgferry"
     endpos: int | None = None
     numeric_as_string: bool = False
+    group_txns: int = 1  # source transactions per target transaction, at most
 
 
 def slot_exists(conn: psycopg.Connection[Any], slot: str) -> bool:
@@ -261,6 +263,7 @@ class Cdc:
             received=self._received,
             on_progress=self._progress,
             stop=self.stop,
+            group_txns=self.options.group_txns,
         )
         log.info("applying changes (set the end position with pgferry stop-cdc)")
         try:

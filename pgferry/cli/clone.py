@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from pgferry.cdc.follow import CdcOptions, parse_endpos
+from pgferry.cdc.follow import MAX_GROUP_TXNS, CdcOptions, parse_endpos
 from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,
@@ -165,6 +165,14 @@ def add_cdc_flags(p: argparse.ArgumentParser, *, follow: bool) -> None:
         help="accepted for pgcopydb compatibility (the slot is always created)",
     )
     g.add_argument("--endpos", metavar="LSN", help="stop applying at this LSN")
+    g.add_argument(
+        "--group-txns",
+        metavar="N",
+        type=int,
+        help="apply up to N small source transactions already waiting as one target "
+        f"transaction, each whole and in order (faster catch-up; 1 to {MAX_GROUP_TXNS}, "
+        "default 1: one target transaction per source transaction)",
+    )
 
 
 def cdc_options_from_args(args: argparse.Namespace) -> CdcOptions:
@@ -177,7 +185,19 @@ def cdc_options_from_args(args: argparse.Namespace) -> CdcOptions:
         origin=args.origin or "pgferry",
         endpos=parse_endpos(args.endpos) if args.endpos else None,
         numeric_as_string=numeric,
+        group_txns=group_txns(args.group_txns),
     )
+
+
+def group_txns(value: int | None) -> int:
+    if value is None:
+        return 1
+    if not 1 <= value <= MAX_GROUP_TXNS:
+        raise UsageError(
+            f"--group-txns must be between 1 and {MAX_GROUP_TXNS}, not {value}",
+            fix="use 1 (one target transaction per source transaction) or a group size such as 32",
+        )
+    return value
 
 
 def options_from_args(args: argparse.Namespace) -> CloneOptions:

@@ -163,6 +163,28 @@ def test_conflicting_flags(small_source: DbPair) -> None:
     _assert_target_untouched(p)
 
 
+@pytest.mark.parametrize("value", ["0", "257", "-3"])
+def test_group_txns_out_of_range(small_source: DbPair, value: str) -> None:
+    p = small_source
+    r = run_pgferry(
+        "clone",
+        "--follow",
+        "--source",
+        p.source_uri,
+        "--target",
+        p.target_uri,
+        "--dir",
+        str(p.workdir),
+        "--group-txns",
+        value,
+        check=False,
+    )
+    assert r.returncode == 2
+    [line] = _error_lines(r.stderr)
+    assert "--group-txns must be between 1 and 256" in line
+    _assert_target_untouched(p)
+
+
 def test_missing_source_option(small_source: DbPair) -> None:
     p = small_source
     r = run_pgferry(

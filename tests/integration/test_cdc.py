@@ -279,11 +279,13 @@ def test_kill_during_copy_with_writes_then_resume(dbpair: DbPair) -> None:
     drop_origin(p)
 
 
-def test_kill_during_prefetch_and_during_apply(dbpair: DbPair) -> None:
+@pytest.mark.parametrize("group", ["1", "64"])
+def test_kill_during_prefetch_and_during_apply(dbpair: DbPair, group: str) -> None:
+    """With --group-txns 64 the kill lands inside groups of transactions."""
     p = dbpair
     bench = setup(p)
     load = Load(p.source_uri, workload("wal2json"), seed=11)
-    args = follow_args(p, "wal2json")
+    args = follow_args(p, "wal2json", "--group-txns", group)
     proc = start_pgferry(*args)
     wait_until(lambda: bool(sentinel(p.workdir)), what="the sentinel", proc=proc)
     run_pgferry("stream", "sentinel", "set", "prefetch", "--dir", str(p.workdir))
@@ -322,13 +324,14 @@ def test_kill_during_prefetch_and_during_apply(dbpair: DbPair) -> None:
     drop_origin(p)
 
 
-def test_kill_between_commit_and_acknowledgement(dbpair: DbPair) -> None:
+@pytest.mark.parametrize("group", ["1", "64"])
+def test_kill_between_commit_and_acknowledgement(dbpair: DbPair, group: str) -> None:
     """Crash right after transactions commit on the target, before pgferry records them:
     the replication origin alone decides, nothing is applied twice."""
     p = dbpair
     bench = setup(p)
     bench.start(clients=2, seconds=4)
-    args = follow_args(p, "test_decoding")
+    args = follow_args(p, "test_decoding", "--group-txns", group)
     proc = start_pgferry(*args, env={"PGFERRY_TEST_CRASH_AFTER_COMMITS": "300"})
     bench.proc.communicate(timeout=60)  # type: ignore[union-attr]
     proc.communicate(timeout=180)

@@ -244,6 +244,82 @@ def test_change_the_target_cannot_take_rolls_back_its_whole_transaction(
     _cleanup(p)
 
 
+def _backlog(p: DbPair, *transactions: str) -> None:
+    """Run each statement as its own source transaction while apply is paused, then
+    resume apply once all of them are received: they wait in a row, as in a catch-up."""
+    run_pgferry("stream", "sentinel", "set", "prefetch", "--dir", str(p.workdir))
+    time.sleep(0.5)  # apply re-reads the sentinel every 200 ms
+    with p.src_conn() as conn:
+        for statement in transactions:
+            conn.execute(statement)
+        end = lsn(conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
+    wait_until(lambda: lsn(sentinel(p.workdir).get("flush_lsn")) >= end, what="the backlog")
+    assert lsn(sentinel(p.workdir).get("replay_lsn")) < end
+    run_pgferry("stream", "sentinel", "set", "apply", "--dir", str(p.workdir))
+
+
+def test_grouped_transactions_roll_back_together_then_resume(dbpair: DbPair) -> None:
+    """--group-txns: a change the target cannot take rolls back the whole group (the
+    transactions before it in the group too), and --resume applies each exactly once."""
+    p = dbpair
+    _table_t(p, 10)
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE u (id int PRIMARY KEY)")
+    proc = _started(p, "--group-txns", "32")
+    with p.src_conn() as conn:
+        conn.execute("INSERT INTO u VALUES (0)")  # applied on its own: the group before
+    wait_until(lambda: _count(p, "u") == 1, what="the first insert")
+    _backlog(
+        p,
+        "INSERT INTO u VALUES (1)",
+        "UPDATE t SET v = 'second' WHERE id = 2",
+        "ALTER TABLE t ADD COLUMN extra int",
+        "INSERT INTO t VALUES (11, 'new', 7)",
+        "INSERT INTO u VALUES (2)",
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    errors = [line for line in err.splitlines() if " ERROR " in line]
+    assert errors and "extra" in errors[-1] and "public.t" in errors[-1]
+    assert _count(p, "u") == 1
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT v FROM t WHERE id = 2").fetchone() == ("v",)
+        conn.execute("ALTER TABLE t ADD COLUMN extra int")
+    proc = start_pgferry(*follow_args(p, "test_decoding", "--resume", "--group-txns", "32"))
+    cutover(p, proc)
+    _equal(p)
+    _cleanup(p)
+
+
+def test_grouped_transactions_report_a_missing_row(dbpair: DbPair) -> None:
+    """--group-txns: an UPDATE matching no row inside a group is reported, and the
+    message says its transaction committed (the group went on around it)."""
+    p = dbpair
+    _table_t(p, 10)
+    proc = _started(p, "--group-txns", "32")
+    with p.tgt_conn() as conn:
+        conn.execute("DELETE FROM t WHERE id = 7")
+    _backlog(
+        p,
+        "UPDATE t SET v = 'one' WHERE id = 1",
+        "UPDATE t SET v = 'seven' WHERE id = 7",
+        "UPDATE t SET v = 'three' WHERE id = 3",
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    [line] = [ln for ln in err.splitlines() if " ERROR " in ln]
+    assert "'7'" in line and "matched no row" in line and "committed without it" in line
+    with p.tgt_conn() as conn:
+        rows = conn.execute("SELECT id, v FROM t WHERE id IN (1, 3) ORDER BY id").fetchall()
+    assert rows == [(1, "one"), (3, "three")]
+    _cleanup(p)
+
+
+def _count(p: DbPair, table: str) -> int:
+    with p.tgt_conn() as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
 def test_slot_position_advances_during_a_long_copy(dbpair: DbPair) -> None:
     """The source does not keep WAL for the whole copy: what is on local disk is
     acknowledged while the copy still runs."""
