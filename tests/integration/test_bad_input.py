@@ -69,7 +69,7 @@ def small_source(dbpair: DbPair) -> DbPair:
     return dbpair
 
 
-def _clone(p: DbPair, source: str, target: str, env: dict[str, str] | None = None):
+def _clone(p: DbPair, source: str, target: str, *extra: str, env: dict[str, str] | None = None):
     return run_pgferry(
         "clone",
         "--source",
@@ -78,6 +78,7 @@ def _clone(p: DbPair, source: str, target: str, env: dict[str, str] | None = Non
         target,
         "--dir",
         str(p.workdir),
+        *extra,
         check=False,
         env=env,
     )
@@ -166,19 +167,7 @@ def test_conflicting_flags(small_source: DbPair) -> None:
 @pytest.mark.parametrize("value", ["0", "257", "-3"])
 def test_group_txns_out_of_range(small_source: DbPair, value: str) -> None:
     p = small_source
-    r = run_pgferry(
-        "clone",
-        "--follow",
-        "--source",
-        p.source_uri,
-        "--target",
-        p.target_uri,
-        "--dir",
-        str(p.workdir),
-        "--group-txns",
-        value,
-        check=False,
-    )
+    r = _clone(p, p.source_uri, p.target_uri, "--follow", "--group-txns", value)
     assert r.returncode == 2
     [line] = _error_lines(r.stderr)
     assert "--group-txns must be between 1 and 256" in line

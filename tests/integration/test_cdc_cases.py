@@ -4,6 +4,7 @@ DDL on the source only, WAL retention, follow on its own, cleanup."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -63,6 +64,18 @@ def _table_t(p: DbPair, rows: int) -> None:
             "CREATE TABLE t (id int PRIMARY KEY, v text);"
             f"INSERT INTO t SELECT g, 'v' FROM generate_series(1, {rows}) g"
         )
+
+
+def _count(p: DbPair, table: str) -> int:
+    with p.tgt_conn() as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _apply_stopped(proc: subprocess.Popen[str]) -> list[str]:
+    """pgferry stopped with exit code 1: its ERROR lines."""
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    return [line for line in err.splitlines() if " ERROR " in line]
 
 
 def _cleanup(p: DbPair) -> None:
@@ -199,9 +212,7 @@ def test_ddl_on_the_source_stops_apply_then_resume(dbpair: DbPair) -> None:
         conn.execute("ALTER TABLE t ADD COLUMN extra int DEFAULT 5")
         conn.execute("INSERT INTO t VALUES (102, 'after the DDL', 7)")
         conn.execute("UPDATE t SET extra = 9 WHERE id = 1")
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    errors = [line for line in err.splitlines() if " ERROR " in line]
+    errors = _apply_stopped(proc)
     assert errors and "public.t" in errors[-1] and "extra" in errors[-1]
     assert "INSERT" in errors[-1] and "--resume" in errors[-1]
     with p.tgt_conn() as conn:  # what came before the DDL is there, nothing after
@@ -230,9 +241,7 @@ def test_change_the_target_cannot_take_rolls_back_its_whole_transaction(
             conn.execute("INSERT INTO u VALUES (1)")
             conn.execute("UPDATE t SET v = 'first' WHERE id = 1")
             conn.execute("INSERT INTO t VALUES (11, 'new', 7)")
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    errors = [line for line in err.splitlines() if " ERROR " in line]
+    errors = _apply_stopped(proc)
     assert errors and "extra" in errors[-1]
     with p.tgt_conn() as conn:
         assert conn.execute("SELECT count(*) FROM u").fetchone() == (0,)
@@ -277,9 +286,7 @@ def test_grouped_transactions_roll_back_together_then_resume(dbpair: DbPair) -> 
         "INSERT INTO t VALUES (11, 'new', 7)",
         "INSERT INTO u VALUES (2)",
     )
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    errors = [line for line in err.splitlines() if " ERROR " in line]
+    errors = _apply_stopped(proc)
     assert errors and "extra" in errors[-1] and "public.t" in errors[-1]
     assert _count(p, "u") == 1
     with p.tgt_conn() as conn:
@@ -305,19 +312,12 @@ def test_grouped_transactions_report_a_missing_row(dbpair: DbPair) -> None:
         "UPDATE t SET v = 'seven' WHERE id = 7",
         "UPDATE t SET v = 'three' WHERE id = 3",
     )
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    [line] = [ln for ln in err.splitlines() if " ERROR " in ln]
+    [line] = _apply_stopped(proc)
     assert "'7'" in line and "matched no row" in line and "committed without it" in line
     with p.tgt_conn() as conn:
         rows = conn.execute("SELECT id, v FROM t WHERE id IN (1, 3) ORDER BY id").fetchall()
     assert rows == [(1, "one"), (3, "three")]
     _cleanup(p)
-
-
-def _count(p: DbPair, table: str) -> int:
-    with p.tgt_conn() as conn:
-        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 def test_slot_position_advances_during_a_long_copy(dbpair: DbPair) -> None:
@@ -418,11 +418,9 @@ def test_diverged_target_stops_apply(dbpair: DbPair) -> None:
         conn.execute("DELETE FROM t WHERE id IN (7, 8)")  # someone wrote to the target
     with p.src_conn() as conn:
         conn.execute("UPDATE t SET v = 'changed' WHERE id IN (1, 7, 8)")
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
     # Both missing rows are reported: the first stops apply, the second (same source
     # transaction, which committed with only row 1) is not dropped silently.
-    errors = [ln for ln in err.splitlines() if " ERROR " in ln]
+    errors = _apply_stopped(proc)
     first = [ln for ln in errors if "apply stopped" in ln]
     assert len(first) == 1 and "UPDATE on public.t" in first[0] and "matched no row" in first[0]
     assert "committed without it" in first[0]
@@ -441,9 +439,7 @@ def test_diverged_target_nothing_applied_then_resume(dbpair: DbPair) -> None:
         conn.execute("DELETE FROM t WHERE id = 7")
     with p.src_conn() as conn:
         conn.execute("UPDATE t SET v = 'changed' WHERE id = 7")
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    [line] = [ln for ln in err.splitlines() if " ERROR " in ln]
+    [line] = _apply_stopped(proc)
     assert "'7'" in line and "nothing of its transaction was applied" in line
     with p.tgt_conn() as conn:
         conn.execute("INSERT INTO t VALUES (7, 'put back')")
