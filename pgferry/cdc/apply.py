@@ -73,6 +73,8 @@ ORIGIN_SETUP_SQL = origin_setup_sql(1)
 _CRASH_AFTER_COMMIT = int(os.environ.get("PGFERRY_TEST_CRASH_AFTER_COMMITS", "0") or 0)
 SYNC_EVERY_STATEMENTS = 2000
 
+# The target ended the session (shutdown, crash, pg_terminate_backend): retried.
+_CONNECTION_LOST = {"57P01", "57P02", "57P03"}
 _TEXT_COMPARE_TYPES = {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
 
 TABLES_SQL = """
@@ -223,11 +225,15 @@ class Applier:
     # -- setup ------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
         conn = self.target.connect("pgferry apply", settings=APPLY_SETTINGS)
-        row = conn.execute(
-            "SELECT pg_replication_origin_session_setup(%s), "
-            "pg_replication_origin_progress(%s, false)::text",
-            (self.origin, self.origin),
-        ).fetchone()
+        try:
+            row = conn.execute(
+                "SELECT pg_replication_origin_session_setup(%s), "
+                "pg_replication_origin_progress(%s, false)::text",
+                (self.origin, self.origin),
+            ).fetchone()
+        except BaseException:
+            conn.close()
+            raise
         progress = row[1] if row else None
         self.applied_lsn = parse_lsn(progress) if progress else 0
         self._previous = format_lsn(self.applied_lsn).encode()
@@ -269,8 +275,12 @@ class Applier:
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> int:
         """Apply until endpos (returns the applied LSN) or until stopped."""
-        self.conn = self._connect()
-        self.meta = self.target.connect("pgferry apply-meta", settings=APPLY_SETTINGS)
+        try:
+            self.conn = self._connect()
+            self.meta = self.target.connect("pgferry apply-meta", settings=APPLY_SETTINGS)
+        except BaseException:
+            self._close()
+            raise
         pipe = Pipeline(self.conn)
         try:
             return self._loop(pipe)
@@ -282,13 +292,15 @@ class Applier:
                 pipe.simple(b"ROLLBACK", Ctx("rollback"))
             raise
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 pipe.close()
-            except Exception:
-                pass
-            self.conn.close()
-            self.meta.close()
-            self.reader.close()
+            self._close()
+
+    def _close(self) -> None:
+        for conn in (self.conn, self.meta):
+            if conn is not None:
+                conn.close()
+        self.reader.close()
 
     def _entries(self) -> Iterator[TxnEntry | None]:
         """Spooled transactions after the origin's position; None when caught up."""
@@ -330,9 +342,10 @@ class Applier:
                 if endpos is not None and self._scanned_up_to >= endpos:
                     if self.applied_lsn < endpos:
                         self._advance_origin(pipe, endpos)
+                    self._durable_lsn()  # the cutover's last commits are on disk
                     return self.applied_lsn
                 if time.monotonic() - last_cleanup > 10:
-                    remove_applied(self.spool_dir, self.applied_lsn)
+                    remove_applied(self.spool_dir, self._durable_lsn())
                     last_cleanup = time.monotonic()
                 self.stop.wait(0.1)
                 continue
@@ -383,6 +396,11 @@ class Applier:
         commits without it, as may the ones queued after it: every such change is
         logged and counted in the message, never dropped silently."""
         assert self.meta is not None
+        state = getattr(exc.error, "sqlstate", None) or ""
+        if state.startswith("08") or state in _CONNECTION_LOST:
+            # Not the change's fault: the session ended. Reconnecting goes on from the
+            # origin's position (Cdc.apply_until_endpos).
+            raise psycopg.OperationalError(str(exc.error)) from exc.error
         pipe.simple(b"ROLLBACK", Ctx("rollback"))
         for _ in range(MAX_UNMATCHED + 10):  # read all that is queued; a raise: one failure
             try:
@@ -435,6 +453,17 @@ class Applier:
                 "same command with --resume"
             )
         raise ApplyError("apply stopped: " + " ".join(message.split()), fix=fix)
+
+    def _durable_lsn(self) -> int:
+        """The origin's position as far as the target has it on disk, flushing its WAL
+        up to there first. Apply commits with synchronous_commit = off: a target crash
+        may lose its last commits (and the origin's progress with them), so spool files
+        are only removed below this position, never below the confirmed one."""
+        assert self.meta is not None
+        row = self.meta.execute(
+            "SELECT pg_replication_origin_progress(%s, true)::text", (self.origin,)
+        ).fetchone()
+        return parse_lsn(row[0]) if row and row[0] else 0
 
     def _advance_origin(self, pipe: Pipeline, lsn: int) -> None:
         """Nothing left to apply up to `lsn`: record it (idle source, filtered changes).

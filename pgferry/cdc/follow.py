@@ -18,7 +18,7 @@ from pgferry.catalog.filters import Filters
 from pgferry.catalog.model import Sequence
 from pgferry.cdc.apply import Applier, ApplyScope
 from pgferry.cdc.protocol import create_slot, current_wal_lsn
-from pgferry.cdc.receive import ReceiveOptions, Receiver
+from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
 from pgferry.clone.maintenance import read_sequence, set_sequence
 from pgferry.clone.snapshot import Snapshot
 from pgferry.errors import InputError, Interrupted, StepFailed
@@ -250,26 +250,46 @@ class Cdc:
             self._pending_txns = 0
 
     def apply_until_endpos(self, scope: ApplyScope) -> int:
-        """Apply until the end position is reached (or a stop); returns the applied LSN."""
+        """Apply until the end position is reached (or a stop); returns the applied LSN.
+
+        A lost target connection (restart, failover, a terminated backend) is retried
+        with growing pauses, as the receiver does: apply starts again from the
+        replication origin's position, so nothing is applied twice."""
         origin = self.store.get_meta("cdc_origin") or self.options.origin
-        applier = Applier(
-            self.target,
-            origin,
-            self.workdir.cdc_dir,
-            self.receive_options().plugin,
-            scope,
-            endpos=self._endpos,
-            may_apply=self._may_apply,
-            received=self._received,
-            on_progress=self._progress,
-            stop=self.stop,
-            group_txns=self.options.group_txns,
-        )
         log.info("applying changes (set the end position with pgferry stop-cdc)")
-        try:
-            applied = applier.run()
-        finally:
-            self._progress(applier.applied_lsn, 0, force=True)
+        attempt = applied = 0
+        while True:
+            applier = Applier(
+                self.target,
+                origin,
+                self.workdir.cdc_dir,
+                self.receive_options().plugin,
+                scope,
+                endpos=self._endpos,
+                may_apply=self._may_apply,
+                received=self._received,
+                on_progress=self._progress,
+                stop=self.stop,
+                group_txns=self.options.group_txns,
+            )
+            try:
+                applied = applier.run()
+                break
+            except psycopg.OperationalError as exc:
+                if applier.applied_txns:
+                    attempt = 0
+                wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+                attempt += 1
+                log.warning(
+                    "target connection lost while applying (%s); reconnecting in %ds to go "
+                    "on from the replication origin's position",
+                    " ".join(str(exc).split()),
+                    wait,
+                )
+                if self.stop.wait(wait):
+                    break
+            finally:
+                self._progress(applier.applied_lsn, 0, force=True)
         if self.stop.is_set():
             raise Interrupted("stopped; the work directory is resumable (--resume)")
         return applied

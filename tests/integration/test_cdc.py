@@ -349,6 +349,43 @@ def test_kill_between_commit_and_acknowledgement(dbpair: DbPair, group: str) -> 
     drop_origin(p)
 
 
+def test_target_lost_during_apply_reconnects(dbpair: DbPair) -> None:
+    """The target's apply session is terminated, then the target crashes (immediate
+    stop: its last asynchronous commits are lost) while apply drains a backlog in
+    groups: pgferry reconnects by itself and goes on from the origin, exactly once."""
+    p = dbpair
+    bench = setup(p)
+    args = follow_args(p, "test_decoding", "--group-txns", "32")
+    proc = start_pgferry(*args)
+    wait_until(lambda: bool(sentinel(p.workdir)), what="the sentinel", proc=proc)
+    run_pgferry("stream", "sentinel", "set", "prefetch", "--dir", str(p.workdir))
+    bench.start(clients=2, seconds=8)
+    bench.proc.communicate(timeout=60)  # type: ignore[union-attr]
+    with p.src_conn() as conn:
+        end = lsn(conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
+    wait_until(lambda: lsn(sentinel(p.workdir).get("flush_lsn")) >= end, what="the backlog")
+    run_pgferry("stream", "sentinel", "set", "apply", "--dir", str(p.workdir))
+    start = lsn(sentinel(p.workdir).get("replay_lsn"))
+    wait_until(lambda: lsn(sentinel(p.workdir).get("replay_lsn")) > start, what="apply", proc=proc)
+    with p.tgt_conn() as conn:
+        (ended,) = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name LIKE 'pgferry%%apply'"
+        ).fetchone()
+    assert ended == 1
+    wait_until(
+        lambda: "reconnecting" in (p.workdir / "pgferry.log").read_text(),
+        what="the reconnection",
+        proc=proc,
+    )
+    p.target.stop("immediate")
+    p.target.start()
+    err = cutover(p, proc)
+    assert "target connection lost while applying" in err
+    assert_equal(p)
+    drop_origin(p)
+
+
 def test_resume_with_foreign_keys_across_snapshots(dbpair: DbPair) -> None:
     """Parent copied before the crash, child after it: the child holds rows whose parent
     arrives through the change stream. Foreign keys wait for the catch-up to validate."""
