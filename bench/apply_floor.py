@@ -15,6 +15,8 @@ per transaction. The variants are what cdc/apply.py sends and what was tried ins
 - begin-commit: explicit BEGIN/COMMIT, one sync per 64 transactions, origin statement first
 - begin-commit-last-insert: explicit BEGIN/COMMIT, one sync per 64, origin in the INSERT
 - one-statement: all of it in one statement of data-modifying CTEs
+- group-16: --group-txns 16: 16 transactions' statements, the last INSERT carrying the
+  origin setup, then one sync (one implicit target transaction for the 16)
 
 If pgferry's CPU cost nothing, catch-up could not beat the best of these here.
 """
@@ -68,6 +70,7 @@ VARIANTS = (
     "begin-commit",
     "begin-commit-last-insert",
     "one-statement",
+    "group-16",
 )
 GROUPED = ("begin-commit", "begin-commit-last-insert")
 
@@ -105,34 +108,42 @@ def run_variant(cluster: LocalCluster, variant: str, n: int, scale: int) -> dict
         pid = conn.info.backend_pid
         pipe = Pipeline(conn)
         previous = 1 << 32
-        queue: Callable[[tuple[list[bytes | None], ...], list[bytes]], None]
+        queue: Callable[[tuple[list[bytes | None], ...], list[bytes], bool], None]
 
-        def plain(t: tuple[list[bytes | None], ...], origin: list[bytes]) -> None:
+        def plain(t: tuple[list[bytes | None], ...], origin: list[bytes], last: bool) -> None:
             if variant in GROUPED:
                 pipe.execute("BEGIN", (), Ctx("begin"))
             if variant in ("origin-statement", "begin-commit"):
                 pipe.execute(origin_setup_sql(1), origin, Ctx("origin"))
             for text, params in zip(UPDATES, t[:3], strict=True):
                 pipe.execute(text, params, Ctx("update", None, True))
-            if variant in ("origin-last-insert", "begin-commit-last-insert"):
+            if variant in ("origin-last-insert", "begin-commit-last-insert") or (
+                variant == "group-16" and last
+            ):
                 pipe.execute(INSERT_ORIGIN, t[3] + origin, Ctx("insert"))  # type: ignore[operator]
             else:
                 pipe.execute(INSERT, t[3], Ctx("insert"))
             if variant in GROUPED:
                 pipe.execute("COMMIT", (), Ctx("commit"))
 
-        def one(t: tuple[list[bytes | None], ...], origin: list[bytes]) -> None:
+        def one(t: tuple[list[bytes | None], ...], origin: list[bytes], last: bool) -> None:
             params = t[0] + t[1] + t[2] + t[3] + origin  # type: ignore[operator]
             pipe.execute(ONE_STATEMENT, params, Ctx("txn"))
 
         queue = one if variant == "one-statement" else plain
         cpu0, wall0 = backend_cpu(pid), time.perf_counter()
         me0 = resource.getrusage(resource.RUSAGE_SELF)
+        group = 16 if variant == "group-16" else 1
+        synced = previous  # the commit the last sync recorded: the continuity check's
         for i, t in enumerate(txns):
             commit = previous + 1000
-            queue(t, [format_lsn(commit).encode(), MTIME + b"+00", format_lsn(previous).encode()])
+            last = i % group == group - 1
+            origin = [format_lsn(commit).encode(), MTIME + b"+00", format_lsn(synced).encode()]
+            queue(t, origin, last)
             previous = commit
-            if variant not in GROUPED or i % 64 == 63:
+            if last:
+                synced = commit
+            if (variant not in GROUPED and last) or i % 64 == 63:
                 pipe.sync()
             if i % 32 == 0:
                 if pipe.syncs_sent - pipe.syncs > 500:
