@@ -256,7 +256,13 @@ class Cdc:
         with growing pauses, as the receiver does: apply starts again from the
         replication origin's position, so nothing is applied twice."""
         origin = self.store.get_meta("cdc_origin") or self.options.origin
-        log.info("applying changes (set the end position with pgferry stop-cdc)")
+        self.store.set_meta("cdc_group_txns", str(self.options.group_txns))
+        log.info(
+            "applying changes (set the end position with pgferry stop-cdc)%s",
+            f"; up to {self.options.group_txns} source transactions per target transaction"
+            if self.options.group_txns > 1
+            else "",
+        )
         attempt = applied = 0
         while True:
             applier = Applier(
@@ -281,8 +287,8 @@ class Cdc:
                 wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                 attempt += 1
                 log.warning(
-                    "target connection lost while applying (%s); reconnecting in %ds to go "
-                    "on from the replication origin's position",
+                    "apply lost its target session (%s); reconnecting in %ds to go on "
+                    "from the replication origin's position",
                     " ".join(str(exc).split()),
                     wait,
                 )

@@ -452,7 +452,13 @@ def build_cdc_report(
         lag["seconds"], lag["basis"] = 0.0, "cutover done"
     verdict = _verdict(state, backlog, lag["seconds"], basis)
     rates = history.rates()
+    group_txns = int(store.get_meta("cdc_group_txns", "1") or 1)
     eta, eta_note = _eta(state, verdict["caught_up"], backlog, rates)
+    if eta is None and eta_note.startswith("falling behind") and group_txns == 1:
+        eta_note += (
+            "; many small transactions apply faster in groups: stop, then run the same "
+            "command with --resume --group-txns 32"
+        )
     endpos = sample.endpos
     reached = None
     if endpos is not None:
@@ -481,6 +487,7 @@ def build_cdc_report(
             "enabled": sample.apply_enabled,
             "applied_txns": sample.applied_txns,
             "pending_txns": sample.spool.pending_txns,
+            "group_txns": group_txns,
             "pending_spool_bytes": sample.spool.pending_bytes,
         },
         "backlog": {

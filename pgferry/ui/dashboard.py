@@ -355,7 +355,12 @@ def render_cdc_status(report: dict[str, Any]) -> RenderableType:
     lines = [
         f"backlog: {_b(backlog['bytes'])} ({backlog['basis']}); "
         f"{apply['pending_txns']} transactions ({_b(apply['pending_spool_bytes'])}) received "
-        f"and waiting; {apply['applied_txns']} applied so far",
+        f"and waiting; {apply['applied_txns']} applied so far"
+        + (
+            f" (up to {apply['group_txns']} per target transaction)"
+            if (apply.get("group_txns") or 1) > 1
+            else ""
+        ),
     ]
     if rate["window_seconds"]:
         per_hour = rate["apply_bytes_per_hour"]

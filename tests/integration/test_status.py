@@ -261,7 +261,7 @@ def test_cdc_status_under_pgbench(dbpair: DbPair) -> None:
     bench = Pgbench(p.source_uri)
     bench.init(scale=1)
     slot, origin = names(p)
-    proc = start_pgferry(*follow_args(p, "test_decoding"))
+    proc = start_pgferry(*follow_args(p, "test_decoding", "--group-txns", "8"))
     cdc = ("--source", p.source_uri, "--target", p.target_uri)
     try:
         bench.start(clients=2, rate=200)
@@ -289,6 +289,7 @@ def test_cdc_status_under_pgbench(dbpair: DbPair) -> None:
             assert health["exists"] and health["active"] and health["wal_status"] == "reserved"
             assert health["retained_wal_bytes"] >= 0
             assert report["apply"]["state"] == "applying"
+            assert report["apply"]["group_txns"] == 8
             assert report["rate"]["apply_txns_per_second"] > 0
             assert report["rate"]["source_wal_bytes_per_second"] > 0
             assert report["backlog"]["bytes"] == max(0, source_lsn - lsn(pos["applied_effective"]))
@@ -313,7 +314,7 @@ def test_cdc_status_under_pgbench(dbpair: DbPair) -> None:
     assert report["eta_seconds"] == 0.0 and report["lag"]["seconds"] < 10
     assert report["apply"]["pending_txns"] == 0
     text = run_pgferry("cdc-status", "--dir", str(p.workdir), *cdc)
-    assert "CAUGHT UP" in text.stdout
+    assert "CAUGHT UP" in text.stdout and "up to 8 per target transaction" in text.stdout
     cutover(p, proc)
     code, report = status(p, *cdc, command="cdc-status")
     assert code == 0 and report["state"] == "finished"
