@@ -22,6 +22,7 @@ from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
 from pgferry.clone.maintenance import read_sequence, set_sequence
 from pgferry.clone.snapshot import Snapshot
 from pgferry.errors import InputError, Interrupted, StepFailed
+from pgferry.faults import crash_point
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
 from pgferry.state.store import StateStore
@@ -53,6 +54,34 @@ def slot_exists(conn: psycopg.Connection[Any], slot: str) -> bool:
 def origin_exists(conn: psycopg.Connection[Any], origin: str) -> bool:
     row = conn.execute("SELECT pg_replication_origin_oid(%s)", (origin,)).fetchone()
     return row is not None and row[0] is not None
+
+
+def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore) -> None:
+    """Before starting afresh in DIR: drop the slot and origin an earlier attempt there
+    created (recorded in its store before creating them) and nothing uses now. Left in
+    place they would block the new start, and only this directory's run can use them."""
+    created = store.get_json("cdc_created") or {}
+    slot, origin = created.get("slot"), created.get("origin")
+    if slot:
+        with source.connect("pgferry cleanup") as conn:
+            row = conn.execute(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+            if row is not None:
+                if row[0] is not None:
+                    raise InputError(
+                        f"replication slot {slot}, created by the earlier attempt in "
+                        f"{store.path.parent}, is in use (walsender PID {row[0]})",
+                        fix="stop what uses it, or drop it with pgferry cleanup",
+                    )
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                log.info("dropped replication slot %s, left by the earlier attempt", slot)
+    if origin:
+        with target.connect("pgferry cleanup") as conn:
+            if origin_exists(conn, origin):
+                conn.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+                log.info("dropped replication origin %s, left by the earlier attempt", origin)
+    store.set_json("cdc_created", {})
 
 
 class Cdc:
@@ -102,12 +131,19 @@ class Cdc:
                 )
 
     def create(self) -> Snapshot:
-        """Create the slot and export its snapshot: the one the whole copy uses."""
+        """Create the slot and export its snapshot: the one the whole copy uses.
+
+        The slot and origin names are recorded before they are created, and the setup
+        counts as done (`is_set_up`) only once both exist: a start interrupted in between
+        leaves objects `drop_interrupted_setup` knows are this directory's own."""
+        created = {"slot": self.options.slot, "origin": self.options.origin}
+        self.store.set_json("cdc_created", created)
         conn = self.source.connect_replication("pgferry snapshot")
         try:
             slot = create_slot(conn, self.options.slot, self.options.plugin)
         except psycopg.Error as exc:
             conn.close()
+            self.store.set_json("cdc_created", {})  # not ours: never drop it
             raise StepFailed(
                 f"cannot create replication slot {self.options.slot}: {str(exc).strip()}",
                 fix="check wal_level = logical, max_replication_slots and the REPLICATION "
@@ -115,7 +151,8 @@ class Cdc:
             ) from None
         self.holder = conn
         start = format_lsn(slot.consistent_point)
-        self.store.set_meta("cdc_slot", slot.name)
+        self._create_origin(slot.consistent_point)
+        crash_point("cdc-setup")  # both exist, the setup is not recorded yet
         self.store.set_meta("cdc_plugin", slot.plugin)
         self.store.set_meta("cdc_origin", self.options.origin)
         self.store.set_meta("cdc_numeric_as_string", "1" if self.options.numeric_as_string else "0")
@@ -128,7 +165,7 @@ class Cdc:
             flush_lsn=start,
             replay_lsn=start,
         )
-        self._create_origin(slot.consistent_point)
+        self.store.set_meta("cdc_slot", slot.name)  # last: the setup is complete
         log.info(
             "created replication slot %s (%s) at %s, snapshot %s",
             slot.name,

@@ -17,6 +17,7 @@ from pgferry.cdc.apply import ApplyScope
 from pgferry.cdc.follow import (
     Cdc,
     CdcOptions,
+    drop_interrupted_setup,
     origin_exists,
     slot_exists,
     verify_after_cutover,
@@ -106,6 +107,7 @@ def _prepare(o: FollowOptions, store: StateStore, cdc: Cdc) -> ApplyScope:
             )
         log.info("following changes from slot %s (resuming)", store.get_meta("cdc_slot"))
     else:
+        drop_interrupted_setup(o.source, o.target, store)
         cdc.check_fresh()
         snapshot = cdc.create()
         cdc.release_snapshot()

@@ -27,7 +27,7 @@ from pgferry.catalog.queries import read_catalog
 from pgferry.catalog.scope import PG_CLASS, PG_CONSTRAINT, Scope, ScopeOptions, resolve_scope
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
 from pgferry.cdc.apply import ApplyScope
-from pgferry.cdc.follow import Cdc, verify_after_cutover
+from pgferry.cdc.follow import Cdc, drop_interrupted_setup, verify_after_cutover
 from pgferry.clone.foreign_keys import (
     ForeignKey,
     add_not_valid,
@@ -228,6 +228,11 @@ class Clone:
                 done,
                 total,
             )
+            old = StateStore.open_dir(self.workdir.path)
+            try:
+                drop_interrupted_setup(o.source, o.target, old)
+            finally:
+                old.close()
             self.workdir.wipe()
             had_state = False
         self.store = StateStore.open_dir(self.workdir.path)
@@ -237,6 +242,7 @@ class Clone:
             log.info(
                 "previous run in %s never wrote to the target; starting afresh", self.workdir.path
             )
+            drop_interrupted_setup(o.source, o.target, self.store)
             self.store.close()
             self.workdir.wipe()
             self.store = StateStore.open_dir(self.workdir.path)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -345,6 +347,47 @@ def test_kill_between_commit_and_acknowledgement(dbpair: DbPair, group: str) -> 
     assert row is not None and lsn(row[0]) > recorded  # committed, not recorded
     proc = start_pgferry(*args, "--resume")
     cutover(p, proc)
+    assert_equal(p)
+    drop_origin(p)
+
+
+def test_kill_at_random_moments_then_resume(dbpair: DbPair) -> None:
+    """kill -9 at random moments of clone --follow under writes (from the first second to
+    the cutover itself), each followed by --resume: the end state is exact."""
+    p = dbpair
+    bench = setup(p)
+    load = Load(p.source_uri, workload("test_decoding"), seed=5, pause=0.005)
+    load.start()
+    bench.start(clients=1, rate=300)
+    rng = random.Random(int(os.environ.get("PGFERRY_TEST_SEED", "20261124")))
+    args = follow_args(p, "test_decoding", "--group-txns", "16")
+    proc = start_pgferry(*args)
+    try:
+        for _ in range(6):
+            time.sleep(rng.uniform(0.05, 4.0))
+            kill_group(proc)
+            proc = start_pgferry(*args, "--resume")
+        wait_until(
+            lambda: (
+                lsn(sentinel(p.workdir).get("replay_lsn"))
+                > lsn(sentinel(p.workdir).get("startpos"))
+            ),
+            what="apply",
+            proc=proc,
+            timeout=240,
+        )
+    finally:
+        bench.stop()
+        load.finish()
+    # Killed during the cutover too: once the end position is set, and again later.
+    run_pgferry("stop-cdc", "--yes", "--dir", str(p.workdir), "--source", p.source_uri)
+    for delay in (0.0, rng.uniform(0.2, 1.5)):
+        time.sleep(delay)
+        kill_group(proc)
+        proc = start_pgferry(*args, "--resume")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "cutover point reached" in err
     assert_equal(p)
     drop_origin(p)
 

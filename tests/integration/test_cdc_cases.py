@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
+import pytest
 
 from tests.helpers.cdc import Pgbench, cutover, follow_args, lsn, names, sentinel, wait_until
 from tests.helpers.cli import dump_restore, run_pgferry
@@ -357,18 +358,9 @@ def test_slot_position_advances_during_a_long_copy(dbpair: DbPair) -> None:
     _cleanup(p)
 
 
-def test_follow_alone_and_cleanup(dbpair: DbPair) -> None:
-    """follow on a finished copy (source idle at the start), then cleanup, twice."""
-    p = dbpair
-    with p.src_conn() as conn:
-        conn.execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v text); "
-            "CREATE TABLE r (a int, b text) ; ALTER TABLE r REPLICA IDENTITY FULL;"
-            "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 50) g"
-        )
-    dump_restore(p.source_uri, p.target_uri)
+def _follow_alone_args(p: DbPair, *extra: str) -> list[str]:
     slot, origin = names(p)
-    proc = start_pgferry(
+    return [
         "follow",
         "--source",
         p.source_uri,
@@ -380,9 +372,52 @@ def test_follow_alone_and_cleanup(dbpair: DbPair) -> None:
         slot,
         "--origin",
         origin,
-        "--plugin",
-        "wal2json",
-    )
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("command", ["clone", "follow"])
+def test_killed_between_slot_creation_and_its_record(dbpair: DbPair, command: str) -> None:
+    """Killed after the slot and origin exist but before the work directory records the
+    setup as done: --resume drops those two (its own, recorded before creating them)
+    and starts afresh instead of stopping on 'slot already exists'."""
+    p = dbpair
+    _table_t(p, 50)
+    if command == "clone":
+        args = follow_args(p, "test_decoding")
+    else:
+        dump_restore(p.source_uri, p.target_uri)
+        args = _follow_alone_args(p)
+    crashed = start_pgferry(*args, env={"PGFERRY_TEST_CRASH_AT": "cdc-setup"})
+    crashed.communicate(timeout=120)
+    assert crashed.returncode == -9, "the fault injection did not fire"
+    slot, _ = names(p)
+    with p.src_conn() as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone() == (1,)
+    proc = start_pgferry(*args, "--resume")
+    wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
+    with p.src_conn() as conn:
+        conn.execute("UPDATE t SET v = 'after' WHERE id < 5; INSERT INTO t VALUES (51, 'n')")
+    err = cutover(p, proc)
+    assert f"dropped replication slot {slot}, left by the earlier attempt" in err
+    _equal(p)
+    _cleanup(p)
+
+
+def test_follow_alone_and_cleanup(dbpair: DbPair) -> None:
+    """follow on a finished copy (source idle at the start), then cleanup, twice."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); "
+            "CREATE TABLE r (a int, b text) ; ALTER TABLE r REPLICA IDENTITY FULL;"
+            "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 50) g"
+        )
+    dump_restore(p.source_uri, p.target_uri)
+    slot, origin = names(p)
+    proc = start_pgferry(*_follow_alone_args(p, "--plugin", "wal2json"))
     wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="follow", proc=proc)
     with p.src_conn() as conn:
         conn.execute(
