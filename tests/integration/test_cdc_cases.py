@@ -299,6 +299,35 @@ def test_grouped_transactions_roll_back_together_then_resume(dbpair: DbPair) -> 
     _cleanup(p)
 
 
+def test_grouped_transactions_failing_on_the_target_then_resume(dbpair: DbPair) -> None:
+    """--group-txns: a change the target rejects (a duplicate key: a row written on the
+    target) fails its whole group, and the groups queued after it; once the target is
+    fixed, --resume applies every transaction once."""
+    p = dbpair
+    _table_t(p, 10)
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE u (id int PRIMARY KEY)")
+    proc = _started(p, "--group-txns", "4")
+    with p.tgt_conn() as conn:
+        conn.execute("INSERT INTO t VALUES (12, 'on the target')")
+    _backlog(
+        p,
+        *[f"INSERT INTO u VALUES ({i})" for i in range(1, 6)],
+        "INSERT INTO t VALUES (12, 'source')",
+        *[f"INSERT INTO u VALUES ({i})" for i in range(6, 20)],
+    )
+    [line] = _apply_stopped(proc)
+    assert "23505" in line and "public.t" in line and "'12'" in line
+    # Groups of 4: u 1-4 committed; the group of u 5 and t 12 did not, nor any after it.
+    assert _count(p, "u") == 4
+    with p.tgt_conn() as conn:
+        conn.execute("DELETE FROM t WHERE id = 12")
+    proc = start_pgferry(*follow_args(p, "test_decoding", "--resume", "--group-txns", "4"))
+    cutover(p, proc)
+    _equal(p)
+    _cleanup(p)
+
+
 def test_grouped_transactions_report_a_missing_row(dbpair: DbPair) -> None:
     """--group-txns: an UPDATE matching no row inside a group is reported, and the
     message says its transaction committed (the group went on around it)."""
