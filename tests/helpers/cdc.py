@@ -74,6 +74,18 @@ def wait_until(
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_applied(p: DbPair, proc: subprocess.Popen[str], timeout: float = 180) -> None:
+    """Until apply has applied something after the slot's start position."""
+    wait_until(
+        lambda: (
+            lsn(sentinel(p.workdir).get("replay_lsn")) > lsn(sentinel(p.workdir).get("startpos"))
+        ),
+        what="apply",
+        proc=proc,
+        timeout=timeout,
+    )
+
+
 def cutover(p: DbPair, proc: subprocess.Popen[str], timeout: float = 300) -> str:
     """Writes have stopped: set the end position and wait for pgferry to finish."""
     run_pgferry("stop-cdc", "--yes", "--dir", str(p.workdir), "--source", p.source_uri)

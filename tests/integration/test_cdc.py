@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 
-from tests.helpers.cdc import Load, Pgbench, cutover, follow_args, lsn, names, sentinel, wait_until
+from tests.helpers.cdc import (
+    Load,
+    Pgbench,
+    cutover,
+    follow_args,
+    lsn,
+    names,
+    sentinel,
+    wait_applied,
+    wait_until,
+)
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import sequence_values, table_fingerprints
 from tests.helpers.running import kill_group, start_pgferry, wait_for
@@ -197,14 +207,7 @@ def test_clone_follow_under_writes(dbpair: DbPair, plugin: str) -> None:
             timeout=180,
         )
         # Keep writing while apply runs, then stop and let it catch up.
-        wait_until(
-            lambda: (
-                lsn(sentinel(p.workdir).get("replay_lsn"))
-                > lsn(sentinel(p.workdir).get("startpos"))
-            ),
-            what="apply",
-            proc=proc,
-        )
+        wait_applied(p, proc)
     finally:
         bench.stop()
         writes = load.finish()
@@ -263,15 +266,7 @@ def test_kill_during_copy_with_writes_then_resume(dbpair: DbPair) -> None:
     kill_group(proc)
     proc = start_pgferry(*args, "--resume")
     try:
-        wait_until(
-            lambda: (
-                lsn(sentinel(p.workdir).get("replay_lsn"))
-                > lsn(sentinel(p.workdir).get("startpos"))
-            ),
-            what="apply",
-            proc=proc,
-            timeout=240,
-        )
+        wait_applied(p, proc, timeout=240)
     finally:
         bench.stop()
         for load in loads:
@@ -367,15 +362,7 @@ def test_kill_at_random_moments_then_resume(dbpair: DbPair) -> None:
             time.sleep(rng.uniform(0.05, 4.0))
             kill_group(proc)
             proc = start_pgferry(*args, "--resume")
-        wait_until(
-            lambda: (
-                lsn(sentinel(p.workdir).get("replay_lsn"))
-                > lsn(sentinel(p.workdir).get("startpos"))
-            ),
-            what="apply",
-            proc=proc,
-            timeout=240,
-        )
+        wait_applied(p, proc, timeout=240)
     finally:
         bench.stop()
         load.finish()

@@ -58,18 +58,29 @@ def _equal(p: DbPair, skip: tuple[str, ...] = ()) -> None:
     assert source == target
 
 
-def _table_t(p: DbPair, rows: int) -> None:
-    """Table t (id primary key, v text) with `rows` rows on the source."""
+def _table_t(p: DbPair, rows: int, *, with_u: bool = False) -> None:
+    """Table t (id primary key, v text) with `rows` rows on the source; and an empty
+    table u (id primary key) `with_u`."""
     with p.src_conn() as conn:
         conn.execute(
             "CREATE TABLE t (id int PRIMARY KEY, v text);"
             f"INSERT INTO t SELECT g, 'v' FROM generate_series(1, {rows}) g"
         )
+        if with_u:
+            conn.execute("CREATE TABLE u (id int PRIMARY KEY)")
 
 
 def _count(p: DbPair, table: str) -> int:
     with p.tgt_conn() as conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _resume_to_the_end(p: DbPair, *extra: str) -> None:
+    """After the target is fixed: --resume, cut over, both sides equal, clean up."""
+    proc = start_pgferry(*follow_args(p, "test_decoding", "--resume", *extra))
+    cutover(p, proc)
+    _equal(p)
+    _cleanup(p)
 
 
 def _apply_stopped(proc: subprocess.Popen[str]) -> list[str]:
@@ -219,10 +230,7 @@ def test_ddl_on_the_source_stops_apply_then_resume(dbpair: DbPair) -> None:
     with p.tgt_conn() as conn:  # what came before the DDL is there, nothing after
         assert conn.execute("SELECT max(id) FROM t").fetchone() == (101,)
         conn.execute("ALTER TABLE t ADD COLUMN extra int DEFAULT 5")
-    proc = start_pgferry(*follow_args(p, "test_decoding", "--resume"))
-    cutover(p, proc)
-    _equal(p)
-    _cleanup(p)
+    _resume_to_the_end(p)
 
 
 def test_change_the_target_cannot_take_rolls_back_its_whole_transaction(
@@ -232,9 +240,7 @@ def test_change_the_target_cannot_take_rolls_back_its_whole_transaction(
     nothing of its transaction applied: the changes queued before it in the same source
     transaction are rolled back, so --resume applies them exactly once."""
     p = dbpair
-    _table_t(p, 10)
-    with p.src_conn() as conn:
-        conn.execute("CREATE TABLE u (id int PRIMARY KEY)")
+    _table_t(p, 10, with_u=True)
     proc = _started(p)
     with p.src_conn() as conn:
         conn.execute("ALTER TABLE t ADD COLUMN extra int")
@@ -248,10 +254,7 @@ def test_change_the_target_cannot_take_rolls_back_its_whole_transaction(
         assert conn.execute("SELECT count(*) FROM u").fetchone() == (0,)
         assert conn.execute("SELECT v FROM t WHERE id = 1").fetchone() == ("v",)
         conn.execute("ALTER TABLE t ADD COLUMN extra int")
-    proc = start_pgferry(*follow_args(p, "test_decoding", "--resume"))
-    cutover(p, proc)
-    _equal(p)
-    _cleanup(p)
+    _resume_to_the_end(p)
 
 
 def _backlog(p: DbPair, *transactions: str) -> None:
@@ -272,9 +275,7 @@ def test_grouped_transactions_roll_back_together_then_resume(dbpair: DbPair) -> 
     """--group-txns: a change the target cannot take rolls back the whole group (the
     transactions before it in the group too), and --resume applies each exactly once."""
     p = dbpair
-    _table_t(p, 10)
-    with p.src_conn() as conn:
-        conn.execute("CREATE TABLE u (id int PRIMARY KEY)")
+    _table_t(p, 10, with_u=True)
     proc = _started(p, "--group-txns", "32")
     with p.src_conn() as conn:
         conn.execute("INSERT INTO u VALUES (0)")  # applied on its own: the group before
@@ -293,10 +294,7 @@ def test_grouped_transactions_roll_back_together_then_resume(dbpair: DbPair) -> 
     with p.tgt_conn() as conn:
         assert conn.execute("SELECT v FROM t WHERE id = 2").fetchone() == ("v",)
         conn.execute("ALTER TABLE t ADD COLUMN extra int")
-    proc = start_pgferry(*follow_args(p, "test_decoding", "--resume", "--group-txns", "32"))
-    cutover(p, proc)
-    _equal(p)
-    _cleanup(p)
+    _resume_to_the_end(p, "--group-txns", "32")
 
 
 def test_grouped_transactions_failing_on_the_target_then_resume(dbpair: DbPair) -> None:
@@ -304,9 +302,7 @@ def test_grouped_transactions_failing_on_the_target_then_resume(dbpair: DbPair) 
     target) fails its whole group, and the groups queued after it; once the target is
     fixed, --resume applies every transaction once."""
     p = dbpair
-    _table_t(p, 10)
-    with p.src_conn() as conn:
-        conn.execute("CREATE TABLE u (id int PRIMARY KEY)")
+    _table_t(p, 10, with_u=True)
     proc = _started(p, "--group-txns", "4")
     with p.tgt_conn() as conn:
         conn.execute("INSERT INTO t VALUES (12, 'on the target')")
@@ -322,10 +318,7 @@ def test_grouped_transactions_failing_on_the_target_then_resume(dbpair: DbPair) 
     assert _count(p, "u") == 4
     with p.tgt_conn() as conn:
         conn.execute("DELETE FROM t WHERE id = 12")
-    proc = start_pgferry(*follow_args(p, "test_decoding", "--resume", "--group-txns", "4"))
-    cutover(p, proc)
-    _equal(p)
-    _cleanup(p)
+    _resume_to_the_end(p, "--group-txns", "4")
 
 
 def test_grouped_transactions_report_a_missing_row(dbpair: DbPair) -> None:

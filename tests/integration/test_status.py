@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.helpers.cdc import Pgbench, cutover, follow_args, lsn, names, sentinel, wait_until
+from tests.helpers.cdc import (
+    Pgbench,
+    cutover,
+    follow_args,
+    lsn,
+    names,
+    wait_applied,
+    wait_until,
+)
 from tests.helpers.cli import REPO_ROOT, run_pgferry
 from tests.helpers.compare import assert_same_database
 from tests.helpers.running import clone_args, kill_group, start_pgferry, wait_for
@@ -265,15 +273,7 @@ def test_cdc_status_under_pgbench(dbpair: DbPair) -> None:
     cdc = ("--source", p.source_uri, "--target", p.target_uri)
     try:
         bench.start(clients=2, rate=200)
-        wait_until(
-            lambda: (
-                lsn(sentinel(p.workdir).get("replay_lsn"))
-                > lsn(sentinel(p.workdir).get("startpos"))
-            ),
-            what="apply",
-            proc=proc,
-            timeout=180,
-        )
+        wait_applied(p, proc, timeout=180)
         seen_backlog = False
         for _ in range(5):
             code, report = status(p, *cdc, command="cdc-status")
