@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import random
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -106,4 +109,22 @@ def test_kill_twice_then_resume(crash_source: DbPair) -> None:
     )
     kill_group(proc)
     run_pgferry(*_args(p, "--resume"))
+    assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
+
+
+def test_kill_at_random_moments_then_resume(crash_source: DbPair) -> None:
+    """kill -9 at random moments (preflight, schema, copy, indexes, constraints, vacuum,
+    post-data), each followed by --resume: the end state is an exact copy."""
+    p = crash_source
+    rng = random.Random(int(os.environ.get("PGFERRY_TEST_SEED", "20261124")))
+    proc = start_pgferry(*_args(p))
+    for _ in range(6):
+        time.sleep(rng.uniform(0.05, 3.0))
+        if proc.poll() is not None:
+            break  # finished before this kill
+        kill_group(proc)
+        proc = start_pgferry(*_args(p, "--resume"))
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    _assert_no_duplicates(p)
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
