@@ -73,8 +73,11 @@ ORIGIN_SETUP_SQL = origin_setup_sql(1)
 _CRASH_AFTER_COMMIT = int(os.environ.get("PGFERRY_TEST_CRASH_AFTER_COMMITS", "0") or 0)
 SYNC_EVERY_STATEMENTS = 2000
 
-# The target ended the session (shutdown, crash, pg_terminate_backend): retried.
-_CONNECTION_LOST = {"57P01", "57P02", "57P03"}
+# Not the change's fault, and gone on a new try: the session ended (shutdown, crash,
+# pg_terminate_backend: 57P01-03, class 08), a cancel (57014), a deadlock or
+# serialization failure with someone else's session (class 40).
+_TRANSIENT = {"57P01", "57P02", "57P03", "57014"}
+_TRANSIENT_CLASSES = ("08", "40")
 _TEXT_COMPARE_TYPES = {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
 
 TABLES_SQL = """
@@ -112,6 +115,10 @@ SELECT n.nspname, c.relname, c.relreplident::text,
 
 class ApplyError(StepFailed):
     """A change the target cannot take; nothing after it was applied."""
+
+
+class ApplyInterrupted(Exception):
+    """A transient failure (session ended, cancel, deadlock): apply again from the origin."""
 
 
 @dataclass(frozen=True)
@@ -397,10 +404,9 @@ class Applier:
         logged and counted in the message, never dropped silently."""
         assert self.meta is not None
         state = getattr(exc.error, "sqlstate", None) or ""
-        if state.startswith("08") or state in _CONNECTION_LOST:
-            # Not the change's fault: the session ended. Reconnecting goes on from the
-            # origin's position (Cdc.apply_until_endpos).
-            raise psycopg.OperationalError(str(exc.error)) from exc.error
+        if state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT:
+            # Cdc.apply_until_endpos reconnects and goes on from the origin's position.
+            raise ApplyInterrupted(f"[{state}] {exc.error}") from exc.error
         pipe.simple(b"ROLLBACK", Ctx("rollback"))
         for _ in range(MAX_UNMATCHED + 10):  # read all that is queued; a raise: one failure
             try:

@@ -16,7 +16,7 @@ import psycopg
 
 from pgferry.catalog.filters import Filters
 from pgferry.catalog.model import Sequence
-from pgferry.cdc.apply import Applier, ApplyScope
+from pgferry.cdc.apply import Applier, ApplyInterrupted, ApplyScope
 from pgferry.cdc.protocol import create_slot, current_wal_lsn
 from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
 from pgferry.clone.maintenance import read_sequence, set_sequence
@@ -318,14 +318,14 @@ class Cdc:
             try:
                 applied = applier.run()
                 break
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, ApplyInterrupted) as exc:
                 if applier.applied_txns:
                     attempt = 0
                 wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                 attempt += 1
                 log.warning(
-                    "apply lost its target session (%s); reconnecting in %ds to go on "
-                    "from the replication origin's position",
+                    "apply interrupted (%s); reconnecting in %ds to go on from the "
+                    "replication origin's position",
                     " ".join(str(exc).split()),
                     wait,
                 )

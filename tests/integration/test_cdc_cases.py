@@ -343,6 +343,40 @@ def test_grouped_transactions_report_a_missing_row(dbpair: DbPair) -> None:
     _cleanup(p)
 
 
+def test_canceled_apply_is_retried(dbpair: DbPair) -> None:
+    """A statement of apply canceled on the target (pg_cancel_backend while it waits for
+    a row lock held there) is not a reason to stop: apply reconnects, waits again, and
+    goes on once the lock is released."""
+    p = dbpair
+    _table_t(p, 10)
+    proc = _started(p)
+    with p.tgt_conn() as blocker:
+        blocker.execute("BEGIN")
+        blocker.execute("SELECT * FROM t WHERE id = 5 FOR UPDATE")
+        with p.src_conn() as conn:
+            conn.execute("UPDATE t SET v = 'after the lock' WHERE id = 5")
+
+        def waiting() -> list[int]:
+            with p.tgt_conn() as conn:
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name LIKE "
+                    "'pgferry%%apply' AND wait_event_type = 'Lock'"
+                ).fetchall()
+            return [r[0] for r in rows]
+
+        wait_until(lambda: bool(waiting()), what="apply to wait for the lock", proc=proc)
+        blocker.execute("SELECT pg_cancel_backend(%s)", (waiting()[0],))
+        wait_until(
+            lambda: "apply interrupted ([57014]" in (p.workdir / "pgferry.log").read_text(),
+            what="the retry",
+            proc=proc,
+        )
+        blocker.execute("COMMIT")
+    cutover(p, proc)
+    _equal(p)
+    _cleanup(p)
+
+
 def test_slot_position_advances_during_a_long_copy(dbpair: DbPair) -> None:
     """The source does not keep WAL for the whole copy: what is on local disk is
     acknowledged while the copy still runs."""
