@@ -437,11 +437,9 @@ class Applier:
                 break
             except CommandFailed:
                 continue
-        row = self.meta.execute(
-            "SELECT pg_replication_origin_progress(%s, false)::text", (self.origin,)
-        ).fetchone()
-        if row and row[0]:
-            self.applied_lsn = parse_lsn(row[0])
+        progress = self._origin_progress(flush=False)
+        if progress:
+            self.applied_lsn = progress
             self.on_progress(self.applied_lsn, 0)
         error = exc.error
         ctx = exc.ctx
@@ -488,9 +486,14 @@ class Applier:
         up to there first. Apply commits with synchronous_commit = off: a target crash
         may lose its last commits (and the origin's progress with them), so spool files
         are only removed below this position, never below the confirmed one."""
+        return self._origin_progress(flush=True)
+
+    def _origin_progress(self, *, flush: bool) -> int:
+        """The origin's position on the target (0: none); `flush` first flushes the
+        target's WAL up to it."""
         assert self.meta is not None
         row = self.meta.execute(
-            "SELECT pg_replication_origin_progress(%s, true)::text", (self.origin,)
+            "SELECT pg_replication_origin_progress(%s, %s)::text", (self.origin, flush)
         ).fetchone()
         return parse_lsn(row[0]) if row and row[0] else 0
 
@@ -540,12 +543,7 @@ class Applier:
         self._group += 1
         self._group_changes += entry.changes
         close = explicit or self._group >= self.group_txns
-        commit = format_lsn(entry.commit_lsn).encode()
-        origin = (
-            [commit, commit_time_text(entry.commit_time).encode(), self._previous]
-            if close
-            else None
-        )
+        origin = self._origin_params(entry) if close else None
         batch: list[Change] = []
         batch_table: TargetTable | None = None
         for lsn, payload in self.reader.changes(entry, self._limits.get(entry.file_no, 0)):
@@ -597,7 +595,13 @@ class Applier:
             self._queue_origin(pipe, entry, origin)
         if explicit:
             pipe.execute("COMMIT", (), Ctx("commit", (entry, None)))
-        return self._synced(pipe, commit)
+        return self._synced(pipe, origin[0])
+
+    def _origin_params(self, entry: TxnEntry) -> list[bytes]:
+        """The origin setup's parameters for a target transaction ending with `entry`:
+        its commit LSN and time, and the previous one's commit (the continuity check)."""
+        commit = format_lsn(entry.commit_lsn).encode()
+        return [commit, commit_time_text(entry.commit_time).encode(), self._previous]
 
     def _queue_origin(self, pipe: Pipeline, entry: TxnEntry, origin: list[bytes]) -> None:
         """The origin setup as a statement of its own, ending the open transaction."""
@@ -622,10 +626,9 @@ class Applier:
         entry = self._group_last
         if entry is None:
             return
-        commit = format_lsn(entry.commit_lsn).encode()
-        origin = [commit, commit_time_text(entry.commit_time).encode(), self._previous]
+        origin = self._origin_params(entry)
         self._queue_origin(pipe, entry, origin)
-        self._synced(pipe, commit)
+        self._synced(pipe, origin[0])
 
     def _target_for(self, change: Change, entry: TxnEntry) -> TargetTable | None:
         table = self.table(change.schema, change.table)
@@ -744,12 +747,11 @@ class Applier:
         plan = table.plans.get(shape)
         if plan is None:
             where_cols, where_idx, from_key, full = self._where_plan(table, change)
-            plan = (delete_sql(table, where_cols, full), [], where_idx, from_key)
+            plan = (delete_sql(table, where_cols, full), _picker(where_idx), from_key)
             table.plans[shape] = plan
-        text, _, where_idx, from_key = plan
+        text, pick, from_key = plan
         keys = change.key_values if from_key else change.values
-        params = [keys[i] for i in where_idx]
-        pipe.execute(text, params, Ctx("delete", (entry, change), True))
+        pipe.execute(text, pick(keys), Ctx("delete", (entry, change), True))
 
     def _truncate(self, pipe: Pipeline, entry: TxnEntry, change: Change) -> None:
         tables = []

@@ -210,26 +210,24 @@ class Clone:
         had_state = self.workdir.exists()
         if had_state and o.restart:
             old = StateStore.open_dir(self.workdir.path)
-            counts = old.counts()
-            old.close()
-            done = sum(n for (_, st), n in counts.items() if st == Status.DONE)
-            total = sum(counts.values())
-            objects = user_objects(target)
-            if objects and not o.drop_if_exists:
-                raise InputError(
-                    f"--restart: the target still holds {len(objects)} objects from the "
-                    f"previous run ({', '.join(objects[:3])}...)",
-                    fix="add --drop-if-exists to replace them, or empty the target with "
-                    "pgferry target-clean, then --restart",
-                )
-            log.warning(
-                "--restart: discarding the previous run in %s (%d of %d units done)",
-                self.workdir.path,
-                done,
-                total,
-            )
-            old = StateStore.open_dir(self.workdir.path)
             try:
+                counts = old.counts()
+                done = sum(n for (_, st), n in counts.items() if st == Status.DONE)
+                total = sum(counts.values())
+                objects = user_objects(target)
+                if objects and not o.drop_if_exists:
+                    raise InputError(
+                        f"--restart: the target still holds {len(objects)} objects from the "
+                        f"previous run ({', '.join(objects[:3])}...)",
+                        fix="add --drop-if-exists to replace them, or empty the target with "
+                        "pgferry target-clean, then --restart",
+                    )
+                log.warning(
+                    "--restart: discarding the previous run in %s (%d of %d units done)",
+                    self.workdir.path,
+                    done,
+                    total,
+                )
                 drop_interrupted_setup(o.source, o.target, old)
             finally:
                 old.close()
