@@ -355,13 +355,13 @@ def render_cdc_status(report: dict[str, Any]) -> RenderableType:
     lines = [
         f"backlog: {_b(backlog['bytes'])} ({backlog['basis']}); "
         f"{apply['pending_txns']} transactions ({_b(apply['pending_spool_bytes'])}) received "
-        f"and waiting; {apply['applied_txns']} applied so far"
-        + (
-            f" (up to {apply['group_txns']} per target transaction)"
-            if (apply.get("group_txns") or 1) > 1
-            else ""
-        ),
+        f"and waiting; {apply['applied_txns']} applied so far",
     ]
+    if (apply.get("group_txns") or 1) > 1:  # a line of its own: the one above is long
+        lines.append(
+            f"grouping: up to {apply['group_txns']} source transactions per target "
+            "transaction (--group-txns)"
+        )
     if rate["window_seconds"]:
         per_hour = rate["apply_bytes_per_hour"]
         lines.append(

@@ -314,7 +314,8 @@ def test_cdc_status_under_pgbench(dbpair: DbPair) -> None:
     assert report["eta_seconds"] == 0.0 and report["lag"]["seconds"] < 10
     assert report["apply"]["pending_txns"] == 0
     text = run_pgferry("cdc-status", "--dir", str(p.workdir), *cdc)
-    assert "CAUGHT UP" in text.stdout and "up to 8 per target transaction" in text.stdout
+    assert "CAUGHT UP" in text.stdout
+    assert "grouping: up to 8 source transactions per target transaction" in text.stdout
     cutover(p, proc)
     code, report = status(p, *cdc, command="cdc-status")
     assert code == 0 and report["state"] == "finished"
