@@ -104,6 +104,13 @@ def resolve_conn(args: argparse.Namespace, role: str) -> ConnInfo:
     return info
 
 
+def resolve_optional_conn(args: argparse.Namespace, role: str) -> ConnInfo | None:
+    """Like resolve_conn, but None when neither the flag nor the environment gives one."""
+    if not (getattr(args, role, None) or env_value(f"{role.upper()}_PGURI")):
+        return None
+    return resolve_conn(args, role)
+
+
 def resolve_dir(args: argparse.Namespace) -> Path:
     value = getattr(args, "dir", None) or env_value("DIR")
     return Path(value) if value else default_dir()

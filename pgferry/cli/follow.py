@@ -16,6 +16,7 @@ from pgferry.cli.common import (
     resolve_filters,
 )
 from pgferry.errors import UsageError
+from pgferry.pg.identity import refuse_same_database
 from pgferry.state.store import StateStore
 
 
@@ -52,12 +53,15 @@ def handle_follow(args: argparse.Namespace) -> int:
 
     if args.resume and args.restart:
         raise UsageError("--resume and --restart cannot be used together")
+    source, target = resolve_conn(args, "source"), resolve_conn(args, "target")
+    cdc = cdc_options_from_args(args)
+    refuse_same_database(source, target)
     run_follow(
         FollowOptions(
-            source=resolve_conn(args, "source"),
-            target=resolve_conn(args, "target"),
+            source=source,
+            target=target,
             dir=resolve_dir(args),
-            cdc=cdc_options_from_args(args),
+            cdc=cdc,
             filters=resolve_filters(args),
             resume=args.resume,
         )
@@ -78,9 +82,11 @@ def handle_cleanup(args: argparse.Namespace) -> int:
             origin = origin or store.get_meta("cdc_origin")
         finally:
             store.close()
+    source, target = resolve_conn(args, "source"), resolve_conn(args, "target")
+    refuse_same_database(source, target)
     result = cleanup(
-        resolve_conn(args, "source"),
-        resolve_conn(args, "target"),
+        source,
+        target,
         slot or "pgferry",
         origin or "pgferry",
     )

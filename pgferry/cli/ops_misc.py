@@ -26,6 +26,7 @@ from pgferry.cli.common import (
     resolve_conn,
     resolve_dir,
     resolve_filters,
+    resolve_optional_conn,
 )
 from pgferry.cli.env import env_value
 from pgferry.errors import InputError, UsageError
@@ -36,6 +37,7 @@ from pgferry.ops import stop as stop_ops
 from pgferry.ops import target_clean as tc
 from pgferry.ops.report import Report
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.identity import refuse_same_database
 from pgferry.pg.sessions import dir_tag
 
 log = logging.getLogger(__name__)
@@ -95,9 +97,11 @@ def register(sub: Any) -> None:
         "access methods, and pgferry's replication origins from the target database, "
         "except what --keep names. Shows exactly what will go and asks first. Refuses "
         "while pgferry sessions are connected to the database (--force to override). "
-        "Exit code 1 when a drop failed or something is left.",
+        "Exit code 1 when a drop failed or something is left. With --source (or "
+        "PGCOPYDB_SOURCE_PGURI), refuses a target that is that source.",
     )
     add_target(p)
+    add_source(p)
     p.add_argument(
         "--dir",
         metavar="DIR",
@@ -345,6 +349,9 @@ def _render_fix_plan(console: Console, plan: ri.FixPlan) -> None:
 
 def handle_target_clean(args: argparse.Namespace) -> int:
     target = resolve_conn(args, "target")
+    source = resolve_optional_conn(args, "source")
+    if source is not None:
+        refuse_same_database(source, target)
     keep = sorted({name for group in args.keep for name in group})
     origins = set(args.origin or tc.DEFAULT_ORIGINS)
     recorded = _recorded_origin(args)

@@ -51,6 +51,7 @@ from pgferry.clone.target import (
 from pgferry.clone.workers import RunContext
 from pgferry.errors import InputError, Interrupted, PgferryError, StepFailed
 from pgferry.pg.binaries import DumpTools, find_dump_tools
+from pgferry.pg.identity import refuse_same_database_conns
 from pgferry.pg.lsn import format_lsn, lsn_or_none
 from pgferry.pg.sessions import dir_tag, terminate_orphans
 from pgferry.state.store import StateStore, Status, UnitKind
@@ -114,6 +115,7 @@ class Clone:
         source = o.source.connect("pgferry check", settings=SOURCE_SETTINGS)
         target = o.target.connect("pgferry check")
         try:
+            refuse_same_database_conns(source, target)
             source_major = int(source.info.server_version) // 10000
             tools = find_dump_tools(source_major)
             self._decide_start(target)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -20,6 +21,7 @@ from pgferry.ops.preflight.source import source_checks
 from pgferry.ops.preflight.target import target_checks
 from pgferry.ops.report import Report
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.identity import read_identity, same_database_error
 from pgferry.state.workdir import default_dir
 
 
@@ -81,6 +83,8 @@ def run_preflight(
             if src is not None and opts.follow:
                 probe_replication(report, source, src, opts)
         tgt_conn = _open(report, target, stack)
+        if src_conn is not None and tgt_conn is not None:
+            _check_not_same_database(report, src_conn, tgt_conn)
         if tgt_conn is not None:
             try:
                 target_checks(report, target, tgt_conn, src, filters, opts)
@@ -88,3 +92,19 @@ def run_preflight(
                 report.fail("target.checks", f"target checks stopped: {_error_text(exc)}")
     local_checks(report, src, filters, opts)
     return report
+
+
+def _check_not_same_database(
+    report: Report, src_conn: psycopg.Connection[Any], tgt_conn: psycopg.Connection[Any]
+) -> None:
+    name = "target.not_source"
+    try:
+        source, target = read_identity(src_conn), read_identity(tgt_conn)
+    except psycopg.Error as exc:
+        report.fail(name, f"cannot tell whether the target is the source: {_error_text(exc)}")
+        return
+    error = same_database_error(source, target)
+    if error is not None:
+        report.fail(name, error.message, error.fix)
+    else:
+        report.ok(name, f"the target is not the source ({target.describe()})")

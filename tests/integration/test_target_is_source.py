@@ -1,0 +1,174 @@
+"""A target that is the source is refused, whatever the spelling, before anything is written;
+two databases of one cluster are still a legitimate migration."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+from psycopg import sql
+
+from tests.helpers.cli import run_pgferry
+
+if TYPE_CHECKING:
+    from tests.conftest import DbPair
+
+ROWS = 1000
+
+
+@pytest.fixture
+def loaded(dbpair: DbPair) -> DbPair:
+    with dbpair.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text);"
+            f"INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g"
+        )
+    return dbpair
+
+
+def _spellings(p: DbPair) -> dict[str, str]:
+    """The source database, written as a user might write it again as the target."""
+    c, db = p.source, p.src_db
+    return {
+        "localhost": f"postgresql://{c.superuser}@localhost:{c.port}/{db}",
+        "key=value": f"host=127.0.0.1 port={c.port} dbname={db} user={c.superuser}",
+        "unix socket": f"host={c.socket_dir} port={c.port} dbname={db} user={c.superuser}",
+        "uri socket": f"postgresql:///{db}?host={c.socket_dir}&port={c.port}&user={c.superuser}",
+    }
+
+
+def _source_state(p: DbPair) -> tuple[object, ...]:
+    with p.src_conn() as conn:
+        rows = conn.execute("SELECT count(*), sum(hashtext(v)) FROM t").fetchone()
+        slots = conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()
+        origins = conn.execute("SELECT count(*) FROM pg_replication_origin").fetchone()
+        pubs = conn.execute("SELECT count(*) FROM pg_publication").fetchone()
+        objects = conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+        ).fetchone()
+    return rows, slots, origins, pubs, objects
+
+
+def _assert_refused(result: object, before: tuple[object, ...], p: DbPair) -> None:
+    import subprocess
+
+    assert isinstance(result, subprocess.CompletedProcess)
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, result.stderr
+    assert "the target is the source" in errors[0] and "fix:" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert _source_state(p) == before
+    assert _source_state(p)[0] == (ROWS, before[0][1])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("spelling", ["localhost", "key=value", "unix socket", "uri socket"])
+def test_clone_into_the_source_is_refused(loaded: DbPair, spelling: str) -> None:
+    p = loaded
+    before = _source_state(p)
+    target = _spellings(p)[spelling]
+    r = run_pgferry(
+        "clone",
+        "--source",
+        p.source_uri,
+        "--target",
+        target,
+        "--dir",
+        str(p.workdir),
+        "--drop-if-exists",
+        "--follow",
+        check=False,
+    )
+    _assert_refused(r, before, p)
+    # Also when preflight is skipped: the check is not a preflight line.
+    r = run_pgferry(
+        "clone",
+        "--source",
+        target,
+        "--target",
+        p.source_uri,
+        "--dir",
+        str(p.workdir),
+        "--drop-if-exists",
+        "--skip-preflight",
+        check=False,
+    )
+    _assert_refused(r, before, p)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("follow",),
+        ("cleanup",),
+        ("target-clean", "--yes"),
+    ],
+    ids=lambda c: c[0],
+)
+def test_other_writers_refuse_the_source(loaded: DbPair, command: tuple[str, ...]) -> None:
+    p = loaded
+    before = _source_state(p)
+    target = _spellings(p)["unix socket"]
+    r = run_pgferry(
+        *command,
+        "--source",
+        p.source_uri,
+        "--target",
+        target,
+        "--dir",
+        str(p.workdir),
+        check=False,
+    )
+    _assert_refused(r, before, p)
+
+
+def test_target_clean_takes_the_source_from_the_environment(loaded: DbPair) -> None:
+    p = loaded
+    before = _source_state(p)
+    r = run_pgferry(
+        "target-clean",
+        "--target",
+        _spellings(p)["key=value"],
+        "--yes",
+        env={"PGCOPYDB_SOURCE_PGURI": p.source_uri},
+        check=False,
+    )
+    _assert_refused(r, before, p)
+
+
+def test_preflight_fails_on_the_source_as_target(loaded: DbPair) -> None:
+    p = loaded
+    r = run_pgferry(
+        "preflight",
+        "--source",
+        p.source_uri,
+        "--target",
+        _spellings(p)["localhost"],
+        "--dir",
+        str(p.workdir),
+        "--json",
+        check=False,
+    )
+    assert r.returncode == 1, r.stderr
+    assert "target.not_source" in r.stdout and "the target is the source" in r.stdout
+
+
+def test_another_database_of_the_same_cluster_is_a_target(loaded: DbPair) -> None:
+    p = loaded
+    other = p.tgt_db + "_same_cluster"
+    with p.source.connect() as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(other)))
+    try:
+        run_pgferry(
+            "clone",
+            "--source",
+            p.source_uri,
+            "--target",
+            _spellings(p)["localhost"].replace(f"/{p.src_db}", f"/{other}"),
+            "--dir",
+            str(p.workdir),
+        )
+        with p.source.connect(other) as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (ROWS,)
+    finally:
+        p.source.drop_database(other)
