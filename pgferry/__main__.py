@@ -1,3 +1,3 @@
-from pgferry.cli.main import run
+from pgferry.cli.entry import run
 
 run()

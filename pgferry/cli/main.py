@@ -7,6 +7,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pgferry import __version__
 from pgferry import log as pflog
@@ -16,11 +17,19 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits with our usage code."""
+    """argparse that exits with our usage code, takes flags only as pgcopydb spells them
+    (no abbreviations: `--sourc` would slip past the password hiding), and never echoes
+    a password it could not place."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        from pgferry.pg.secrets import mask_text
+
         self.print_usage(sys.stderr)
-        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
+        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {mask_text(message)}\n")
 
 
 # Command modules, in the order their commands appear in --help. Each has register(sub).
@@ -112,20 +121,28 @@ def run() -> None:
 
 
 def hide_passwords_from_ps(args: list[str]) -> None:
-    """Re-run ourselves with passwords moved from --source/--target into the environment.
+    """Move passwords from --source/--target into the environment.
 
     Other users see a process's argv (ps, /proc); a password typed in a URI would stay
-    there for hours. The password travels on in PGFERRY_<ROLE>_PASSWORD instead.
+    there for hours. The password travels on in PGFERRY_<ROLE>_PASSWORD instead, so that
+    sys.argv (which --detach re-runs) holds none either. The entry point has already
+    overwritten the command line `ps` shows; where the kernel did not allow that, we
+    re-run ourselves with the clean arguments.
     """
     import os
 
     from pgferry.pg.conninfo import move_passwords
+    from pgferry.pg.secrets import hide_own_argv
 
     if os.environ.get("PGFERRY_ARGV_CLEAN") == "1":
         return
     env = dict(os.environ)
     new_args = move_passwords(list(args), env)
     if new_args == list(args):
+        return
+    if hide_own_argv():
+        os.environ.update(env)
+        sys.argv[1:] = new_args
         return
     env["PGFERRY_ARGV_CLEAN"] = "1"
     sys.stdout.flush()

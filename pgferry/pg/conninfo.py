@@ -18,6 +18,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgferry.errors import ConnectionFailed, InputError, PgferryError
+from pgferry.pg.secrets import mask_text
 
 # Added unless the user set them: detect a dead peer during hours-long COPYs.
 _KEEPALIVE_DEFAULTS = {
@@ -28,20 +29,20 @@ _KEEPALIVE_DEFAULTS = {
 }
 _DEFAULT_CONNECT_TIMEOUT = "10"
 
-_SECRET_PATTERNS = (
-    re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE),
-    re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)", re.IGNORECASE),
-)
+# libpq quotes the offending part of a connection string it cannot parse; that part may
+# hold the password (`postgresql//user:PW@host`), so it is never shown.
+_QUOTED = re.compile(r'"([^"]*)"')
 
 
 def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
     """Remove passwords from text that may contain connection strings or known secrets."""
-    text = _SECRET_PATTERNS[0].sub(r"\1****", text)
-    text = _SECRET_PATTERNS[1].sub(r"\1****\3", text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "****")
-    return text
+    return mask_text(text, secrets)
+
+
+def parse_error_detail(message: str) -> str:
+    """libpq's complaint about a connection string, without the fragment it quotes."""
+    first = message.strip().splitlines()[0] if message.strip() else "cannot parse it"
+    return _QUOTED.sub(lambda m: m.group(0) if m.group(1) in ("=", "") else '"…"', first)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,11 @@ class ConnInfo:
         try:
             params = conninfo_to_dict(text)
         except psycopg.ProgrammingError as exc:
+            hint = ""
+            if re.match(r"postgres(?:ql)?:?/?/?", text.strip()) and "://" not in text:
+                hint = "; the URI's scheme must be written postgresql://"
             raise InputError(
-                f"invalid {role} connection string: {scrub(str(exc).strip())}",
+                f"invalid {role} connection string: {parse_error_detail(str(exc))}{hint}",
                 fix="use a libpq URI (postgresql://user@host:5432/dbname) or key=value string",
             ) from None
         values = {k: str(v) for k, v in params.items() if v is not None}
