@@ -22,7 +22,7 @@ from pgferry.cli.common import (
 )
 from pgferry.cli.env import env_bool, env_int, env_value
 from pgferry.clone.options import CloneOptions
-from pgferry.errors import UsageError
+from pgferry.errors import InputError, UsageError
 
 
 def register(sub: Any) -> None:
@@ -193,7 +193,7 @@ def group_txns(value: int | None) -> int:
     if value is None:
         return 1
     if not 1 <= value <= MAX_GROUP_TXNS:
-        raise UsageError(
+        raise InputError(
             f"--group-txns must be between 1 and {MAX_GROUP_TXNS}, not {value}",
             fix="use 1 (one target transaction per source transaction) or a group size such as 32",
         )
@@ -221,8 +221,11 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
     split_max = (
         args.split_max_parts if args.split_max_parts is not None else env_int("SPLIT_MAX_PARTS", 0)
     )
-    if split_max < 0:
-        raise UsageError("--split-max-parts cannot be negative")
+    if split_max < 0 or (split_max == 0 and args.split_max_parts is not None):
+        raise InputError(
+            f"--split-max-parts must be 1 or more, not {split_max}",
+            fix="give the most parts a split table may have, or leave the flag out for no cap",
+        )
     return CloneOptions(
         source=resolve_conn(args, "source"),
         target=resolve_conn(args, "target"),

@@ -60,7 +60,7 @@ def resolve_decoding(args: argparse.Namespace) -> tuple[str, bool]:
     wal2json is asked for numbers as strings (flag or PGCOPYDB_WAL2JSON_NUMERIC_AS_STRING)."""
     plugin = args.plugin or env_value("OUTPUT_PLUGIN") or "test_decoding"
     if plugin not in PLUGINS:
-        raise UsageError(f"unknown plugin {plugin}", fix=f"use one of {', '.join(PLUGINS)}")
+        raise InputError(f"unknown plugin {plugin}", fix=f"use one of {', '.join(PLUGINS)}")
     return plugin, args.wal2json_numeric_as_string or env_bool("WAL2JSON_NUMERIC_AS_STRING")
 
 
@@ -133,7 +133,10 @@ def resolve_size(value: str | None, env: str) -> int:
 
 def positive(name: str, value: int, low: int = 1, high: int = 128) -> int:
     if not low <= value <= high:
-        raise InputError(f"{name} must be between {low} and {high}, not {value}")
+        raise InputError(
+            f"{name} must be between {low} and {high}, not {value}",
+            fix=f"give {name} a number from {low} to {high}",
+        )
     return value
 
 

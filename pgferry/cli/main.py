@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -28,8 +29,16 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         from pgferry.pg.secrets import mask_text
 
+        line = f"{self.prog}: error: {mask_text(message)} (fix: see {self.prog} --help)\n"
+        if _BAD_VALUE.match(message):
+            # Understood, but not a valid value: bad input, like --table-jobs 0.
+            self.exit(int(ExitCode.BAD_INPUT), line)
         self.print_usage(sys.stderr)
-        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {mask_text(message)}\n")
+        self.exit(int(ExitCode.USAGE), line)
+
+
+# argparse's words for a flag whose value has the wrong type or is not one of its choices.
+_BAD_VALUE = re.compile(r"argument \S+: invalid (choice|\S+ value):")
 
 
 # Command modules, in the order their commands appear in --help. Each has register(sub).

@@ -7,7 +7,7 @@ from typing import Any
 
 from pgferry.cli.common import add_dir, add_source, add_target, resolve_conn, resolve_dir
 from pgferry.cli.env import env_value
-from pgferry.errors import UsageError
+from pgferry.errors import InputError
 from pgferry.pg.conninfo import ConnInfo
 
 DEFAULT_WATCH_SECONDS = 2.0
@@ -76,7 +76,9 @@ def optional_conn(args: argparse.Namespace, role: str) -> ConnInfo | None:
 
 def _interval(args: argparse.Namespace) -> float:
     if args.watch is not None and args.watch <= 0:
-        raise UsageError("--watch needs a positive number of seconds")
+        raise InputError(
+            "--watch needs a positive number of seconds", fix="use --watch 2, for example"
+        )
     return float(args.watch or DEFAULT_WATCH_SECONDS)
 
 

@@ -33,7 +33,13 @@ from pgferry.clone.options import CloneOptions
 from pgferry.clone.run import run_clone
 from pgferry.demo.clusters import LocalCluster, find_server_bindir, server_major
 from pgferry.demo.traffic import ShopTraffic
-from pgferry.errors import EnvironmentProblem, ExitCode, Interrupted, StepFailed, UsageError
+from pgferry.errors import (
+    EnvironmentProblem,
+    ExitCode,
+    InputError,
+    Interrupted,
+    StepFailed,
+)
 from pgferry.ops.compare import DataComparison, SchemaComparison, compare_data, compare_schema
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.ui.format import human_bytes, human_duration
@@ -69,7 +75,7 @@ SELECT
 def run_demo(keep: bool, scale: int) -> int:
     """Run the demo; 0 when the target ended identical to the source, 1 otherwise."""
     if scale < 1:
-        raise UsageError(f"--scale must be 1 or more, not {scale}")
+        raise InputError(f"--scale must be 1 or more, not {scale}", fix="use --scale 1 or more")
     return Demo(Console(highlight=False), scale=scale, keep=keep).run()
 
 

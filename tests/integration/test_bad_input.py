@@ -168,7 +168,7 @@ def test_conflicting_flags(small_source: DbPair) -> None:
 def test_group_txns_out_of_range(small_source: DbPair, value: str) -> None:
     p = small_source
     r = _clone(p, p.source_uri, p.target_uri, "--follow", "--group-txns", value)
-    assert r.returncode == 2
+    assert r.returncode == 3
     [line] = _error_lines(r.stderr)
     assert "--group-txns must be between 1 and 256" in line
     _assert_target_untouched(p)
