@@ -296,7 +296,7 @@ def _name(raw: bytes) -> str:
 _FAST_COLUMN = re.compile(
     rb"(?:(old-key|new-tuple): )?"
     rb'([a-z_][a-z0-9_$]*)\[[^\]"]*(?:\](?!:)[^\]"]*)*\]:'
-    rb"(?:'((?:[^']+|'')*)'|(?!')(\S*))(?: |\Z)"
+    rb"(?:'([^']*(?:''[^']*)*)'|(?!')(\S*))(?: |\Z)"
 )
 _UNCHANGED_BYTES = UNCHANGED_TOAST.encode()
 
@@ -305,7 +305,7 @@ _UNCHANGED_BYTES = UNCHANGED_TOAST.encode()
 # pattern made for that layout: one group per value, either a quoted literal (quotes
 # included) or a bare word. Bit strings, unchanged-TOAST markers and anything else
 # unusual do not match it and take the column-by-column path.
-_SHAPE_VALUE = rb"('(?:[^']+|'')*'|(?!B'|unchanged-toast-datum(?: |\Z))[^'\s]\S*)"
+_SHAPE_VALUE = rb"('[^']*(?:''[^']*)*'|(?!B'|unchanged-toast-datum(?: |\Z))[^'\s]\S*)"
 _SHAPE_LIMIT = 10_000
 
 
@@ -364,8 +364,12 @@ def _fast_by_column(data: bytes, head: re.Match[bytes], kind: str, lsn: int) -> 
     if not data.startswith(b"(no-tuple-data)", pos):
         names, vals = (key_columns, key_values) if kind == "D" else (columns, values)
         value: bytes | None
-        for m in _FAST_COLUMN.finditer(data, pos):
-            if m.start() != pos:
+        match = _FAST_COLUMN.match
+        while pos < len(data):
+            # match, never search: a search would retry from every later byte of a value
+            # the pattern does not cover (quadratic in the message).
+            m = match(data, pos)
+            if m is None:
                 return None  # something the pattern does not cover: the careful parser
             pos = m.end()
             marker, name, quoted, raw = m.group(1, 2, 3, 4)

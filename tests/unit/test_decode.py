@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import signal
+from collections.abc import Iterator
+
 import pytest
 
 from pgferry.cdc.decode import (
@@ -288,3 +292,73 @@ def test_wal2json_other_layout_of_a_known_table() -> None:
     )
     assert decode_wal2json(no_identity, 9) == _slow_w2j(no_identity)
     assert decode_wal2json(no_identity, 9) == _slow_w2j(no_identity)
+
+
+# -- adversarial input: the decoders stay linear (SPEC §4) ------------------------------
+# Each case teaches the decoder a layout, then sends a message that does not fit it. A
+# backtracking pattern took exponential time here (a 30-character value: minutes), so the
+# guard turns a regression into a failure instead of a hung suite; the speed itself is
+# measured by bench/decode_bench.py.
+
+
+@pytest.fixture
+def hang_guard() -> Iterator[None]:
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError("the decoder did not finish: it is not linear in its input")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(20)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+ADVERSARIAL_TD = [
+    ("a" * 40, "a" * 40),
+    ("a" * 200_000, "a" * 200_000),
+    ("''" * 50_000, "'" * 50_000),
+    ("x[int]: " * 10_000, "x[int]: " * 10_000),
+    ("old-key: id[integer]:3 new-tuple: " * 3_000, "old-key: id[integer]:3 new-tuple: " * 3_000),
+    ("it''s " * 20_000, "it's " * 20_000),
+]
+
+
+@pytest.mark.parametrize(("printed", "text"), ADVERSARIAL_TD, ids=lambda v: f"{len(v)}")
+def test_a_long_value_next_to_unchanged_toast_decodes(
+    hang_guard: None, printed: str, text: str
+) -> None:
+    """The seen hang: an UPDATE whose long value sits next to an unchanged TOASTed column
+    after the table's layout was learned from an ordinary message."""
+    decode_test_decoding(b"table public.adv: UPDATE: id[integer]:1 note[text]:'x' big[text]:'y'")
+    message = f"table public.adv: UPDATE: id[integer]:1 note[text]:'{printed}' "
+    message += "big[text]:unchanged-toast-datum"
+    change = decode_test_decoding(message.encode())
+    assert change is not None
+    assert change.columns == ["id", "note"]
+    assert change.values == [b"1", text.encode()]
+    assert change.unchanged == {"big"}
+
+
+@pytest.mark.parametrize("size", [40, 100_000])
+def test_an_unterminated_value_is_an_error_not_a_hang(hang_guard: None, size: int) -> None:
+    decode_test_decoding(b"table public.adv2: INSERT: id[integer]:1 note[text]:'x'")
+    with pytest.raises(DecodeError):
+        decode_test_decoding(
+            f"table public.adv2: INSERT: id[integer]:1 note[text]:'{'a' * size}".encode()
+        )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['a"\\' * 30_000, '{"name":"x","type":"t","value":' * 5_000, "\\u00e9" * 10_000],
+    ids=["escapes", "json-keys", "unicode-escapes"],
+)
+def test_wal2json_adversarial_strings(hang_guard: None, value: str) -> None:
+    head = '{"action":"I","xid":7,"schema":"public","table":"adv","columns":['
+    plain = head + '{"name":"id","type":"integer","value":1},{"name":"note","type":"text",'
+    decode_wal2json((plain + '"value":"x"}]}').encode())
+    change = decode_wal2json((plain + '"value":' + json.dumps(value) + "}]}").encode())
+    assert change is not None
+    assert change.values == [b"1", value.encode()]
