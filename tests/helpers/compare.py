@@ -138,6 +138,22 @@ def assert_same_database(
     Compared: the schema dump (if `schema`), every table's row count and content hash,
     sequence values and large objects.
     """
+    problems = database_differences(
+        source_uri, target_uri, schema=schema, no_owner=no_owner, no_acl=no_acl
+    )
+    if problems:
+        raise AssertionError("source and target differ:\n" + "\n".join(problems))
+
+
+def database_differences(
+    source_uri: str,
+    target_uri: str,
+    *,
+    schema: bool = True,
+    no_owner: bool = True,
+    no_acl: bool = True,
+) -> list[str]:
+    """What `assert_same_database` compares, as readable lines; empty when they match."""
     problems: list[str] = []
     if schema:
         source_ddl = schema_dump(source_uri, no_owner=no_owner, no_acl=no_acl)
@@ -158,8 +174,7 @@ def assert_same_database(
         problems += _diff_maps("table", table_fingerprints(src), table_fingerprints(tgt))
         problems += _diff_maps("sequence", sequence_values(src), sequence_values(tgt))
         problems += _diff_maps("large object", large_objects(src), large_objects(tgt))
-    if problems:
-        raise AssertionError("source and target differ:\n" + "\n".join(problems))
+    return problems
 
 
 def _diff_maps(kind: str, source: dict, target: dict) -> list[str]:

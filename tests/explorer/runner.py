@@ -1,0 +1,530 @@
+"""Run one seed: build its source, `clone --follow` it while the workload and the faults
+happen, cut over, compare. Every wait is bounded; a run past its bound is a HANG.
+
+Outcomes: PASS; FAIL (pgferry stopped with an error, or the target differs from the
+source); HANG (a bound was reached: pgferry did not finish, apply did not start, a source
+statement stayed blocked); ERROR (the generator's own fault: SQL the source rejects).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from pgferry.demo.clusters import LocalCluster
+from tests.explorer.faults import NEEDS_APPLY, Fault, FaultKind, generate_faults
+from tests.explorer.schema import Schema, generate_schema
+from tests.explorer.values import ValueContext
+from tests.explorer.workload import Txn, Workload, generate_workload, run_txn
+from tests.helpers.cdc import lsn, sentinel
+from tests.helpers.cli import REPO_ROOT, run_pgferry
+from tests.helpers.compare import database_differences
+
+PLUGINS = ("test_decoding", "wal2json")
+TICK_TABLE = sql.Identifier("public", "explorer tick")
+
+
+class Status(StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    HANG = "HANG"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds, in seconds, of every wait of a seed."""
+
+    seed: float = 600.0  # the whole seed, setup to comparison
+    apply_start: float = 180.0  # from a connection fault's step until apply runs
+    cutover: float = 240.0  # from stop-cdc until pgferry exits
+    statement: float = 60.0  # one workload statement on the source
+    pause: float = 0.01  # at most this long between two workload transactions
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one seed determines, before anything runs."""
+
+    seed: int
+    plugin: str
+    schema: Schema
+    workload: Workload
+    faults: list[Fault]
+    group_txns: int
+    with_faults: bool
+    txns_override: int | None
+
+    def replay(self) -> str:
+        """The one command that runs this seed again."""
+        parts = ["python -m tests.explorer", f"--seed {self.seed}", f"--plugin {self.plugin}"]
+        if not self.with_faults:
+            parts.append("--no-faults")
+        if self.txns_override is not None:
+            parts.append(f"--txns {self.txns_override}")
+        return " ".join(parts)
+
+
+def plan_seed(seed: int, plugin: str, *, faults: bool = True, txns: int | None = None) -> Plan:
+    """Draw the schema, the workload and the faults of `seed` (pure: nothing runs)."""
+    rng = random.Random(seed)
+    schema = generate_schema(rng)
+    drawn = rng.randrange(40, 160)
+    workload = generate_workload(
+        rng, schema, ValueContext(plugin), txns=txns if txns is not None else drawn
+    )
+    # The faults have their own stream: --no-faults leaves the schema and workload alone.
+    fault_rng = random.Random(seed * 1_000_003 + 7)
+    drawn_faults = generate_faults(fault_rng, len(workload.txns))
+    group = fault_rng.choice([1, 1, 4, 32])
+    return Plan(
+        seed,
+        plugin,
+        schema,
+        workload,
+        drawn_faults if faults else [],
+        group,
+        faults,
+        txns,
+    )
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    plugin: str
+    status: Status
+    tables: int
+    changes: int
+    faults: list[str]
+    wall: float
+    detail: str
+    replay: str
+    kept: str = ""
+
+    def line(self) -> str:
+        faults = ",".join(self.faults) or "-"
+        return (
+            f"seed {self.seed:>5} {self.plugin:<13} tables={self.tables:<2} "
+            f"changes={self.changes:<6} faults={faults:<40} wall={self.wall:6.1f}s "
+            f"{self.status}"
+        )
+
+
+@dataclass
+class Clusters:
+    """Where seeds run: a logical source cluster, a target cluster, a scratch directory."""
+
+    source: LocalCluster
+    target: LocalCluster
+    scratch: Path
+
+
+class Outcome(Exception):
+    """Ends a seed early with a status and what was seen."""
+
+    def __init__(self, status: Status, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class Ferry:
+    """One pgferry command line, started (and restarted with --resume) as its own process
+    group, its output appended to a file (a pipe could fill and block it)."""
+
+    def __init__(self, args: list[str], output: Path) -> None:
+        self.args, self.output = args, output
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env_extra: dict[str, str] = {}
+        self.runs = 0
+
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> None:
+        full_env = dict(os.environ)
+        full_env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+        self.env_extra = dict(env or {})
+        full_env.update(self.env_extra)
+        self.runs += 1
+        with self.output.open("ab") as out:
+            out.write(f"\n=== run {self.runs}: {' '.join(extra) or '(first)'}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pgferry", *self.args, *extra],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                start_new_session=True,
+            )
+
+    def poll(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def wait(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=max(timeout, 0.1))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        """kill -9 of the whole process group (pgferry and its pg_dump/pg_restore)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=60)
+
+    def resume(self) -> None:
+        self.start("--resume")
+
+    def last_run(self) -> list[str]:
+        text = self.output.read_text(errors="replace")
+        return text.rsplit("\n=== run ", 1)[-1].splitlines()[1:]
+
+    def errors(self) -> str:
+        lines = [ln for ln in self.last_run() if " ERROR " in ln or "Error" in ln]
+        return "\n".join(lines[-6:]) or "\n".join(self.last_run()[-6:])
+
+    def process_state(self) -> str:
+        if self.proc is None or self.proc.poll() is not None:
+            return "not running"
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text().split()
+            ticks = os.sysconf("SC_CLK_TCK")
+            cpu = (int(stat[13]) + int(stat[14])) / ticks
+            return f"pid {self.proc.pid} state {stat[2]}, {cpu:.1f} s CPU"
+        except (OSError, IndexError, ValueError):
+            return f"pid {self.proc.pid}"
+
+
+@dataclass
+class SeedRun:
+    clusters: Clusters
+    plan: Plan
+    limits: Limits = field(default_factory=Limits)
+    keep: bool = False
+
+    def __post_init__(self) -> None:
+        token = secrets.token_hex(2)
+        base = f"x{self.plan.seed}_{self.plan.plugin[:3]}_{token}"
+        self.src_db, self.tgt_db = f"{base}_src", f"{base}_tgt"
+        self.slot, self.origin = f"s_{base}", f"o_{base}"
+        self.workdir = self.clusters.scratch / base / "work"
+        self.workdir.parent.mkdir(parents=True, exist_ok=True)
+        self.ferry = Ferry(self._args(), self.workdir.parent / "pgferry.out")
+        self.changes = 0
+        self.deadline = time.monotonic() + self.limits.seed
+        self.crash_pending = False
+
+    @property
+    def source_uri(self) -> str:
+        return self.clusters.source.uri(self.src_db)
+
+    @property
+    def target_uri(self) -> str:
+        return self.clusters.target.uri(self.tgt_db)
+
+    def _args(self) -> list[str]:
+        return [
+            "clone",
+            "--follow",
+            "--plugin",
+            self.plan.plugin,
+            "--source",
+            self.clusters.source.uri(self.src_db),
+            "--target",
+            self.clusters.target.uri(self.tgt_db),
+            "--dir",
+            str(self.workdir),
+            "--slot-name",
+            self.slot,
+            "--origin",
+            self.origin,
+            "--table-jobs",
+            "2",
+            "--index-jobs",
+            "2",
+            "--group-txns",
+            str(self.plan.group_txns),
+            "--no-progress",
+        ]
+
+    def left(self, cap: float) -> float:
+        return max(0.0, min(cap, self.deadline - time.monotonic()))
+
+    # -- the run --------------------------------------------------------------------------
+
+    def run(self) -> SeedResult:
+        started = time.monotonic()
+        status, detail = Status.PASS, ""
+        try:
+            self.clusters.source.create_database(self.src_db)
+            self.clusters.target.create_database(self.tgt_db)
+            self._build_source()
+            self._follow()
+            problems = database_differences(self.source_uri, self.target_uri)
+            if problems:
+                raise Outcome(Status.FAIL, "target differs from source:\n" + "\n".join(problems))
+        except Outcome as outcome:
+            status, detail = outcome.status, outcome.detail
+        finally:
+            if self.ferry.poll() is None:
+                self.ferry.kill()
+        kept = ""
+        if self.keep and status != Status.PASS:
+            kept = (
+                f"kept: source {self.source_uri}, target {self.target_uri}, "
+                f"work dir {self.workdir}, output {self.ferry.output}"
+            )
+        else:
+            self._clean_up()
+        return SeedResult(
+            self.plan.seed,
+            self.plan.plugin,
+            status,
+            len(self.plan.schema.tables),
+            self.changes,
+            [f.describe() for f in self.plan.faults],
+            time.monotonic() - started,
+            detail,
+            self.plan.replay(),
+            kept,
+        )
+
+    def _build_source(self) -> None:
+        """The generated schema and initial rows; any error here is the generator's."""
+        try:
+            with self._source_conn() as conn:
+                for statement in self.plan.schema.ddl:
+                    conn.execute(statement)
+                conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE {} (id int PRIMARY KEY, n int); INSERT INTO {} VALUES (1, 0)"
+                    ).format(TICK_TABLE, TICK_TABLE)
+                )
+                for txn in self.plan.workload.initial:
+                    run_txn(conn, txn)
+                for statement in self.plan.schema.after_load:
+                    conn.execute(statement)
+                conn.execute("ANALYZE")
+        except psycopg.Error as exc:
+            raise Outcome(
+                Status.ERROR, f"generator: the source rejected the schema: {exc}"
+            ) from exc
+
+    def _source_conn(self) -> psycopg.Connection:
+        return psycopg.connect(
+            self.source_uri,
+            autocommit=True,
+            connect_timeout=10,
+            options=f"-c statement_timeout={int(self.limits.statement * 1000)}",
+        )
+
+    def _follow(self) -> None:
+        crash = [f for f in self.plan.faults if f.kind == FaultKind.CRASH_AFTER_COMMITS]
+        env = {}
+        if crash:
+            env["PGFERRY_TEST_CRASH_AFTER_COMMITS"] = str(int(crash[0].arg))
+            self.crash_pending = True
+        self.ferry.start(env=env)
+        conn = self._source_conn()
+        try:
+            for step, txn in enumerate(self.plan.workload.txns):
+                for fault in self.plan.faults:
+                    if fault.step == step and fault.kind not in (
+                        FaultKind.CRASH_AFTER_COMMITS,
+                        FaultKind.KILL_AT_CUTOVER,
+                    ):
+                        conn = self._inject(fault, conn)
+                self.changes += self._run_workload_txn(conn, txn)
+                self._check_running("during the workload")
+                if self.left(1) <= 0:
+                    raise Outcome(Status.HANG, "the seed's time ran out during the workload")
+                time.sleep(random.Random(step).uniform(0, self.limits.pause))
+        finally:
+            conn.close()
+        self._cutover()
+
+    def _run_workload_txn(self, conn: psycopg.Connection, txn: Txn) -> int:
+        try:
+            return run_txn(conn, txn)
+        except psycopg.errors.QueryCanceled as exc:
+            raise Outcome(
+                Status.HANG,
+                f"a source statement stayed blocked over {self.limits.statement:.0f} s "
+                f"(pgferry holding a lock?): {exc}",
+            ) from exc
+        except psycopg.Error as exc:
+            raise Outcome(
+                Status.ERROR, f"generator: the source rejected {txn.labels()}: {exc}"
+            ) from exc
+
+    def _check_running(self, when: str) -> None:
+        rc = self.ferry.poll()
+        if rc is None:
+            return
+        if rc == -signal.SIGKILL and self.crash_pending:
+            self.crash_pending = False  # PGFERRY_TEST_CRASH_AFTER_COMMITS fired
+            self.ferry.resume()
+            return
+        raise Outcome(Status.FAIL, f"pgferry exited with code {rc} {when}:\n{self.ferry.errors()}")
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def _inject(self, fault: Fault, conn: psycopg.Connection) -> psycopg.Connection:
+        if fault.kind in NEEDS_APPLY:
+            self._wait_applying()
+        if fault.kind == FaultKind.KILL:
+            self._check_running("before a kill")
+            self.ferry.kill()
+            self.crash_pending = False
+            self.ferry.resume()
+        elif fault.kind == FaultKind.WALSENDER:
+            with self.clusters.source.connect() as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+                    " WHERE slot_name = %s AND active_pid IS NOT NULL",
+                    (self.slot,),
+                )
+        elif fault.kind == FaultKind.APPLY_SESSION:
+            with self.clusters.target.connect() as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND application_name LIKE 'pgferry%%'",
+                    (self.tgt_db,),
+                )
+        elif fault.kind == FaultKind.SOURCE_RESTART:
+            conn.close()
+            self.clusters.source.stop("fast")
+            self.clusters.source.start()
+            return self._source_conn()
+        elif fault.kind == FaultKind.TARGET_RESTART:
+            self.clusters.target.stop("immediate" if fault.arg < 0.5 else "fast")
+            self.clusters.target.start()
+        return conn
+
+    def _wait_applying(self) -> None:
+        """Until apply has applied a change made now (the copy is over)."""
+        with self._source_conn() as conn:
+            conn.execute(sql.SQL("UPDATE {} SET n = n + 1").format(TICK_TABLE))
+            (mark,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone() or ("0/0",)
+        deadline = time.monotonic() + self.left(self.limits.apply_start)
+        while time.monotonic() < deadline:
+            if lsn(sentinel(self.workdir).get("replay_lsn")) >= lsn(mark):
+                return
+            self._check_running("waiting for apply to start")
+            time.sleep(0.1)
+        raise Outcome(
+            Status.HANG,
+            f"apply did not reach {mark} within {self.limits.apply_start:.0f} s "
+            f"(sentinel {sentinel(self.workdir)}; {self.ferry.process_state()})",
+        )
+
+    # -- the end --------------------------------------------------------------------------
+
+    def _cutover(self) -> None:
+        self._check_running("before the cutover")
+        result = run_pgferry(
+            "stop-cdc",
+            "--yes",
+            "--dir",
+            str(self.workdir),
+            "--source",
+            self.source_uri,
+            check=False,
+            timeout=self.left(60),
+        )
+        if result.returncode != 0:
+            raise Outcome(Status.FAIL, f"stop-cdc failed: {result.stderr.strip()[-2000:]}")
+        for fault in self.plan.faults:
+            if fault.kind == FaultKind.KILL_AT_CUTOVER:
+                time.sleep(fault.arg)
+                if self.ferry.poll() is None:
+                    self.ferry.kill()
+                    self.crash_pending = False
+                    self.ferry.resume()
+        deadline = time.monotonic() + self.left(self.limits.cutover)
+        while True:
+            rc = self.ferry.wait(min(5.0, deadline - time.monotonic()))
+            if rc is None and time.monotonic() >= deadline:
+                state = self.ferry.process_state()
+                raise Outcome(
+                    Status.HANG,
+                    f"pgferry did not reach the end position within "
+                    f"{self.limits.cutover:.0f} s ({state}; sentinel {sentinel(self.workdir)})\n"
+                    + "\n".join(self.ferry.last_run()[-5:]),
+                )
+            if rc is None:
+                continue
+            if rc == -signal.SIGKILL and self.crash_pending:
+                self._check_running("at the cutover")  # resumes
+                continue
+            if rc != 0:
+                raise Outcome(
+                    Status.FAIL,
+                    f"pgferry exited with code {rc} at the cutover:\n{self.ferry.errors()}",
+                )
+            return
+
+    def _clean_up(self) -> None:
+        try:
+            run_pgferry(
+                "cleanup",
+                "--source",
+                self.source_uri,
+                "--target",
+                self.target_uri,
+                "--dir",
+                str(self.workdir),
+                check=False,
+                timeout=60,
+            )
+        except subprocess.TimeoutExpired:
+            pass
+        for cluster, db in (
+            (self.clusters.source, self.src_db),
+            (self.clusters.target, self.tgt_db),
+        ):
+            try:
+                cluster.drop_database(db)
+            except psycopg.Error:
+                pass
+        # The slot is cluster-wide: gone with the database, or dropped here if it was left.
+        try:
+            with self.clusters.source.connect() as conn:
+                conn.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                    " WHERE slot_name = %s AND NOT active",
+                    (self.slot,),
+                )
+        except psycopg.Error:
+            pass
+
+
+def run_seed(
+    clusters: Clusters,
+    seed: int,
+    plugin: str,
+    *,
+    faults: bool = True,
+    txns: int | None = None,
+    limits: Limits | None = None,
+    keep: bool = False,
+) -> SeedResult:
+    """Plan and run one seed; never raises for what pgferry or the generator did."""
+    plan = plan_seed(seed, plugin, faults=faults, txns=txns)
+    return SeedRun(clusters, plan, limits or Limits(), keep).run()
