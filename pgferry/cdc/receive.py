@@ -89,6 +89,7 @@ class Receiver(threading.Thread):
         self.reached_endpos = threading.Event()
         self.connected = threading.Event()
         self._kind = wal2json_action if options.plugin == "wal2json" else test_decoding_kind
+        self._streamed = False  # the current connection got as far as streaming
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -99,11 +100,18 @@ class Receiver(threading.Thread):
         attempt = 0
         try:
             while not self.stop_event.is_set() and not self.reached_endpos.is_set():
+                self._streamed = False
                 try:
                     self._stream(writer)
                     attempt = 0
                 except (psycopg.OperationalError, OSError) as exc:
+                    if self._streamed:
+                        attempt = 0  # it had streamed: a new loss, not the same one again
+                    # Start again right after the last complete transaction received,
+                    # durable or not: from the older durable position the source would
+                    # send the not-yet-flushed ones again, and they would be spooled twice.
                     writer.abort()
+                    self.durable = max(self.durable, writer.flush())
                     wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                     attempt += 1
                     log.warning(
@@ -130,6 +138,7 @@ class Receiver(threading.Thread):
         try:
             stream = ReplicationStream(conn)
             stream.start(self.options.slot, self.durable, plugin_options(self.options))
+            self._streamed = True
             self.connected.set()
             log.info(
                 "receiving changes from slot %s at %s", self.options.slot, format_lsn(self.durable)
@@ -151,7 +160,11 @@ class Receiver(threading.Thread):
                 if kind == _B:
                     writer.begin(msg.start, begin_xid(msg.payload))
                 elif kind == _C:
-                    writer.commit(msg.start, msg.sent_at)
+                    if writer.in_txn and not writer.commit(msg.start, msg.sent_at):
+                        log.warning(
+                            "transaction committed at %s received twice: kept once",
+                            format_lsn(msg.start),
+                        )
                 elif kind == _M:
                     pass  # pg_logical_emit_message: not a row change
                 elif writer.in_txn:

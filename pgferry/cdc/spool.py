@@ -230,7 +230,18 @@ class SpoolWriter:
         self.offset += _RECORD.size + len(payload)
         self._changes += 1
 
-    def commit(self, commit_lsn: int, commit_time: int, xid: int | None = None) -> None:
+    @property
+    def position(self) -> int:
+        """Everything up to here is in the spool (durable or waiting for `flush`)."""
+        return max(self.durable_lsn, self.pending_lsn)
+
+    def commit(self, commit_lsn: int, commit_time: int, xid: int | None = None) -> bool:
+        """End the open transaction; False when it was dropped because the spool holds
+        it already (it commits at or before `position`): a source that sends a
+        transaction again never gets it applied twice."""
+        if commit_lsn <= self.position:
+            self.abort()
+            return False
         begin_off, begin_lsn = self._begin
         if self._changes:
             self.pending.append(
@@ -246,6 +257,7 @@ class SpoolWriter:
             )
         self.pending_lsn = max(self.pending_lsn, commit_lsn)
         self.in_txn = False
+        return True
 
     def abort(self) -> None:
         """Forget the open transaction's changes (connection lost mid-transaction)."""

@@ -56,14 +56,25 @@ def _p(n: int) -> sql.SQL:
     return sql.SQL(f"${n}")
 
 
+CONTINUITY_MARK = "pgferry continuity:"
+
+
 def origin_setup_sql(first: int) -> str:
     """Record the transaction's origin position ($first: its commit LSN, then its commit
-    time) after checking that the previous transaction committed: the session's origin
-    progress must be its commit LSN ($first + 2), else 1 / 0 fails the transaction."""
+    time) after checking that it is the very next one: the session's origin progress must
+    be the previous transaction's commit LSN ($first + 2), and this commit must come after
+    it. Otherwise the transaction fails with an error whose text starts with
+    CONTINUITY_MARK and gives both positions (a text that is not an integer: the only way
+    plain SQL can raise a message of its own; the progress call keeps it from being
+    folded at plan time)."""
+    commit, previous = f"${first}::pg_lsn", f"${first + 2}::pg_lsn"
+    progress = "pg_replication_origin_session_progress(false)"
     return (
-        f"SELECT pg_replication_origin_xact_setup(${first}::pg_lsn, ${first + 1}::timestamptz) "
-        "FROM (SELECT 1 / coalesce(pg_replication_origin_session_progress(false) = "
-        f"${first + 2}::pg_lsn, false)::int) AS continuity"
+        f"SELECT pg_replication_origin_xact_setup({commit}, ${first + 1}::timestamptz) "
+        f"FROM (SELECT CASE WHEN {progress} = {previous} AND {commit} > {previous} THEN 1 "
+        f"ELSE ('{CONTINUITY_MARK} origin at ' || coalesce({progress}::text, 'none') "
+        f"|| ', transaction after ' || {previous}::text || ' committing at ' "
+        f"|| {commit}::text)::int END) AS continuity"
     )
 
 

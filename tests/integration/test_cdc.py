@@ -416,6 +416,57 @@ def test_target_lost_during_apply_reconnects(dbpair: DbPair) -> None:
     drop_origin(p)
 
 
+def slot_active(p: DbPair, slot: str) -> bool:
+    with p.src_conn() as conn:
+        row = conn.execute(
+            "SELECT active_pid IS NOT NULL FROM pg_replication_slots WHERE slot_name = %s",
+            (slot,),
+        ).fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.parametrize("plugin", ["test_decoding", "wal2json"])
+def test_walsender_terminated_during_apply(dbpair: DbPair, plugin: str) -> None:
+    """pgferry's walsender is terminated on the source three times while apply follows
+    a live pgbench (pgbench_history has no key: a transaction applied twice leaves a
+    row too many). The receiver restarts after the last transaction it holds, durable
+    or not, so none is spooled, nor applied, twice."""
+    p = dbpair
+    bench = setup(p)
+    rng = random.Random(int(os.environ.get("PGFERRY_TEST_SEED", "0")) or None)
+    bench.start(clients=2, rate=100)
+    proc = start_pgferry(*follow_args(p, plugin))
+    try:
+        wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
+        wait_applied(p, proc)
+        slot, _ = names(p)
+        for kill in range(1, 4):
+            wait_until(lambda: slot_active(p, slot), what="the walsender", proc=proc)
+            time.sleep(rng.uniform(0.3, 2.5))
+            with p.src_conn() as conn:
+                (ended,) = conn.execute(
+                    "SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots"
+                    " WHERE slot_name = %s AND active_pid IS NOT NULL",
+                    (slot,),
+                ).fetchone()
+            assert ended == 1
+            wait_until(
+                lambda kill=kill: (
+                    (p.workdir / "pgferry.log").read_text().count("replication connection lost")
+                    >= kill
+                ),
+                what="the reconnection",
+                proc=proc,
+            )
+        time.sleep(1.5)
+    finally:
+        bench.stop()
+    err = cutover(p, proc)
+    assert err.count("replication connection lost") >= 3
+    assert_equal(p)
+    drop_origin(p)
+
+
 def test_resume_with_foreign_keys_across_snapshots(dbpair: DbPair) -> None:
     """Parent copied before the crash, child after it: the child holds rows whose parent
     arrives through the change stream. Foreign keys wait for the catch-up to validate."""
