@@ -20,8 +20,8 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
@@ -30,10 +30,18 @@ from typing import Any
 import psycopg
 
 from pgferry.catalog.filters import Filters, QualifiedName
+from pgferry.catalog.inscope import table_in_scope
+from pgferry.catalog.row_identity import (
+    NO_EQUALITY_SQL,
+    TEXT_COMPARE_TYPES,
+    RowIdentity,
+    identity_sql,
+)
 from pgferry.cdc.decode import Change, DecodeError, decode_test_decoding, decode_wal2json
 from pgferry.cdc.pipeline import MAX_UNMATCHED, CommandFailed, Ctx, Pipeline
 from pgferry.cdc.spool import SpoolReader, TxnEntry, read_index, remove_applied, spool_files
 from pgferry.cdc.sqlgen import (
+    CONTINUITY_MARK,
     Column,
     TargetTable,
     batch_sizes,
@@ -81,37 +89,17 @@ GC_THRESHOLD = 100_000  # container allocations between two young-generation col
 # serialization failure with someone else's session (class 40).
 _TRANSIENT = {"57P01", "57P02", "57P03", "57014"}
 _TRANSIENT_CLASSES = ("08", "40")
-_TEXT_COMPARE_TYPES = {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
-
-TABLES_SQL = """
+TABLES_SQL = f"""
 SELECT n.nspname, c.relname, c.relreplident::text,
        coalesce((
          SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod),
-                                (a.attgenerated <> '')::text, (a.attidentity = 'a')::text,
-                                (t.typcategory = 'G' OR bt.typname = ANY(%(textcmp)s)
-                                 OR et.typname = ANY(%(textcmp)s)
-                                 OR NOT EXISTS (
-                                   SELECT 1 FROM pg_operator o
-                                    WHERE o.oprname = '=' AND (
-                                      (o.oprleft = bt.oid AND o.oprright = bt.oid)
-                                      OR (bt.typtype IN ('e', 'r', 'm') )
-                                      OR (bt.typcategory = 'A' AND o.oprleft = et.oid
-                                          AND o.oprright = et.oid))))::text]
+                                (a.attgenerated <> '')::text, (a.attidentity = 'a')::text]
                           ORDER BY a.attnum)
            FROM pg_attribute a
-           JOIN pg_type t ON t.oid = a.atttypid
-           JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype
-                                            ELSE t.oid END
-           LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
-          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
-       coalesce((
-         SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
-           FROM pg_index i
-           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey::int2[])
-          WHERE i.indrelid = c.oid
-            AND CASE WHEN c.relreplident = 'i' THEN i.indisreplident ELSE i.indisprimary END
-       ), '{}')
+          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{{}}'),
+       ri.ri_index, ri.ri_valid, ri.ri_key, c.oid::int8
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN {identity_sql("c")} AS ri ON true
  WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('r', 'p')
 """
 
@@ -150,21 +138,23 @@ class ApplyScope:
     tables: dict[tuple[str, str], int]  # (schema, name) -> LSN its copy was taken at
     everything: bool = False  # follow without a clone: every table the filters keep
     filters: Filters | None = None
+    # With `everything`: the source's partition and inheritance parents of each table
+    # that has some (catalog.inscope.read_ancestors), which the filters' rule follows.
+    ancestors: Mapping[tuple[str, str], tuple[QualifiedName, ...]] = field(default_factory=dict)
 
     def applies(self, schema: str, name: str) -> bool:
+        """Whether changes of the table are applied: one the clone copied, or for
+        `follow` alone one the filters keep with its rows (catalog.inscope's rule)."""
         if not self.everything:
             return (schema, name) in self.tables
-        f = self.filters
-        if f is None:
+        if self.filters is None:
             return True
-        qn = QualifiedName(schema, name)
-        if schema in f.exclude_schema or (
-            f.include_only_schema and schema not in f.include_only_schema
-        ):
-            return False
-        if qn in f.exclude_table or qn in f.exclude_table_data:
-            return False
-        return not (f.include_only_table and qn not in f.include_only_table)
+        return table_in_scope(
+            self.filters,
+            QualifiedName(schema, name),
+            self.ancestors.get((schema, name), ()),
+            data=True,
+        )
 
 
 _SECOND_TEXT: dict[int, str] = {}
@@ -278,24 +268,30 @@ class Applier:
             return None
         copy_lsn = self.scope.tables.get(key)
         assert self.meta is not None
-        row = self.meta.execute(
-            TABLES_SQL, {"schema": schema, "name": name, "textcmp": sorted(_TEXT_COMPARE_TYPES)}
-        ).fetchone()
+        row = self.meta.execute(TABLES_SQL, {"schema": schema, "name": name}).fetchone()
         if row is None:
             raise ApplyError(
                 f"table {schema}.{name} receives changes on the source but does not exist on "
                 "the target",
                 fix="create it on the target (DDL is not replicated), then --resume",
             )
-        columns = {
-            c[0]: Column(c[0], c[1], c[2] == "true", c[3] == "true", c[4] == "true") for c in row[3]
+        text_compare = {
+            column
+            for _, column in self.meta.execute(
+                NO_EQUALITY_SQL, {"oids": [row[7]], "textcmp": list(TEXT_COMPARE_TYPES)}
+            )
         }
+        columns = {
+            c[0]: Column(c[0], c[1], c[2] == "true", c[3] == "true", c[0] in text_compare)
+            for c in row[3]
+        }
+        identity = RowIdentity.of(row[2], row[4], row[5], row[6])
         table = TargetTable(
             schema=schema,
             name=name,
             columns=columns,
-            key=tuple(row[4]),
-            identity=row[2],
+            key=identity.key,
+            identity=identity.replident,
             copy_lsn=copy_lsn or 0,
         )
         self.tables[key] = table
@@ -335,6 +331,7 @@ class Applier:
     def _entries(self) -> Iterator[TxnEntry | None]:
         """Spooled transactions after the origin's position; None when caught up."""
         position: dict[int, int] = {}
+        last = 0  # commit LSN of the last transaction yielded
         self._limits = {}
         while True:
             found = False
@@ -349,7 +346,11 @@ class Applier:
                 position[file_no] = start + len(entries)
                 self._limits[file_no] = entries[-1].end_off
                 for e in entries:
-                    if e.commit_lsn > self.applied_lsn:
+                    # Strictly after the origin and after what was yielded: a transaction
+                    # the spool holds twice (a receiver before this rule wrote one after
+                    # a lost connection) is never queued twice.
+                    if e.commit_lsn > max(self.applied_lsn, last):
+                        last = e.commit_lsn
                         found = True
                         yield e
             if not found:
@@ -471,6 +472,13 @@ class Applier:
                 f"{outcome} (transactions up to {format_lsn(self.applied_lsn)} are "
                 f"applied){also}"
             )
+        elif CONTINUITY_MARK in str(error):
+            raise ApplyError(
+                self._continuity_message(str(error), where),
+                fix="make sure no other pgferry (or anything else) applies with replication "
+                f"origin {self.origin} on this target, then run the same command with "
+                "--resume: it goes on from the origin's position",
+            )
         else:
             state = getattr(error, "sqlstate", None) or "-----"
             primary = getattr(getattr(error, "diag", None), "message_primary", None) or str(error)
@@ -480,6 +488,17 @@ class Applier:
                 "same command with --resume"
             )
         raise ApplyError("apply stopped: " + " ".join(message.split()), fix=fix)
+
+    def _continuity_message(self, error: str, where: str) -> str:
+        """The continuity check refused a transaction: say so in the user's words."""
+        detail = error[error.index(CONTINUITY_MARK) + len(CONTINUITY_MARK) :].strip().strip('"')
+        return (
+            f"apply stopped before applying a transaction out of order{where}: the target's "
+            f"replication origin {self.origin} is not where this apply left it ({detail}). "
+            "Something else moved the origin (another apply on the same origin, or "
+            "pg_replication_origin_advance by hand); nothing of this transaction or the "
+            "ones after it was applied"
+        )
 
     def _durable_lsn(self) -> int:
         """The origin's position as far as the target has it on disk, flushing its WAL

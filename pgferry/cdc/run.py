@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pgferry import log as pflog
 from pgferry.catalog.filters import Filters, no_filters
+from pgferry.catalog.inscope import read_ancestors
 from pgferry.catalog.model import Sequence
 from pgferry.catalog.queries import SEQUENCES_SQL
 from pgferry.cdc.apply import ApplyScope
@@ -133,7 +134,16 @@ def _scope(o: FollowOptions, store: StateStore) -> ApplyScope:
             if t.copy_data
         }
         return ApplyScope(tables=tables)
-    return ApplyScope(tables={}, everything=True, filters=o.filters)
+    return _everything(o)
+
+
+def _everything(o: FollowOptions) -> ApplyScope:
+    """`follow` without a clone in DIR: every table the filters keep on the source."""
+    if o.filters.is_empty():
+        return ApplyScope(tables={}, everything=True, filters=o.filters)
+    with o.source.connect("pgferry scope") as conn:
+        ancestors = read_ancestors(conn)
+    return ApplyScope(tables={}, everything=True, filters=o.filters, ancestors=ancestors)
 
 
 def _sequences(o: FollowOptions, store: StateStore) -> list[Sequence]:
@@ -145,7 +155,7 @@ def _sequences(o: FollowOptions, store: StateStore) -> list[Sequence]:
     with o.source.connect("pgferry sequences") as conn:
         conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
         rows = conn.execute(SEQUENCES_SQL).fetchall()
-    scope = ApplyScope(tables={}, everything=True, filters=o.filters)
+    scope = _everything(o)
     return [Sequence(r[0], r[1], r[2], r[3]) for r in rows if scope.applies(r[1], r[2])]
 
 

@@ -24,15 +24,16 @@ import psycopg
 from psycopg import sql
 
 from pgferry.catalog.filters import Filters, QualifiedName
+from pgferry.catalog.inscope import ANCESTORS_SQL, ancestors_of, table_in_scope
+from pgferry.catalog.row_identity import (
+    NO_EQUALITY_SQL,
+    TEXT_COMPARE_TYPES,
+    Problem,
+    RowIdentity,
+    identity_sql,
+)
 from pgferry.ops.diagnose import UTF8
 from pgferry.pg.conninfo import ConnInfo
-
-
-class Problem(StrEnum):
-    NO_KEY = "no primary key (replica identity default)"
-    NOTHING = "replica identity nothing"
-    INDEX_DROPPED = "replica identity index was dropped"
-    INDEX_INVALID = "replica identity index is not valid"
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,8 @@ class TableIdentity:
     oid: int
     schema: str
     name: str
-    replident: str  # d, n, f, i
-    has_pk: bool
-    identity_index: str | None = None  # the index flagged indisreplident
-    identity_index_valid: bool | None = None
+    identity: RowIdentity
+    has_pk: bool  # whether it has a primary key (DEFAULT would then identify its rows)
     ancestors: tuple[QualifiedName, ...] = ()  # partition parents, nearest first
     owner: str = ""
     indexes: tuple[IndexCandidate, ...] = ()
@@ -87,19 +86,7 @@ class TableIdentity:
 
 def problem_of(t: TableIdentity) -> Problem | None:
     """Why CDC cannot update/delete rows of `t`; None when it can."""
-    if t.replident == "f":
-        return None
-    if t.replident == "d":
-        return None if t.has_pk else Problem.NO_KEY
-    if t.replident == "n":
-        return Problem.NOTHING
-    if t.replident == "i":
-        if t.identity_index is None:
-            return Problem.INDEX_DROPPED
-        if not t.identity_index_valid:
-            return Problem.INDEX_INVALID
-        return None
-    return None
+    return t.identity.problem
 
 
 def choose_index(indexes: Iterable[IndexCandidate]) -> IndexCandidate | None:
@@ -197,19 +184,8 @@ def propose(t: TableIdentity) -> Fix | None:
 
 
 def in_scope(filters: Filters, table: QualifiedName, ancestors: Sequence[QualifiedName]) -> bool:
-    """Whether CDC applies changes of `table`: the filters, a partition following its
-    ancestors (a partition of an excluded table is excluded, of an included one included)."""
-    family = (table, *ancestors)
-    for qn in family:
-        if qn.schema in filters.exclude_schema:
-            return False
-        if filters.include_only_schema and qn.schema not in filters.include_only_schema:
-            return False
-        if qn in filters.exclude_table or qn in filters.exclude_table_data:
-            return False
-    if filters.include_only_table:
-        return any(qn in filters.include_only_table for qn in family)
-    return True
+    """Whether CDC applies changes of `table` (catalog.inscope's rule, with its rows)."""
+    return table_in_scope(filters, table, ancestors, data=True)
 
 
 # -- reading the catalog -------------------------------------------------------------------
@@ -217,23 +193,12 @@ def in_scope(filters: Filters, table: QualifiedName, ancestors: Sequence[Qualifi
 _TABLES_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relreplident::text,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-       ri.relname, ri.indisvalid,
-       coalesce((SELECT array_agg(an.nspname ORDER BY a.ord)
-                   FROM pg_partition_ancestors(c.oid) WITH ORDINALITY AS a(relid, ord)
-                   JOIN pg_class ac ON ac.oid = a.relid
-                   JOIN pg_namespace an ON an.oid = ac.relnamespace
-                  WHERE a.relid <> c.oid), '{}'),
-       coalesce((SELECT array_agg(ac.relname ORDER BY a.ord)
-                   FROM pg_partition_ancestors(c.oid) WITH ORDINALITY AS a(relid, ord)
-                   JOIN pg_class ac ON ac.oid = a.relid
-                  WHERE a.relid <> c.oid), '{}'),
+       ri.ri_index, ri.ri_valid, ri.ri_key,
+       {ancestors},
        pg_get_userbyid(c.relowner), pg_has_role(c.relowner, 'USAGE')
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
-  LEFT JOIN LATERAL (
-       SELECT ic.relname, i.indisvalid AND i.indisready AND i.indislive AS indisvalid
-         FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-        WHERE i.indrelid = c.oid AND i.indisreplident LIMIT 1) ri ON true
+  LEFT JOIN {identity} AS ri ON true
  WHERE c.relkind = 'r' AND c.relpersistence = 'p'
    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')
    AND n.nspname !~ '^pg_(toast|temp_)'
@@ -241,7 +206,7 @@ SELECT c.oid, n.nspname, c.relname, c.relreplident::text,
                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                       AND d.deptype = 'e')
  ORDER BY n.nspname, c.relname
-"""
+""".replace("{identity}", identity_sql("c")).replace("{ancestors}", ANCESTORS_SQL)
 
 _INDEXES_SQL = """
 SELECT i.indrelid, ic.relname, i.indimmediate,
@@ -260,34 +225,15 @@ SELECT i.indrelid, ic.relname, i.indimmediate,
  WHERE i.indrelid = ANY(%s) AND i.indisunique
 """
 
-# Same rule as the apply side's (pgferry.cdc.apply): no '=' for the (base/element) type.
-_NO_EQUALITY_SQL = """
-SELECT a.attrelid, a.attname
-  FROM pg_attribute a
-  JOIN pg_type t ON t.oid = a.atttypid
-  JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-  LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
- WHERE a.attrelid = ANY(%(oids)s) AND a.attnum > 0 AND NOT a.attisdropped
-   AND (t.typcategory = 'G' OR bt.typname = ANY(%(textcmp)s) OR et.typname = ANY(%(textcmp)s)
-        OR NOT EXISTS (
-            SELECT 1 FROM pg_operator o
-             WHERE o.oprname = '=' AND (
-                   (o.oprleft = bt.oid AND o.oprright = bt.oid)
-                   OR bt.typtype IN ('e', 'r', 'm')
-                   OR (bt.typcategory = 'A' AND o.oprleft = et.oid AND o.oprright = et.oid))))
- ORDER BY a.attrelid, a.attnum
-"""
-_TEXT_COMPARE_TYPES = ["json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"]
-
 
 def read_tables(conn: psycopg.Connection[Any], filters: Filters) -> list[TableIdentity]:
     """Every ordinary (leaf) table in scope, with its identity and unique indexes."""
     base = []
     for r in conn.execute(_TABLES_SQL):
-        ancestors = tuple(QualifiedName(s, n) for s, n in zip(r[7], r[8], strict=True))
+        ancestors = ancestors_of(r[8])
         if in_scope(filters, QualifiedName(r[1], r[2]), ancestors):
-            base.append((r, ancestors))
-    problems = [r[0] for r, _ in base if not (r[3] == "f" or (r[3] == "d" and r[4]))]
+            base.append((r, ancestors, RowIdentity.of(r[3], r[5], r[6], r[7])))
+    problems = [r[0] for r, _, identity in base if identity.problem is not None]
     indexes: dict[int, list[IndexCandidate]] = {}
     no_eq: dict[int, list[str]] = {}
     if problems:
@@ -305,7 +251,7 @@ def read_tables(conn: psycopg.Connection[Any], filters: Filters) -> list[TableId
                 )
             )
         for oid, col in conn.execute(
-            _NO_EQUALITY_SQL, {"oids": problems, "textcmp": _TEXT_COMPARE_TYPES}
+            NO_EQUALITY_SQL, {"oids": problems, "textcmp": list(TEXT_COMPARE_TYPES)}
         ):
             no_eq.setdefault(oid, []).append(col)
     return [
@@ -313,17 +259,15 @@ def read_tables(conn: psycopg.Connection[Any], filters: Filters) -> list[TableId
             oid=r[0],
             schema=r[1],
             name=r[2],
-            replident=r[3],
+            identity=identity,
             has_pk=r[4],
-            identity_index=r[5],
-            identity_index_valid=r[6],
             ancestors=ancestors,
             owner=r[9],
             indexes=tuple(sorted(indexes.get(r[0], ()), key=lambda i: i.name)),
             no_equality_columns=tuple(no_eq.get(r[0], ())),
             can_alter=r[10],
         )
-        for r, ancestors in base
+        for r, ancestors, identity in base
     ]
 
 
@@ -438,13 +382,13 @@ def _expected(fix: Fix) -> tuple[str, str | None]:
 def _identities(
     conn: psycopg.Connection[Any], oids: list[int]
 ) -> dict[int, tuple[str, str | None]]:
-    rows = conn.execute(
-        """
-        SELECT c.oid, c.relreplident::text,
-               (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                 WHERE i.indrelid = c.oid AND i.indisreplident LIMIT 1)
-          FROM pg_class c WHERE c.oid = ANY(%s)
-        """,
-        (oids,),
-    ).fetchall()
-    return {r[0]: (r[1], r[2] if r[1] == "i" else None) for r in rows}
+    """Each table's relreplident and, under USING INDEX, the index (row_identity's rule)."""
+    query = (
+        "SELECT c.oid, c.relreplident::text, ri.ri_index, ri.ri_valid, ri.ri_key "
+        f"FROM pg_class c LEFT JOIN {identity_sql('c')} AS ri ON true WHERE c.oid = ANY(%s)"
+    )
+    found: dict[int, tuple[str, str | None]] = {}
+    for r in conn.execute(query, (oids,)):
+        identity = RowIdentity.of(r[1], r[2], r[3], r[4])
+        found[r[0]] = (identity.replident, identity.index if identity.replident == "i" else None)
+    return found

@@ -139,6 +139,8 @@ def test_endpos_inside_a_transaction(dbpair: DbPair) -> None:
     with p.src_conn() as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, note text)")
     proc = _started(p)
+    # Apply paused while the end position is decided: else it may apply everything first.
+    run_pgferry("stream", "sentinel", "set", "prefetch", "--dir", str(p.workdir))
     with p.src_conn() as writer, psycopg.connect(p.source_uri) as open_txn:
         writer.execute("INSERT INTO t VALUES (1, 'before')")
         open_txn.execute("INSERT INTO t VALUES (2, 'inside, first half')")
@@ -151,6 +153,7 @@ def test_endpos_inside_a_transaction(dbpair: DbPair) -> None:
         end = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
     # The end position falls inside the transaction that wrote rows 2 and 4.
     run_pgferry("stream", "sentinel", "set", "endpos", middle, "--dir", str(p.workdir))
+    run_pgferry("stream", "sentinel", "set", "apply", "--dir", str(p.workdir))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     with p.tgt_conn() as conn:
@@ -540,3 +543,85 @@ def test_diverged_target_nothing_applied_then_resume(dbpair: DbPair) -> None:
         assert conn.execute("SELECT v FROM t WHERE id = 7").fetchone() == ("changed",)
     _equal(p)
     _cleanup(p)
+
+
+def raw(conn: psycopg.Connection, text: str, params: tuple[str, ...]) -> None:
+    """Run SQL with $n placeholders, as apply sends it."""
+    with psycopg.RawCursor(conn) as cur:
+        cur.execute(text, params)
+
+
+@pytest.mark.parametrize(
+    ("previous", "commit"),
+    [("0/200", "0/300"), ("0/100", "0/100"), ("0/100", "0/50")],
+    ids=["gap", "same-commit-again", "backwards"],
+)
+def test_the_continuity_check_refuses_all_but_the_next_transaction(
+    dbpair: DbPair, previous: str, commit: str
+) -> None:
+    """The origin setup apply sends with every target transaction: it records the
+    commit only when this apply left the origin at `previous` and the commit comes
+    after it; otherwise it fails with both positions in the message (not 1/0)."""
+    from pgferry.cdc.sqlgen import CONTINUITY_MARK, origin_setup_sql
+
+    with dbpair.tgt_conn() as conn:
+        conn.execute("SELECT pg_replication_origin_create('continuity_test')")
+        try:
+            conn.execute("SELECT pg_replication_origin_advance('continuity_test', '0/100')")
+            conn.execute("SELECT pg_replication_origin_session_setup('continuity_test')")
+            with pytest.raises(psycopg.Error) as raised, conn.transaction():
+                raw(conn, origin_setup_sql(1), (commit, "now", previous))
+                conn.execute("SELECT txid_current()")
+            assert CONTINUITY_MARK in str(raised.value)
+            assert "origin at 0/100" in str(raised.value)
+            assert f"committing at {commit}" in str(raised.value)
+            with conn.transaction():  # the next one in order is taken
+                raw(conn, origin_setup_sql(1), ("0/180", "now", "0/100"))
+                conn.execute("SELECT txid_current()")
+            progress = conn.execute(
+                "SELECT pg_replication_origin_progress('continuity_test', false)::text"
+            ).fetchone()
+            assert progress == ("0/180",)
+        finally:
+            conn.execute("SELECT pg_replication_origin_session_reset()")
+            conn.execute("SELECT pg_replication_origin_drop('continuity_test')")
+
+
+COVERING = """
+CREATE TABLE cov_pk (id int, a int, b text, note text, PRIMARY KEY (id) INCLUDE (a, b));
+CREATE TABLE cov_ri (id int NOT NULL, k int NOT NULL, a int, b text);
+CREATE UNIQUE INDEX cov_ri_k ON cov_ri (k, id) INCLUDE (a);
+ALTER TABLE cov_ri REPLICA IDENTITY USING INDEX cov_ri_k;
+INSERT INTO cov_pk SELECT g, g, 'b' || g, 'n' FROM generate_series(1, 200) g;
+INSERT INTO cov_ri SELECT g, g * 10, g, 'b' FROM generate_series(1, 200) g;
+"""
+
+COVERING_CHANGES = """
+UPDATE cov_pk SET a = a + 1000 WHERE id <= 20;
+UPDATE cov_pk SET b = 'changed' WHERE id BETWEEN 21 AND 40;
+UPDATE cov_pk SET note = 'x' WHERE id BETWEEN 41 AND 60;
+UPDATE cov_pk SET id = id + 1000, a = -a WHERE id BETWEEN 61 AND 80;
+DELETE FROM cov_pk WHERE id BETWEEN 81 AND 100;
+UPDATE cov_ri SET a = a + 1000 WHERE id <= 20;
+UPDATE cov_ri SET b = 'changed' WHERE id BETWEEN 21 AND 40;
+UPDATE cov_ri SET k = k + 1 WHERE id BETWEEN 41 AND 60;
+DELETE FROM cov_ri WHERE id BETWEEN 61 AND 80;
+"""
+
+
+@pytest.mark.parametrize("plugin", ["test_decoding", "wal2json"])
+def test_covering_keys_identify_rows_by_their_key_columns(dbpair: DbPair, plugin: str) -> None:
+    """A primary key and a replica identity index with INCLUDE columns: updates of the
+    included columns, of other columns and of the key, and deletes, all land (the
+    INCLUDE columns are not part of the row's identity: decoding sends none for them)."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(COVERING)
+    proc = _started(p, plugin=plugin)
+    with p.src_conn() as conn:
+        conn.execute(COVERING_CHANGES)
+    cutover(p, proc)
+    _equal(p)
+    run_pgferry(
+        "cleanup", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir)
+    )

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pgferry.catalog.filters import QualifiedName, parse_filters
+from pgferry.catalog.row_identity import RowIdentity
 from pgferry.ops import params as p
 from pgferry.ops import replica_identity as ri
 from pgferry.ops import stop as st
@@ -165,13 +166,23 @@ def test_preload_of_an_excluded_extension_is_not_the_applications_problem():
 # -- fix-replica-identity ----------------------------------------------------------------------
 
 
-def _table(**kw: Any) -> ri.TableIdentity:
+def _table(
+    replident: str = "d",
+    has_pk: bool = False,
+    identity_index: str | None = None,
+    identity_index_valid: bool = True,
+    **kw: Any,
+) -> ri.TableIdentity:
+    """A table as read from the catalog: under DEFAULT, FULL and NOTHING the identity
+    query finds the primary key; under USING INDEX the index flagged for it."""
+    index = identity_index if replident == "i" else ("t_pkey" if has_pk else None)
+    identity = RowIdentity(replident, index, identity_index_valid, ("id",) if index else ())
     base: dict[str, Any] = {
         "oid": 1,
         "schema": "app",
         "name": "t",
-        "replident": "d",
-        "has_pk": False,
+        "identity": identity,
+        "has_pk": has_pk,
     }
     base.update(kw)
     return ri.TableIdentity(**base)

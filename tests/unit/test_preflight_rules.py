@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pgferry.catalog.filters import QualifiedName, no_filters, parse_filters
+from pgferry.catalog.row_identity import RowIdentity
 from pgferry.ops.preflight import (
     AvailableExtension,
     RoleFacts,
@@ -218,18 +219,17 @@ def test_disk() -> None:
 
 
 def _table(replident: str, has_pk: bool = False, ri_index: bool = False) -> ScopeTable:
+    index = ("t_ri" if ri_index else None) if replident == "i" else ("t_pkey" if has_pk else None)
     return ScopeTable(
         oid=1,
         schema="public",
         name="t",
         relkind="r",
         persistence="p",
-        replident=replident,
+        identity=RowIdentity(replident, index, True, ("id",) if index else ()),
         rls=False,
         can_select=True,
         schema_usage=True,
-        has_pk=has_pk,
-        has_replident_index=ri_index,
         parent_oids=(),
         tablespaces=(),
     )

@@ -10,6 +10,7 @@ one is unit tested without a server.
 every other module is one family of checks. The public names are re-exported here.
 """
 
+from pgferry.catalog.inscope import table_in_scope
 from pgferry.ops.preflight.capacity import (
     EXTRA_SOURCE_SESSIONS,
     EXTRA_TARGET_SESSIONS,
@@ -45,11 +46,7 @@ from pgferry.ops.preflight.replication import (
     probe_replication,
 )
 from pgferry.ops.preflight.runner import run_preflight
-from pgferry.ops.preflight.scope import (
-    extensions_in_scope,
-    table_in_scope,
-    unmatched_filter_names,
-)
+from pgferry.ops.preflight.scope import extensions_in_scope, unmatched_filter_names
 from pgferry.ops.preflight.session import READ_ONLY_SETTINGS
 from pgferry.ops.preflight.source import (
     MIN_SOURCE_MAJOR,

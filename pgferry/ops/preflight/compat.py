@@ -14,7 +14,7 @@ import psycopg
 
 from pgferry.catalog.filters import Filters
 from pgferry.ops.preflight.facts import SourceFacts
-from pgferry.ops.preflight.scope import _scoped, extensions_in_scope
+from pgferry.ops.preflight.scope import extensions_in_scope, scoped_tables
 from pgferry.ops.preflight.session import _checking, _one
 from pgferry.ops.report import Check, Report, Verdict
 
@@ -149,7 +149,7 @@ def _cross_checks(
             report.ok("target.encoding", f"both {encoding}")
     if src.tables is not None:
         used = sorted(
-            {ts for t in _scoped(src.tables, filters) for ts in t.tablespaces}
+            {ts for t in scoped_tables(src.tables, filters) for ts in t.tablespaces}
             - {"pg_default", "pg_global"}
         )
         if used:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgferry.catalog.filters import QualifiedName
+from pgferry.catalog.row_identity import RowIdentity
 from pgferry.state.workdir import default_dir
 
 _LISTED = 10  # names shown in one message
@@ -42,12 +43,10 @@ class ScopeTable:
     name: str
     relkind: str  # r, p, m, f, S
     persistence: str  # p, u
-    replident: str  # d, n, f, i
+    identity: RowIdentity  # what identifies its rows in decoded UPDATEs/DELETEs
     rls: bool
     can_select: bool
     schema_usage: bool
-    has_pk: bool
-    has_replident_index: bool
     parent_oids: tuple[int, ...]
     tablespaces: tuple[str, ...]  # of the table and its indexes, when not the default
     float_columns: bool = False  # numeric, real or double precision (or a domain over one)

@@ -6,28 +6,15 @@ privileges and a replica identity), and so do the target checks and the filter c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pgferry.catalog.filters import Filters, QualifiedName
+from pgferry.catalog.inscope import table_in_scope
 from pgferry.ops.preflight.facts import ScopeTable, SourceNames
 
 
-def table_in_scope(
-    filters: Filters, table: QualifiedName, ancestors: Iterable[QualifiedName]
-) -> bool:
-    """Whether the filters keep `table` (a partition or child follows its ancestors)."""
-    if filters.include_only_schema and table.schema not in filters.include_only_schema:
-        return False
-    if table.schema in filters.exclude_schema:
-        return False
-    family = [table, *ancestors]
-    if filters.include_only_table and not any(t in filters.include_only_table for t in family):
-        return False
-    return not any(t in filters.exclude_table for t in family)
-
-
-def _scoped(tables: list[ScopeTable], filters: Filters) -> list[ScopeTable]:
+def scoped_tables(tables: list[ScopeTable], filters: Filters) -> list[ScopeTable]:
     """The relations the filters keep (sequences: all, unless include-only-table is used)."""
     by_oid = {t.oid: t for t in tables}
 

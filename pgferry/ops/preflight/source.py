@@ -34,7 +34,7 @@ from pgferry.ops.preflight.replication import (
     judge_wal_level,
     judge_wal_sender_timeout,
 )
-from pgferry.ops.preflight.scope import _scoped
+from pgferry.ops.preflight.scope import scoped_tables
 from pgferry.ops.preflight.session import _checking, _one, _settings
 from pgferry.ops.preflight.tables import (
     _check_large_objects,
@@ -42,7 +42,7 @@ from pgferry.ops.preflight.tables import (
     _check_replica_identity,
     _check_rls,
     _check_special_tables,
-    _read_tables,
+    read_scope_tables,
 )
 from pgferry.ops.report import Check, Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
@@ -216,9 +216,9 @@ def source_checks(
                 .as_string(conn),
             )
     with _checking(report, "source.tables"):
-        facts.tables = _read_tables(conn)
+        facts.tables = read_scope_tables(conn)
     if facts.tables is not None:
-        in_scope = _scoped(facts.tables, filters)
+        in_scope = scoped_tables(facts.tables, filters)
         _check_read_privileges(report, conn, in_scope, role.user)
         _check_rls(report, conn, in_scope, filters, role)
         _check_replica_identity(report, in_scope, filters, opts)

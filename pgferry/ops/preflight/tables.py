@@ -14,6 +14,7 @@ from psycopg import sql
 
 from pgferry.catalog.filters import Filters
 from pgferry.catalog.queries import SYSTEM_SCHEMA_FILTER
+from pgferry.catalog.row_identity import Problem, RowIdentity, identity_sql
 from pgferry.clone.target import check_source_reads
 from pgferry.errors import InputError
 from pgferry.ops.preflight.facts import _LISTED, PreflightOptions, RoleFacts, ScopeTable
@@ -24,9 +25,7 @@ _TABLES_SQL = f"""
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relpersistence::text,
        c.relreplident::text, c.relrowsecurity,
        has_table_privilege(c.oid, 'SELECT'), has_schema_privilege(n.oid, 'USAGE'),
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-       EXISTS (SELECT 1 FROM pg_index i
-                WHERE i.indrelid = c.oid AND i.indisreplident AND i.indisvalid),
+       ri.ri_index, ri.ri_valid, ri.ri_key,
        coalesce((SELECT array_agg(i.inhparent::int8) FROM pg_inherits i
                   WHERE i.inhrelid = c.oid), '{{}}'),
        coalesce((SELECT array_agg(DISTINCT ts.spcname::text) FROM pg_tablespace ts
@@ -39,6 +38,7 @@ SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relpersistence::tex
                   AND CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
                       IN ('numeric'::regtype, 'float4'::regtype, 'float8'::regtype))
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN {identity_sql("c")} AS ri ON true
  WHERE c.relkind IN ('r', 'p', 'm', 'f', 'S') AND c.relpersistence IN ('p', 'u')
    AND {SYSTEM_SCHEMA_FILTER}
    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
@@ -62,18 +62,18 @@ SELECT count(*),
 
 def replica_identity_problem(t: ScopeTable) -> str | None:
     """Why CDC could not replay UPDATE/DELETE on `t`, or None."""
-    if t.replident == "f" or (t.replident == "d" and t.has_pk):
-        return None
-    if t.replident == "i" and t.has_replident_index:
+    problem = t.identity.problem
+    if problem is None:
         return None
     return {
-        "d": "no primary key",
-        "n": "REPLICA IDENTITY NOTHING",
-        "i": "its replica identity index is gone",
-    }.get(t.replident, f"replica identity {t.replident}")
+        Problem.NO_KEY: "no primary key",
+        Problem.NOTHING: "REPLICA IDENTITY NOTHING",
+        Problem.INDEX_DROPPED: "its replica identity index is gone",
+        Problem.INDEX_INVALID: "its replica identity index is not valid",
+    }[problem]
 
 
-def _read_tables(conn: psycopg.Connection[Any]) -> list[ScopeTable]:
+def read_scope_tables(conn: psycopg.Connection[Any]) -> list[ScopeTable]:
     return [
         ScopeTable(
             oid=r[0],
@@ -81,15 +81,13 @@ def _read_tables(conn: psycopg.Connection[Any]) -> list[ScopeTable]:
             name=r[2],
             relkind=r[3],
             persistence=r[4],
-            replident=r[5],
+            identity=RowIdentity.of(r[5], r[9], r[10], r[11]),
             rls=r[6],
             can_select=r[7],
             schema_usage=r[8],
-            has_pk=r[9],
-            has_replident_index=r[10],
-            parent_oids=tuple(r[11]),
-            tablespaces=tuple(r[12]),
-            float_columns=r[13],
+            parent_oids=tuple(r[12]),
+            tablespaces=tuple(r[13]),
+            float_columns=r[14],
         )
         for r in conn.execute(_TABLES_SQL).fetchall()
     ]

@@ -24,7 +24,7 @@ from pgferry.ops.preflight.capacity import (
 )
 from pgferry.ops.preflight.compat import _cross_checks
 from pgferry.ops.preflight.facts import _LISTED, PreflightOptions, SourceFacts
-from pgferry.ops.preflight.scope import _scoped
+from pgferry.ops.preflight.scope import scoped_tables
 from pgferry.ops.preflight.session import _checking, _settings
 from pgferry.ops.report import Check, Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
@@ -242,7 +242,7 @@ def _check_target_privileges(
                 f"GRANT CREATE ON DATABASE {sql.Identifier(info.dbname).as_string(conn)} TO {role};"
             )
         uses_public = src is not None and any(
-            t.schema == "public" for t in _scoped(src.tables or [], filters)
+            t.schema == "public" for t in scoped_tables(src.tables or [], filters)
         )
         if public_exists and uses_public and not create_public:
             problems.append("no CREATE on schema public, where the source has tables")
