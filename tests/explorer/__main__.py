@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from pgferry.demo.clusters import LocalCluster
+from tests.explorer.known import KNOWN, parse_avoid
 from tests.explorer.runner import PLUGINS, Clusters, Limits, SeedResult, Status, run_seed
 
 
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep a failing seed's databases and work dir, and the clusters running",
     )
+    parser.add_argument(
+        "--avoid",
+        type=parse_avoid,
+        default=frozenset(KNOWN),
+        help="known issues to steer around: all (default), none, or names: " + ", ".join(KNOWN),
+    )
     parser.add_argument("--seed-timeout", type=float, default=Limits.seed, help="seconds")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every detail")
     args = parser.parse_args(argv)
@@ -49,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     plugins = list(PLUGINS) if args.plugin == "all" else [args.plugin]
     limits = Limits(seed=args.seed_timeout)
 
+    for name in sorted(args.avoid):
+        print(f"avoiding known issue {name}: {KNOWN[name]}", flush=True)
     scratch = Path(tempfile.mkdtemp(prefix="pgferry-explorer-"))
     source = LocalCluster.create("source", scratch, logical=True)
     target = LocalCluster.create("target", scratch, logical=False)
@@ -65,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     txns=args.txns,
                     limits=limits,
                     keep=args.keep,
+                    avoid=args.avoid,
                 )
                 results.append(result)
                 print(result.line(), flush=True)

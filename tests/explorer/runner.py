@@ -24,9 +24,10 @@ from psycopg import sql
 
 from pgferry.demo.clusters import LocalCluster
 from tests.explorer.faults import NEEDS_APPLY, Fault, FaultKind, generate_faults
+from tests.explorer.known import KNOWN
 from tests.explorer.schema import Schema, generate_schema
 from tests.explorer.values import ValueContext
-from tests.explorer.workload import Txn, Workload, generate_workload, run_txn
+from tests.explorer.workload import Truncate, Txn, Workload, generate_workload, run_txn
 from tests.helpers.cdc import lsn, sentinel
 from tests.helpers.cli import REPO_ROOT, run_pgferry
 from tests.helpers.compare import database_differences
@@ -63,8 +64,10 @@ class Plan:
     workload: Workload
     faults: list[Fault]
     group_txns: int
+    early_workload: bool  # the workload starts before pgferry has its slot
     with_faults: bool
     txns_override: int | None
+    avoid: frozenset[str]  # known issues steered around (tests.explorer.known)
 
     def replay(self) -> str:
         """The one command that runs this seed again."""
@@ -73,13 +76,23 @@ class Plan:
             parts.append("--no-faults")
         if self.txns_override is not None:
             parts.append(f"--txns {self.txns_override}")
+        if self.avoid != frozenset(KNOWN):
+            parts.append(f"--avoid {','.join(sorted(self.avoid)) or 'none'}")
         return " ".join(parts)
 
 
-def plan_seed(seed: int, plugin: str, *, faults: bool = True, txns: int | None = None) -> Plan:
+def plan_seed(
+    seed: int,
+    plugin: str,
+    *,
+    faults: bool = True,
+    txns: int | None = None,
+    avoid: frozenset[str] = frozenset(KNOWN),
+) -> Plan:
     """Draw the schema, the workload and the faults of `seed` (pure: nothing runs)."""
     rng = random.Random(seed)
-    schema = generate_schema(rng)
+    quoted_type = plugin != "wal2json" or "wal2json-quoted-type" not in avoid
+    schema = generate_schema(rng, quote_in_type_name=quoted_type)
     drawn = rng.randrange(40, 160)
     workload = generate_workload(
         rng, schema, ValueContext(plugin), txns=txns if txns is not None else drawn
@@ -88,6 +101,7 @@ def plan_seed(seed: int, plugin: str, *, faults: bool = True, txns: int | None =
     fault_rng = random.Random(seed * 1_000_003 + 7)
     drawn_faults = generate_faults(fault_rng, len(workload.txns))
     group = fault_rng.choice([1, 1, 4, 32])
+    early = fault_rng.random() < 0.15
     return Plan(
         seed,
         plugin,
@@ -95,8 +109,10 @@ def plan_seed(seed: int, plugin: str, *, faults: bool = True, txns: int | None =
         workload,
         drawn_faults if faults else [],
         group,
+        early,
         faults,
         txns,
+        avoid,
     )
 
 
@@ -229,6 +245,7 @@ class SeedRun:
         self.changes = 0
         self.deadline = time.monotonic() + self.limits.seed
         self.crash_pending = False
+        self.applying = False  # apply has run a change made after the copy began
 
     @property
     def source_uri(self) -> str:
@@ -341,6 +358,8 @@ class SeedRun:
             env["PGFERRY_TEST_CRASH_AFTER_COMMITS"] = str(int(crash[0].arg))
             self.crash_pending = True
         self.ferry.start(env=env)
+        if not self.plan.early_workload:
+            self._wait_sentinel()  # else the workload may all land in the copy, not in CDC
         conn = self._source_conn()
         try:
             for step, txn in enumerate(self.plan.workload.txns):
@@ -350,6 +369,12 @@ class SeedRun:
                         FaultKind.KILL_AT_CUTOVER,
                     ):
                         conn = self._inject(fault, conn)
+                if (
+                    "truncate-in-copy" in self.plan.avoid
+                    and not self.applying
+                    and any(isinstance(op, Truncate) for op in txn.ops)
+                ):
+                    self._wait_applying()
                 self.changes += self._run_workload_txn(conn, txn)
                 self._check_running("during the workload")
                 if self.left(1) <= 0:
@@ -425,6 +450,7 @@ class SeedRun:
         deadline = time.monotonic() + self.left(self.limits.apply_start)
         while time.monotonic() < deadline:
             if lsn(sentinel(self.workdir).get("replay_lsn")) >= lsn(mark):
+                self.applying = True
                 return
             self._check_running("waiting for apply to start")
             time.sleep(0.1)
@@ -434,10 +460,23 @@ class SeedRun:
             f"(sentinel {sentinel(self.workdir)}; {self.ferry.process_state()})",
         )
 
+    def _wait_sentinel(self) -> None:
+        """Until pgferry has recorded its start position (stop-cdc needs the sentinel)."""
+        deadline = time.monotonic() + self.left(self.limits.apply_start)
+        while not sentinel(self.workdir).get("startpos"):
+            self._check_running("before recording its start position")
+            if time.monotonic() >= deadline:
+                raise Outcome(
+                    Status.HANG,
+                    f"no start position in the sentinel after {self.limits.apply_start:.0f} s",
+                )
+            time.sleep(0.1)
+
     # -- the end --------------------------------------------------------------------------
 
     def _cutover(self) -> None:
         self._check_running("before the cutover")
+        self._wait_sentinel()
         result = run_pgferry(
             "stop-cdc",
             "--yes",
@@ -524,7 +563,8 @@ def run_seed(
     txns: int | None = None,
     limits: Limits | None = None,
     keep: bool = False,
+    avoid: frozenset[str] = frozenset(KNOWN),
 ) -> SeedResult:
     """Plan and run one seed; never raises for what pgferry or the generator did."""
-    plan = plan_seed(seed, plugin, faults=faults, txns=txns)
+    plan = plan_seed(seed, plugin, faults=faults, txns=txns, avoid=avoid)
     return SeedRun(clusters, plan, limits or Limits(), keep).run()

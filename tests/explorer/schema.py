@@ -175,7 +175,9 @@ def part_expression(layout: Layout, g: sql.Composable) -> sql.Composable:
     return sql.SQL("({} * 37) % {}").format(g, sql.Literal(modulus))
 
 
-def generate_schema(rng: random.Random, *, max_tables: int = 7) -> Schema:
+def generate_schema(
+    rng: random.Random, *, max_tables: int = 7, quote_in_type_name: bool = True
+) -> Schema:
     """Draw a schema: 2..max_tables tables, possibly a wide one, in one or two schemas."""
     hostile = rng.choice([0.0, 0.3, 0.6])
     schema_namer = Namer(rng, hostile)
@@ -186,7 +188,7 @@ def generate_schema(rng: random.Random, *, max_tables: int = 7) -> Schema:
     ddl: list[sql.Composable] = [
         sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(s)) for s in schemas[1:]
     ]
-    type_ddl, extra_kinds = user_kinds(type_schema)
+    type_ddl, extra_kinds = user_kinds(type_schema, quote_in_name=quote_in_type_name)
     ddl += type_ddl
     kinds = builtin_kinds() + extra_kinds
     relation_namers = {s: Namer(rng, hostile) for s in schemas}
