@@ -21,6 +21,19 @@ from enum import StrEnum
 TEXT_COMPARE_TYPES = ("json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle")
 
 
+def key_columns_sql(index: str = "i", *, nullable_only: bool = False) -> str:
+    """An expression: the key columns (never INCLUDE columns) of the pg_index row aliased
+    `index`, in key order, as text[] ('{}' when none); `nullable_only` keeps those
+    without NOT NULL. Every query that needs an index's key columns uses it."""
+    nullable = " WHERE NOT a.attnotnull" if nullable_only else ""
+    return f"""coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
+                  FROM unnest({index}.indkey[0:{index}.indnkeyatts - 1])
+                       WITH ORDINALITY AS k(attnum, ord)
+                  JOIN pg_attribute a
+                    ON a.attrelid = {index}.indrelid AND a.attnum = k.attnum{nullable}),
+               '{{}}'::text[])"""
+
+
 def identity_sql(rel: str = "c") -> str:
     """A LATERAL subquery for the pg_class row aliased `rel`, to join `ON true`, with the
     index that identifies its rows (the primary key, or the replica identity index under
@@ -29,12 +42,7 @@ def identity_sql(rel: str = "c") -> str:
     return f"""LATERAL (
         SELECT ic.relname::text AS ri_index,
                i.indisvalid AND i.indisready AND i.indislive AS ri_valid,
-               coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord)
-                           FROM unnest(i.indkey[0:i.indnkeyatts - 1])
-                                WITH ORDINALITY AS k(attnum, ord)
-                           JOIN pg_attribute a
-                             ON a.attrelid = i.indrelid AND a.attnum = k.attnum),
-                        '{{}}') AS ri_key
+               {key_columns_sql("i")} AS ri_key
           FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
          WHERE i.indrelid = {rel}.oid
            AND CASE WHEN {rel}.relreplident = 'i' THEN i.indisreplident

@@ -31,6 +31,7 @@ from pgferry.catalog.row_identity import (
     Problem,
     RowIdentity,
     identity_sql,
+    key_columns_sql,
 )
 from pgferry.ops.diagnose import UTF8
 from pgferry.pg.conninfo import ConnInfo
@@ -212,18 +213,14 @@ _INDEXES_SQL = """
 SELECT i.indrelid, ic.relname, i.indimmediate,
        i.indisvalid AND i.indisready AND i.indislive,
        i.indpred IS NOT NULL, i.indexprs IS NOT NULL OR 0 = ANY(i.indkey[0:i.indnkeyatts - 1]),
-       coalesce((SELECT array_agg(a.attname ORDER BY k.ord)
-                   FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
-                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum),
-                '{}'),
-       coalesce((SELECT array_agg(a.attname ORDER BY k.ord)
-                   FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, ord)
-                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                  WHERE NOT a.attnotnull), '{}'),
+       {keys},
+       {nullable},
        pg_relation_size(i.indexrelid)
   FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
  WHERE i.indrelid = ANY(%s) AND i.indisunique
-"""
+""".replace("{keys}", key_columns_sql("i")).replace(
+    "{nullable}", key_columns_sql("i", nullable_only=True)
+)
 
 
 def read_tables(conn: psycopg.Connection[Any], filters: Filters) -> list[TableIdentity]:

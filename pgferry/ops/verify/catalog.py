@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pgferry.catalog.queries import SYSTEM_SCHEMA_FILTER
+from pgferry.catalog.row_identity import key_columns_sql
 from pgferry.ops.compare import (
     DECORATION_QUERIES,
     SCHEMA_QUERIES,
@@ -56,11 +57,7 @@ SELECT n.nspname, c.relname, c.relkind::text, c.relispopulated, c.reltuples::flo
        coalesce((SELECT pg_catalog.json_agg(k.cols ORDER BY k.primary_key DESC,
                                             pg_catalog.cardinality(k.cols), k.name)
                    FROM (SELECT i.indisprimary AS primary_key, ci.relname AS name,
-                                (SELECT pg_catalog.array_agg(a.attname::text ORDER BY x.ord)
-                                   FROM pg_catalog.unnest(i.indkey[0:i.indnkeyatts - 1])
-                                        WITH ORDINALITY AS x(attnum, ord)
-                                   JOIN pg_catalog.pg_attribute a
-                                     ON a.attrelid = i.indrelid AND a.attnum = x.attnum) AS cols
+                                {key_columns_sql("i")} AS cols
                            FROM pg_catalog.pg_index i
                            JOIN pg_catalog.pg_class ci ON ci.oid = i.indexrelid
                            JOIN pg_catalog.pg_am am ON am.oid = ci.relam
