@@ -6,6 +6,7 @@ should do about it) and the process exit code. Tracebacks are only shown with --
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -66,3 +67,33 @@ class StepFailed(PgferryError):
 
 class Interrupted(PgferryError):
     exit_code = ExitCode.INTERRUPTED
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def from_os_error(exc: BaseException) -> PgferryError | None:
+    """A local file system failure (disk full, read-only, no permission) as one line that
+    names the fix; None for anything else, which stays an internal error.
+
+    SQLite (the state store) reports the same conditions in words rather than errno.
+    """
+    import sqlite3
+
+    where = f": {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+    code = exc.errno if isinstance(exc, OSError) else None
+    text = str(exc).lower() if isinstance(exc, sqlite3.OperationalError) else ""
+    if code in _NO_SPACE or "disk is full" in text:
+        return EnvironmentProblem(
+            f"no space left on the device{where}",
+            fix="free space on the work directory's file system (or move it), then run "
+            "the same command again (with --resume once it had started)",
+        )
+    if code == errno.EROFS or "readonly database" in text:
+        return InputError(
+            f"read-only file system{where}",
+            fix="choose a --dir on a writable file system",
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return InputError(f"permission denied{where}", fix="choose a --dir this user can write to")
+    return None

@@ -178,15 +178,30 @@ def add_cdc_flags(p: argparse.ArgumentParser, *, follow: bool) -> None:
 def cdc_options_from_args(args: argparse.Namespace) -> CdcOptions:
     plugin, numeric = resolve_decoding(args)
     if numeric and plugin != "wal2json":
-        raise UsageError("--wal2json-numeric-as-string needs --plugin wal2json")
+        raise UsageError(
+            "--wal2json-numeric-as-string needs --plugin wal2json",
+            fix="add --plugin wal2json, or leave out --wal2json-numeric-as-string",
+        )
     return CdcOptions(
         slot=args.slot_name or "pgferry",
         plugin=plugin,
         origin=args.origin or "pgferry",
-        endpos=parse_endpos(args.endpos) if args.endpos else None,
+        endpos=endpos(args.endpos),
         numeric_as_string=numeric,
         group_txns=group_txns(args.group_txns),
     )
+
+
+def endpos(text: str | None) -> int | None:
+    """--endpos as an LSN."""
+    if not text:
+        return None
+    try:
+        return parse_endpos(text)
+    except InputError as exc:
+        raise InputError(
+            f"--endpos: {exc.message}", fix="give the end position as X/X, e.g. 0/16B3748"
+        ) from None
 
 
 def group_txns(value: int | None) -> int:
@@ -202,10 +217,16 @@ def group_txns(value: int | None) -> int:
 
 def options_from_args(args: argparse.Namespace) -> CloneOptions:
     if args.resume and args.restart:
-        raise UsageError("--resume and --restart cannot be used together")
+        raise UsageError(
+            "--resume and --restart cannot be used together",
+            fix="--resume continues the run in DIR, --restart discards it: choose one",
+        )
     snapshot = args.snapshot or env_value("SNAPSHOT")
     if snapshot and args.not_consistent:
-        raise UsageError("--snapshot and --not-consistent cannot be used together")
+        raise UsageError(
+            "--snapshot and --not-consistent cannot be used together",
+            fix="--snapshot reads one exported snapshot, --not-consistent none: choose one",
+        )
 
     def jobs(flag: int | None, env: str, default: int) -> int:
         value = flag if flag is not None else env_int(env, default)

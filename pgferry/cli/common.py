@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from pgferry.catalog.filters import Filters, load_filters, no_filters
+from pgferry.catalog.filters import FilterError, Filters, load_filters, no_filters
 from pgferry.cdc.follow import PLUGINS
 from pgferry.cli.env import env_bool, env_value
 from pgferry.errors import InputError, UsageError
@@ -118,7 +118,15 @@ def resolve_dir(args: argparse.Namespace) -> Path:
 
 def resolve_filters(args: argparse.Namespace) -> Filters:
     path = getattr(args, "filters", None)
-    return load_filters(path) if path else no_filters()
+    if not path:
+        return no_filters()
+    try:
+        return load_filters(path)
+    except FilterError as exc:
+        if exc.fix is None:
+            exc.fix = "correct the filter file (pgcopydb's INI format; pgferry filters init "
+            exc.fix += "writes a commented one)"
+        raise
 
 
 def resolve_size(value: str | None, env: str) -> int:
@@ -128,7 +136,7 @@ def resolve_size(value: str | None, env: str) -> int:
     try:
         return parse_size(text)
     except ValueError as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(str(exc), fix="give a size such as 50MB or 2GB") from None
 
 
 def positive(name: str, value: int, low: int = 1, high: int = 128) -> int:

@@ -49,4 +49,7 @@ def env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise InputError(f"{env_source(name)}={value!r} is not an integer") from None
+        raise InputError(
+            f"{env_source(name)}={value!r} is not an integer",
+            fix=f"set {env_source(name)} to a whole number, or unset it",
+        ) from None

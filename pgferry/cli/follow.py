@@ -18,6 +18,7 @@ from pgferry.cli.common import (
 from pgferry.errors import UsageError
 from pgferry.pg.identity import refuse_same_database
 from pgferry.state.store import StateStore
+from pgferry.state.workdir import WorkDir
 
 
 def register(sub: Any) -> None:
@@ -52,9 +53,14 @@ def handle_follow(args: argparse.Namespace) -> int:
     from pgferry.cdc.run import FollowOptions, run_follow
 
     if args.resume and args.restart:
-        raise UsageError("--resume and --restart cannot be used together")
+        raise UsageError(
+            "--resume and --restart cannot be used together",
+            fix="--resume continues the run in DIR, --restart discards it: choose one",
+        )
     source, target = resolve_conn(args, "source"), resolve_conn(args, "target")
     cdc = cdc_options_from_args(args)
+    if args.resume:
+        WorkDir(resolve_dir(args)).require_previous_run()
     refuse_same_database(source, target)
     run_follow(
         FollowOptions(

@@ -116,7 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if getattr(args, "debug", False):
             traceback.print_exc()
+        from pgferry.errors import from_os_error
         from pgferry.pg.conninfo import scrub
+
+        local = from_os_error(exc)
+        if local is not None:
+            logging.getLogger("pgferry").error("%s", local.one_line())
+            return int(local.exit_code)
 
         logging.getLogger("pgferry").error(
             "internal error: %s (run with --debug for the traceback)",

@@ -76,7 +76,10 @@ def handle(args: argparse.Namespace) -> int:
     )
     sample = positive("--sample-tables", args.sample_tables, low=0, high=10_000)
     if not 0 <= args.row_tolerance <= 1000:
-        raise InputError(f"--row-tolerance must be between 0 and 1000, not {args.row_tolerance}")
+        raise InputError(
+            f"--row-tolerance must be between 0 and 1000, not {args.row_tolerance}",
+            fix="give a percentage such as 5",
+        )
     filters = _filters(args)
     log.info(
         "verifying %s -> %s (%s mode, %d workers per side)",

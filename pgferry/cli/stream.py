@@ -120,7 +120,10 @@ def _env_source() -> bool:
 
 def handle_set_endpos(args: argparse.Namespace) -> int:
     if bool(args.lsn) == bool(args.current):
-        raise UsageError("give either an LSN or --current")
+        raise UsageError(
+            "give either an LSN or --current",
+            fix="stream sentinel set endpos 0/16B3748, or --current with the source",
+        )
     store = _store(args, write=True)
     try:
         if args.current:

@@ -96,6 +96,8 @@ class Clone:
         """Run (or resume) the clone; returns the summary. Raises PgferryError."""
         pflog.add_secret(self.o.source.password)
         pflog.add_secret(self.o.target.password)
+        if self.o.resume:
+            self.workdir.require_previous_run()
         self.workdir.create()
         self.workdir.lock()
         pflog.log_to_file(self.workdir.log_file)
@@ -182,7 +184,8 @@ class Clone:
                 f" (fix: {check.fix})" if check.fix else "",
             )
         if report.failed:
-            for check in report.failed:
+            # The first failure is the error line; any others are listed before it.
+            for check in report.failed[1:]:
                 log.error(
                     "preflight: %s: %s%s",
                     check.name,
@@ -190,8 +193,9 @@ class Clone:
                     f" (fix: {check.fix})" if check.fix else "",
                 )
             first = report.failed[0]
+            more = f" (and {len(report.failed) - 1} more above)" if len(report.failed) > 1 else ""
             raise InputError(
-                f"preflight failed ({len(report.failed)} check(s)): {first.message}",
+                f"preflight failed: {first.name}: {first.message}{more}",
                 fix=(first.fix or "see the preflight lines above")
                 + "; run pgferry preflight for the full report",
             )
@@ -279,6 +283,16 @@ class Clone:
         if self.cdc is not None:
             self.cdc.release_snapshot()
 
+    def _refuse_empty_scope(self, catalog: Catalog) -> None:
+        """Even with --skip-preflight: filters that keep no table fail, before the target
+        is written, rather than copy nothing and succeed."""
+        from pgferry.catalog.filters import QualifiedName
+        from pgferry.ops.preflight.local import NOTHING_INCLUDED, include_only_matches_nothing
+
+        relations = {QualifiedName(t.schema, t.name) for t in catalog.tables}
+        if include_only_matches_nothing(self.o.filters, relations):
+            raise InputError(*NOTHING_INCLUDED)
+
     def _target_written(self) -> bool:
         """Did a previous run start writing to the target (pre-data restore onwards)?"""
         assert self.store is not None
@@ -327,6 +341,7 @@ class Clone:
         )
         for w in scope.warnings:
             log.warning("%s", w)
+        self._refuse_empty_scope(catalog)
         prepared = Prepared(catalog, toc, scope, tools)
         self._preflight(prepared)
         self._plan(prepared, snapshot)

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from pgferry.errors import InputError
+from pgferry.errors import InputError, from_os_error
 
 PIDFILE = "pgferry.pid"
 
@@ -58,15 +58,39 @@ class WorkDir:
     def exists(self) -> bool:
         return self.state_file.exists()
 
+    def require_previous_run(self) -> None:
+        """For --resume: refuse a DIR that holds no migration, rather than start afresh."""
+        if not self.exists():
+            raise InputError(
+                f"--resume: {self.path} holds no migration to resume",
+                fix="check --dir (or PGCOPYDB_DIR), or leave out --resume to start anew",
+            )
+
     def create(self) -> None:
-        """mkdir -p with 0700 on DIR and its subdirectories."""
+        """mkdir -p with 0700 on DIR and its subdirectories; InputError (or
+        EnvironmentProblem for a full disk) naming the fix when that cannot be."""
         old = os.umask(0o077)
         try:
             for d in (self.path, self.schema_dir, self.cdc_dir):
                 d.mkdir(parents=True, exist_ok=True)
                 d.chmod(0o700)
+        except (FileExistsError, NotADirectoryError):
+            raise InputError(
+                f"--dir {self.path} is not a directory (a file is in the way)",
+                fix="choose another --dir, or remove that file",
+            ) from None
+        except OSError as exc:
+            raise from_os_error(exc) or InputError(
+                f"cannot create the work directory {self.path}: {exc.strerror or exc}",
+                fix="choose another --dir",
+            ) from None
         finally:
             os.umask(old)
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise InputError(
+                f"the work directory {self.path} is not writable",
+                fix="choose a --dir this user can write to, on a writable file system",
+            )
 
     def wipe(self) -> None:
         """Remove everything pgferry keeps in DIR (for --restart); keep the lock file."""

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
-from pgferry.catalog.filters import FilterError, Filters
+from pgferry.catalog.filters import FilterError, Filters, QualifiedName
 from pgferry.errors import EnvironmentProblem
 from pgferry.ops.preflight.facts import PreflightOptions, SourceFacts
 from pgferry.ops.preflight.scope import unmatched_filter_names
 from pgferry.ops.report import Check, Report, Verdict
 from pgferry.pg.binaries import find_dump_tools
+from pgferry.state.workdir import WorkDir
 from pgferry.ui.format import human_bytes, human_duration
 
 # DIR holds the schema dump, logs and the state store at least; CDC files come on top.
@@ -71,6 +73,8 @@ def local_checks(
     report: Report, src: SourceFacts | None, filters: Filters, opts: PreflightOptions
 ) -> None:
     if src is not None and src.names is not None and not filters.is_empty():
+        if include_only_matches_nothing(filters, src.names.relations):
+            report.fail("local.filters_scope", *NOTHING_INCLUDED)
         unmatched = unmatched_filter_names(filters, src.names)
         if unmatched:
             report.warn(
@@ -97,6 +101,20 @@ def local_checks(
     _check_disk(report, src, opts)
 
 
+NOTHING_INCLUDED = (
+    "no name in [include-only-table] matches a table on the source: nothing would be copied",
+    "check the spelling (schema.table; quote mixed-case names), or remove the section",
+)
+
+
+def include_only_matches_nothing(filters: Filters, relations: Collection[QualifiedName]) -> bool:
+    """An [include-only-table] section none of whose names is on the source: a clone
+    would copy nothing and report success, which no one means (a single name that
+    matches nothing among others is only a warning)."""
+    wanted = filters.include_only_table
+    return bool(wanted) and not any(name in relations for name in wanted)
+
+
 def _existing_parent(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -109,6 +127,10 @@ def _check_workdir(report: Report, opts: PreflightOptions) -> None:
     base = _existing_parent(path)
     if not base.is_dir() or not os.access(base, os.W_OK | os.X_OK):
         report.fail(name, f"{base} is not a writable directory", "choose another --dir")
+        return
+    if WorkDir(path).running_pid() == os.getpid():
+        # The clone running these checks holds DIR and has already judged what it held.
+        report.ok(name, f"{path} is this run's work directory")
         return
     has_state = (path / "state.db").exists()
     if has_state and not opts.resume:
