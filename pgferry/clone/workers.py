@@ -17,7 +17,7 @@ from pgferry.clone.copydata import CopySpec, copy_table
 from pgferry.clone.indexes import attach_constraint, build_index
 from pgferry.clone.maintenance import read_sequence, set_sequence, vacuum_analyze
 from pgferry.clone.snapshot import SOURCE_SETTINGS, Snapshot, begin_on_snapshot
-from pgferry.errors import Interrupted
+from pgferry.errors import Interrupted, StepFailed
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.state.store import StateStore, UnitKind, UnitRow
 
@@ -148,6 +148,8 @@ def _copy(session: Session, unit: UnitRow, _pw: int) -> Outcome:
     )
     source = session.source()
     source.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS SHARE MODE").format(table.ident))
+    if ctx.snapshot.name is not None:
+        _check_not_rewritten(source, table.oid, table.qualname)
 
     def progress(n: int) -> None:
         ctx.progress[unit.id] = n
@@ -156,6 +158,27 @@ def _copy(session: Session, unit: UnitRow, _pw: int) -> Outcome:
     if ctx.snapshot.name is None:
         session.reset_source()  # without a shared snapshot each unit reads the latest data
     return Outcome(unit, ok=True, bytes=result.bytes, rows=result.rows)
+
+
+# The table's storage as the snapshot sees it and as it is now (the lock just taken
+# makes the relation cache current).
+_REWRITTEN_SQL = "SELECT relfilenode <> pg_relation_filenode(oid) FROM pg_class WHERE oid = %s"
+
+
+def _check_not_rewritten(source: psycopg.Connection[Any], oid: int, name: str) -> None:
+    """Refuse to copy a table that was truncated (or rewritten) on the source after the
+    snapshot: TRUNCATE is not MVCC-safe, so the snapshot would read it empty, and rows
+    the snapshot holds, with the changes that follow them, would be lost or stop apply.
+    The lock is held from here on, so it cannot happen any more while the copy runs."""
+    row = source.execute(_REWRITTEN_SQL, (oid,)).fetchone()
+    if row is not None and row[0]:
+        raise StepFailed(
+            f"table {name} was truncated or rewritten on the source after the copy's "
+            "snapshot was taken (TRUNCATE, VACUUM FULL, CLUSTER or ALTER TABLE): copying it "
+            "on that snapshot would lose rows",
+            fix="run the same command with --resume: the table is copied again under a new "
+            "snapshot, and changes before it are skipped for that table",
+        )
 
 
 def _truncate_once(session: Session, table_oid: int) -> None:

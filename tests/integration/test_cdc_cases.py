@@ -16,7 +16,7 @@ import pytest
 from tests.helpers.cdc import Pgbench, cutover, follow_args, lsn, names, sentinel, wait_until
 from tests.helpers.cli import dump_restore, run_pgferry
 from tests.helpers.compare import table_fingerprints
-from tests.helpers.running import start_pgferry
+from tests.helpers.running import SLOW_COPY, start_pgferry
 
 if TYPE_CHECKING:
     from tests.conftest import DbPair
@@ -625,3 +625,34 @@ def test_covering_keys_identify_rows_by_their_key_columns(dbpair: DbPair, plugin
     run_pgferry(
         "cleanup", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir)
     )
+
+
+def test_table_truncated_after_the_snapshot_is_copied_again(dbpair: DbPair) -> None:
+    """TRUNCATE is not MVCC-safe: committed after the slot's snapshot but before the
+    table's copy starts, it would make the copy read an empty table (and apply then miss
+    the rows its later changes touch). The copy refuses, and --resume copies the table
+    again under a new snapshot: the target ends equal."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE big (id int PRIMARY KEY, pad text);"
+            "INSERT INTO big SELECT g, repeat('x', 1000) FROM generate_series(1, 30000) g;"
+            "CREATE TABLE small (id int PRIMARY KEY, v text);"
+            "INSERT INTO small SELECT g, 'v' FROM generate_series(1, 500) g;"
+        )
+    args = follow_args(p, "test_decoding", "--table-jobs", "1")
+    proc = start_pgferry(*args, env=SLOW_COPY)
+    wait_until(lambda: bool(sentinel(p.workdir)), what="the slot", proc=proc)
+    with p.src_conn() as conn:
+        conn.execute("TRUNCATE small")
+        conn.execute("INSERT INTO small SELECT g, 'after' FROM generate_series(1, 50) g")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0, err
+    assert "small was truncated or rewritten on the source after the copy's snapshot" in err
+    with p.src_conn() as conn:
+        conn.execute("UPDATE small SET v = 'later' WHERE id <= 10")
+    proc = start_pgferry(*args, "--resume")
+    wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
+    cutover(p, proc)
+    _equal(p)
+    _cleanup(p)
