@@ -123,11 +123,29 @@ def decode_wal2json(payload: bytes | memoryview, lsn: int = 0) -> Change | None:
     return change
 
 
+# wal2json (2.5 at least) prints a column's type name without JSON escaping: a type whose
+# name holds a double quote (`CREATE TYPE "pair ""t"""`) makes the message invalid JSON.
+# The field always sits between `"type":"` and `","value":`; the non-greedy run stops at
+# the first such end, so the repair is linear in the message.
+_W2J_TYPE_FIELD = re.compile(rb'"type":"(.*?)","value":', re.DOTALL)
+
+
+def _w2j_escape_types(data: bytes) -> bytes:
+    return _W2J_TYPE_FIELD.sub(
+        lambda m: b'"type":' + json.dumps(m.group(1).decode()).encode() + b',"value":', data
+    )
+
+
 def _wal2json_parsed(data: bytes, lsn: int) -> Change | None:
     try:
         msg = json.loads(data, parse_float=str, parse_int=str, parse_constant=str)
     except ValueError as exc:
-        raise DecodeError(f"invalid wal2json message: {exc}") from None
+        try:
+            msg = json.loads(
+                _w2j_escape_types(data), parse_float=str, parse_int=str, parse_constant=str
+            )
+        except ValueError:
+            raise DecodeError(f"invalid wal2json message: {exc}") from None
     action = msg.get("action")
     if action not in ("I", "U", "D", "T"):
         return None

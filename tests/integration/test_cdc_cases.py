@@ -656,3 +656,24 @@ def test_table_truncated_after_the_snapshot_is_copied_again(dbpair: DbPair) -> N
     cutover(p, proc)
     _equal(p)
     _cleanup(p)
+
+
+def test_wal2json_type_named_with_a_double_quote(dbpair: DbPair) -> None:
+    """wal2json prints such a type's name unescaped (invalid JSON): apply still reads the
+    change. Found by the explorer."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            'CREATE TYPE "pair ""t""" AS (a int, b text);'
+            'CREATE TABLE qt (id int PRIMARY KEY, p "pair ""t""", note text);'
+            "INSERT INTO qt VALUES (1, ROW(1, 'x'), 'n')"
+        )
+    proc = _started(p, plugin="wal2json")
+    with p.src_conn() as conn:
+        conn.execute("""INSERT INTO qt VALUES (2, ROW(2, 'a "quoted" b'), '","value":')""")
+        conn.execute("UPDATE qt SET p = ROW(3, NULL), note = 'u' WHERE id = 1")
+        conn.execute("DELETE FROM qt WHERE id = 2")
+        conn.execute("INSERT INTO qt VALUES (4, NULL, 'last')")
+    cutover(p, proc)
+    _equal(p)
+    _cleanup(p)

@@ -362,3 +362,20 @@ def test_wal2json_adversarial_strings(hang_guard: None, value: str) -> None:
     change = decode_wal2json((plain + '"value":' + json.dumps(value) + "}]}").encode())
     assert change is not None
     assert change.values == [b"1", value.encode()]
+
+
+def test_wal2json_type_name_with_a_double_quote() -> None:
+    """wal2json prints type names unescaped: a type named with a double quote breaks the
+    JSON; the decoder reads the message anyway, values exact."""
+    value = '(1,"a ""b""")'
+    message = (
+        '{"action":"I","xid":7,"schema":"public","table":"qt","columns":['
+        '{"name":"id","type":"integer","value":1},'
+        '{"name":"p","type":"public."pair ""t""\"","value":' + json.dumps(value) + "},"
+        '{"name":"note","type":"text","value":' + json.dumps('x","value":') + "}]}"
+    ).encode()
+    for _ in range(2):  # the second time, no remembered layout gets in the way
+        change = decode_wal2json(message)
+        assert change is not None
+        assert change.columns == ["id", "p", "note"]
+        assert change.values == [b"1", value.encode(), b'x","value":']
