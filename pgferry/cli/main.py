@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     pflog.setup(_level(args))
+    _thread_failures_in_one_line(getattr(args, "debug", False))
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -129,6 +130,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             scrub(" ".join(str(exc).split()) or type(exc).__name__),
         )
         return int(ExitCode.INTERNAL)
+
+
+def _thread_failures_in_one_line(debug: bool) -> None:
+    """A worker thread's failure reaches the user through whoever waits on the thread;
+    its traceback (and one from a log file that can no longer be written, on a full
+    disk) is shown only with --debug, like every other traceback."""
+    import threading
+
+    logging.raiseExceptions = debug
+    if debug:
+        return
+
+    def one_line(hook: threading.ExceptHookArgs) -> None:
+        from pgferry.pg.conninfo import scrub
+
+        name = hook.thread.name if hook.thread is not None else "a thread"
+        logging.getLogger("pgferry").warning(
+            "%s stopped: %s (run with --debug for the traceback)",
+            name,
+            scrub(" ".join(str(hook.exc_value).split()) or hook.exc_type.__name__),
+        )
+
+    threading.excepthook = one_line
 
 
 def run() -> None:

@@ -784,3 +784,46 @@ def test_a_fresh_clone_warns_about_nothing(small_source: DbPair) -> None:
     assert "previous migration" not in r.stderr
     assert " WARNING " not in r.stderr, r.stderr
     assert "preflight:" in r.stderr  # preflight did run
+
+
+def test_disk_fills_up_during_cdc_then_resume(small_source: DbPair, tmp_path: Path) -> None:
+    """DIR filling up while CDC spools changes: exit 5 with the fix, no traceback; once
+    there is room again, --resume finishes the migration."""
+    from tests.helpers.cdc import cutover, names, sentinel, wait_until
+    from tests.helpers.compare import assert_same_database
+    from tests.helpers.running import start_pgferry
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small file system")
+    p = small_source
+    ctx = Ctx(p, tmp_path)
+    small = _mount(ctx, "full", "size=3m")
+    p.workdir = small / "work"  # where the cdc helpers look
+    slot, origin = names(p)
+    args = [
+        "clone", "--follow", *ctx.pair(), "--dir", str(p.workdir), "--skip-preflight",
+        "--no-progress", "--slot-name", slot, "--origin", origin,
+    ]  # fmt: skip
+    try:
+        proc = start_pgferry(*args)
+        wait_until(lambda: bool(sentinel(p.workdir).get("startpos")), what="slot", proc=proc)
+        with p.src_conn() as conn:
+            for _ in range(10):  # about 15 MB of WAL for a 3 MB DIR
+                conn.execute(
+                    "INSERT INTO t SELECT g, repeat(md5(g::text), 20) FROM "
+                    "generate_series((SELECT max(id) FROM t) + 1, (SELECT max(id) FROM t) + 2000) g"
+                )
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 5, err
+        assert "Traceback" not in err
+        assert "no space left on the device" in _problem_lines(err)[-1]
+        assert "fix:" in _problem_lines(err)[-1]
+        subprocess.run(["mount", "-o", "remount,size=256m", str(small)], check=True)
+        proc = start_pgferry(*args, "--resume")
+        wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
+        cutover(p, proc)
+        assert_same_database(p.source_uri, p.target_uri)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _umount(ctx)
