@@ -235,7 +235,7 @@ def handle_params(args: argparse.Namespace) -> int:
 def handle_fix_replica_identity(args: argparse.Namespace) -> int:
     source = resolve_conn(args, "source")
     if args.lock_timeout <= 0:
-        raise InputError("--lock-timeout must be positive")
+        raise InputError("--lock-timeout must be positive", fix="give seconds, e.g. 5")
     plan = ri.plan_fixes(source, resolve_filters(args))
     payload: dict[str, Any] = {
         "server": plan.server,
@@ -498,7 +498,7 @@ def _render_clean_plan(console: Console, plan: tc.CleanPlan) -> None:
 
 def handle_stop(args: argparse.Namespace) -> int:
     if args.grace < 0:
-        raise InputError("--grace must be 0 or more seconds")
+        raise InputError("--grace must be 0 or more seconds", fix="give seconds, e.g. 30")
     path = resolve_dir(args)
     result = stop_ops.stop_migration(path, grace=args.grace)
     if args.json:
@@ -539,7 +539,7 @@ def handle_stop(args: argparse.Namespace) -> int:
 
 def handle_diagnose(args: argparse.Namespace) -> int:
     if args.seconds < 0:
-        raise InputError("--seconds must be 0 or more")
+        raise InputError("--seconds must be 0 or more", fix="give seconds, e.g. 5")
     target = resolve_conn(args, "target")
     source: ConnInfo | None = None
     if args.source or env_value("SOURCE_PGURI"):

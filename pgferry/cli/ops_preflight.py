@@ -136,7 +136,9 @@ def handle_filters_init(args: argparse.Namespace) -> int:
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise InputError(
+            f"cannot write {path}: {exc.strerror or exc}", fix="choose a writable path"
+        ) from None
     print(f"wrote {path}: {entries} exclusions for a source on {args.provider}")
     print(f"review it, then: pgferry preflight --filters {path} ...")
     return 0

@@ -77,7 +77,10 @@ def _store(args: argparse.Namespace, *, write: bool) -> StateStore:
     store = StateStore.open_dir(workdir, readonly=not write)
     if store.sentinel() is None:
         store.close()
-        raise InputError(f"{workdir} has no CDC sentinel (it was not a --follow run)")
+        raise InputError(
+            f"{workdir} has no CDC sentinel (it was not a --follow run)",
+            fix="pass the --dir of a clone --follow or follow run",
+        )
     return store
 
 

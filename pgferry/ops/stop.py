@@ -199,7 +199,8 @@ def stop_migration(
         return _with_state(StopResult(workdir.path, StopOutcome.NOTHING))
     if pid <= 0:
         raise InputError(
-            f"{workdir.pidfile} is locked but holds no pid: cannot tell which process to stop"
+            f"{workdir.pidfile} is locked but holds no pid: cannot tell which process to stop",
+            fix=f"find the pgferry using {workdir.path} (fuser {workdir.pidfile}) and stop it",
         )
     started = time.monotonic()
     result = StopResult(workdir.path, StopOutcome.STOPPED, pid=pid)
