@@ -34,6 +34,7 @@ case "$what" in
     test)
         .venv/bin/ruff check .
         .venv/bin/ruff format --check .
+        .venv/bin/mypy pgferry
         exec .venv/bin/python -m pytest -q "$@" ;;
     pgferry) exec .venv/bin/pgferry "$@" ;;
     *) echo "usage: ./dev.sh demo|test|pgferry ..." >&2; exit 2 ;;

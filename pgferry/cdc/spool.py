@@ -18,7 +18,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _RECORD = struct.Struct(">IQ")  # payload length, LSN
 _ENTRY = struct.Struct(">QQQQqII")  # begin_off, end_off, begin_lsn, commit_lsn, ts, xid, changes
@@ -70,34 +70,6 @@ def last_entry(root: Path) -> TxnEntry | None:
         if entries:
             return entries[-1]
     return None
-
-
-def read_changes(
-    root: Path, entry: TxnEntry, chunk: int = 4 * 1024 * 1024
-) -> Iterator[tuple[int, bytes]]:
-    """(lsn, payload) of each change of a transaction, read in bounded chunks."""
-    with open(data_path(root, entry.file_no), "rb") as f:
-        f.seek(entry.begin_off)
-        remaining = entry.end_off - entry.begin_off
-        buf = b""
-        while remaining > 0 or buf:
-            if remaining > 0 and len(buf) < chunk:
-                piece = f.read(min(chunk, remaining))
-                if not piece:
-                    raise OSError(f"spool file {f.name} is shorter than its index says")
-                remaining -= len(piece)
-                buf += piece
-            pos = 0
-            while pos + _RECORD.size <= len(buf):
-                length, lsn = _RECORD.unpack_from(buf, pos)
-                end = pos + _RECORD.size + length
-                if end > len(buf):
-                    break
-                yield lsn, buf[pos + _RECORD.size : end]
-                pos = end
-            buf = buf[pos:]
-            if remaining == 0 and buf:
-                raise OSError(f"truncated record in {f.name}")
 
 
 class SpoolReader:
@@ -306,3 +278,52 @@ def remove_applied(root: Path, applied_lsn: int) -> int:
             p.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+@dataclass(frozen=True)
+class SpoolBacklog:
+    """Received, durable transactions not applied yet (from the spool's index files)."""
+
+    pending_txns: int
+    pending_bytes: int
+    oldest_pending: TxnEntry | None
+    last_applied: TxnEntry | None
+
+
+def _entry(f: Any, file_no: int, i: int) -> TxnEntry:
+    f.seek(i * _ENTRY.size)
+    return TxnEntry(file_no, *_ENTRY.unpack(f.read(_ENTRY.size)))
+
+
+def spool_backlog(root: Path, applied: int) -> SpoolBacklog:
+    """Index entries are fixed-size and in commit order: a binary search per file finds
+    the first transaction after `applied` without reading the whole index."""
+    pending_txns = pending_bytes = 0
+    oldest: TxnEntry | None = None
+    last_applied: TxnEntry | None = None
+    for file_no in spool_files(root):
+        try:
+            with open(index_path(root, file_no), "rb") as f:
+                count = os.fstat(f.fileno()).st_size // _ENTRY.size
+                if count == 0:
+                    continue
+                last = _entry(f, file_no, count - 1)
+                if last.commit_lsn <= applied:
+                    last_applied = last
+                    continue
+                lo, hi = 0, count - 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if _entry(f, file_no, mid).commit_lsn > applied:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                first = _entry(f, file_no, lo)
+                if lo > 0:
+                    last_applied = _entry(f, file_no, lo - 1)
+        except OSError:
+            continue  # removed by apply's cleanup while we looked: all applied
+        oldest = oldest or first
+        pending_txns += count - lo
+        pending_bytes += last.end_off - first.begin_off
+    return SpoolBacklog(pending_txns, pending_bytes, oldest, last_applied)

@@ -30,7 +30,6 @@ CAUGHT_UP_SECONDS; the report says which condition holds or not.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from typing import Any
 import psycopg
 
 from pgferry.cdc.protocol import current_wal_lsn, pg_time_to_unix
-from pgferry.cdc.spool import _ENTRY, TxnEntry, index_path, spool_files
+from pgferry.cdc.spool import SpoolBacklog, spool_backlog
 from pgferry.ops.report import Report
 from pgferry.ops.status import RunInfo, RunState, Servers, log_summary, run_info
 from pgferry.pg.conninfo import ConnInfo
@@ -53,58 +52,6 @@ CAUGHT_UP_BYTES = 16 * 1024 * 1024
 CAUGHT_UP_SECONDS = 10.0
 RATE_WINDOW_SECONDS = 60.0
 SAMPLE_SECONDS = 2.0
-
-
-# -- the spool -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpoolBacklog:
-    """Received, durable transactions not applied yet (from the spool's index files)."""
-
-    pending_txns: int
-    pending_bytes: int
-    oldest_pending: TxnEntry | None
-    last_applied: TxnEntry | None
-
-
-def _entry(f: Any, file_no: int, i: int) -> TxnEntry:
-    f.seek(i * _ENTRY.size)
-    return TxnEntry(file_no, *_ENTRY.unpack(f.read(_ENTRY.size)))
-
-
-def spool_backlog(root: Path, applied: int) -> SpoolBacklog:
-    """Index entries are fixed-size and in commit order: a binary search per file finds
-    the first transaction after `applied` without reading the whole index."""
-    pending_txns = pending_bytes = 0
-    oldest: TxnEntry | None = None
-    last_applied: TxnEntry | None = None
-    for file_no in spool_files(root):
-        try:
-            with open(index_path(root, file_no), "rb") as f:
-                count = os.fstat(f.fileno()).st_size // _ENTRY.size
-                if count == 0:
-                    continue
-                last = _entry(f, file_no, count - 1)
-                if last.commit_lsn <= applied:
-                    last_applied = last
-                    continue
-                lo, hi = 0, count - 1
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if _entry(f, file_no, mid).commit_lsn > applied:
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                first = _entry(f, file_no, lo)
-                if lo > 0:
-                    last_applied = _entry(f, file_no, lo - 1)
-        except OSError:
-            continue  # removed by apply's cleanup while we looked: all applied
-        oldest = oldest or first
-        pending_txns += count - lo
-        pending_bytes += last.end_off - first.begin_off
-    return SpoolBacklog(pending_txns, pending_bytes, oldest, last_applied)
 
 
 # -- one sample ------------------------------------------------------------------------
