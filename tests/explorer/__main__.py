@@ -7,6 +7,7 @@ python -m tests.explorer --seed 1234 --plugin test_decoding      # replay one se
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             source.destroy()
             target.destroy()
+            shutil.rmtree(scratch, ignore_errors=True)
     _summary(results)
     return 0 if results and all(r.status == Status.PASS for r in results) else 1
 

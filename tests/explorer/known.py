@@ -12,9 +12,15 @@ KNOWN: dict[str, str] = {
         "holding every TRUNCATE until apply runs"
     ),
     "wal2json-quoted-type": (
-        'wal2json 2.5 writes a type name holding a double quote unescaped ("type":"pair '
-        '""t"""): invalid JSON, and pgferry stops with "invalid wal2json message"; avoided '
-        "by naming the composite type without a double quote under wal2json"
+        "wal2json 2.5 writes the name of a type that needs quoting unescaped "
+        '("type":""Sch1"."pos int""): invalid JSON, and pgferry stops with "invalid '
+        'wal2json message"; avoided under wal2json by plain type names in "public"'
+    ),
+    "verify-percent-name": (
+        "pgferry's verify (run at the cutover) fails on a table whose name holds '%' "
+        "(psycopg reads it as a placeholder: \"only '%s', '%b', '%t' are allowed as "
+        'placeholders"), so clone --follow exits 1 after a good cutover; avoided by '
+        "leaving '%' out of generated names"
     ),
 }
 

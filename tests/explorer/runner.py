@@ -91,8 +91,11 @@ def plan_seed(
 ) -> Plan:
     """Draw the schema, the workload and the faults of `seed` (pure: nothing runs)."""
     rng = random.Random(seed)
-    quoted_type = plugin != "wal2json" or "wal2json-quoted-type" not in avoid
-    schema = generate_schema(rng, quote_in_type_name=quoted_type)
+    schema = generate_schema(
+        rng,
+        plain_type_names=plugin == "wal2json" and "wal2json-quoted-type" in avoid,
+        percent_in_names="verify-percent-name" not in avoid,
+    )
     drawn = rng.randrange(40, 160)
     workload = generate_workload(
         rng, schema, ValueContext(plugin), txns=txns if txns is not None else drawn
@@ -175,7 +178,8 @@ class Ferry:
             out.write(f"\n=== run {self.runs}: {' '.join(extra) or '(first)'}\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pgferry", *self.args, *extra],
+                # faulthandler: SIGABRT prints every thread's stack (see dump_stacks).
+                [sys.executable, "-X", "faulthandler", "-m", "pgferry", *self.args, *extra],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -214,6 +218,19 @@ class Ferry:
     def errors(self) -> str:
         lines = [ln for ln in self.last_run() if " ERROR " in ln or "Error" in ln]
         return "\n".join(lines[-6:]) or "\n".join(self.last_run()[-6:])
+
+    def dump_stacks(self) -> str:
+        """Abort a running pgferry so that faulthandler prints its threads' stacks."""
+        if self.proc is None or self.proc.poll() is not None:
+            return ""
+        os.kill(self.proc.pid, signal.SIGABRT)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            return "(no stack: pgferry did not abort)"
+        lines = self.last_run()
+        start = next((i for i, ln in enumerate(lines) if "Fatal Python error" in ln), None)
+        return "" if start is None else "\n".join(lines[start:])
 
     def process_state(self) -> str:
         if self.proc is None or self.proc.poll() is not None:
@@ -298,6 +315,8 @@ class SeedRun:
                 raise Outcome(Status.FAIL, "target differs from source:\n" + "\n".join(problems))
         except Outcome as outcome:
             status, detail = outcome.status, outcome.detail
+            if status == Status.HANG:
+                detail += "\n" + self._diagnose_hang()
         finally:
             if self.ferry.poll() is None:
                 self.ferry.kill()
@@ -444,9 +463,11 @@ class SeedRun:
 
     def _wait_applying(self) -> None:
         """Until apply has applied a change made now (the copy is over)."""
-        with self._source_conn() as conn:
+        with self._source_conn() as conn, conn.transaction():
             conn.execute(sql.SQL("UPDATE {} SET n = n + 1").format(TICK_TABLE))
-            (mark,) = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone() or ("0/0",)
+            # Before the commit record: the applied position passes it once this commits.
+            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+            mark = row[0] if row else "0/0"
         deadline = time.monotonic() + self.left(self.limits.apply_start)
         while time.monotonic() < deadline:
             if lsn(sentinel(self.workdir).get("replay_lsn")) >= lsn(mark):
@@ -513,11 +534,39 @@ class SeedRun:
                 self._check_running("at the cutover")  # resumes
                 continue
             if rc != 0:
-                raise Outcome(
-                    Status.FAIL,
-                    f"pgferry exited with code {rc} at the cutover:\n{self.ferry.errors()}",
-                )
+                detail = f"pgferry exited with code {rc} at the cutover:\n{self.ferry.errors()}"
+                if any("cutover point reached" in line for line in self.ferry.last_run()):
+                    problems = database_differences(self.source_uri, self.target_uri)
+                    detail += "\nthe explorer's own comparison: " + (
+                        "\n".join(problems) if problems else "source and target are equal"
+                    )
+                raise Outcome(Status.FAIL, detail)
             return
+
+    def _diagnose_hang(self) -> str:
+        """What pgferry's sessions wait on, on both sides, and its threads' stacks."""
+        lines = []
+        for side, cluster, db in (
+            ("source", self.clusters.source, self.src_db),
+            ("target", self.clusters.target, self.tgt_db),
+        ):
+            try:
+                with cluster.connect() as conn:
+                    rows = conn.execute(
+                        "SELECT pid, application_name, backend_type, state,"
+                        " wait_event_type || ':' || wait_event, now() - state_change,"
+                        " left(query, 160) FROM pg_stat_activity"
+                        " WHERE (datname = %s OR backend_type = 'walsender')"
+                        " AND pid <> pg_backend_pid()",
+                        (db,),
+                    ).fetchall()
+                lines += [f"{side} session: {row}" for row in rows]
+            except psycopg.Error as exc:
+                lines.append(f"{side}: cannot list sessions: {exc}")
+        stacks = self.ferry.dump_stacks()
+        if stacks:
+            lines.append("pgferry's threads (SIGABRT, faulthandler):\n" + stacks)
+        return "\n".join(lines)
 
     def _clean_up(self) -> None:
         try:

@@ -176,11 +176,19 @@ def part_expression(layout: Layout, g: sql.Composable) -> sql.Composable:
 
 
 def generate_schema(
-    rng: random.Random, *, max_tables: int = 7, quote_in_type_name: bool = True
+    rng: random.Random,
+    *,
+    max_tables: int = 7,
+    plain_type_names: bool = False,
+    percent_in_names: bool = True,
 ) -> Schema:
     """Draw a schema: 2..max_tables tables, possibly a wide one, in one or two schemas."""
     hostile = rng.choice([0.0, 0.3, 0.6])
-    schema_namer = Namer(rng, hostile)
+
+    def new_namer() -> Namer:
+        return Namer(rng, hostile, percent=percent_in_names)
+
+    schema_namer = new_namer()
     schemas = ["public"]
     if rng.random() < 0.5:
         schemas.append(schema_namer.name("Sch"))
@@ -188,10 +196,10 @@ def generate_schema(
     ddl: list[sql.Composable] = [
         sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(s)) for s in schemas[1:]
     ]
-    type_ddl, extra_kinds = user_kinds(type_schema, quote_in_name=quote_in_type_name)
+    type_ddl, extra_kinds = user_kinds(type_schema, plain=plain_type_names)
     ddl += type_ddl
     kinds = builtin_kinds() + extra_kinds
-    relation_namers = {s: Namer(rng, hostile) for s in schemas}
+    relation_namers = {s: new_namer() for s in schemas}
     tables: list[Table] = []
     after_load: list[sql.Composable] = []
     count = rng.randrange(2, max_tables + 1)
@@ -202,7 +210,7 @@ def generate_schema(
         identity = rng.choice(_LAYOUT_IDENTITIES[layout])
         schema = rng.choice(schemas)
         namer = relation_namers[schema]
-        table = _table(rng, number, schema, namer, identity, layout, kinds, hostile)
+        table = _table(rng, number, schema, namer, identity, layout, kinds, new_namer())
         tables.append(table)
         ddl += _table_ddl(rng, table, namer)
         after_load += [
@@ -222,9 +230,8 @@ def _table(
     identity: Identity,
     layout: Layout,
     kinds: list[Kind],
-    hostile: float,
+    cols: Namer,
 ) -> Table:
-    cols = Namer(rng, hostile)
     by_label = {k.label: k for k in kinds}
     key_kinds = [by_label[label] for label in ("int8", "int4", "text", "uuid")]
     columns: list[Column] = []

@@ -311,11 +311,15 @@ def builtin_kinds() -> list[Kind]:
     ]
 
 
-def user_kinds(schema: str, *, quote_in_name: bool) -> tuple[list[sql.Composed], list[Kind]]:
-    """DDL for an enum, a domain and a composite type in `schema`, and their kinds."""
-    mood = sql.Identifier(schema, "Mood ënum")
-    posint = sql.Identifier(schema, "pos int")
-    pair = sql.Identifier(schema, 'pair "t"' if quote_in_name else "pair 't'")
+def user_kinds(schema: str, *, plain: bool) -> tuple[list[sql.Composed], list[Kind]]:
+    """DDL for an enum, a domain and a composite type in `schema`, and their kinds;
+    `plain`: in "public" under names that need no quoting."""
+    if plain:
+        mood, posint, pair = (sql.Identifier("public", n) for n in ("mood", "posint", "pair"))
+    else:
+        mood = sql.Identifier(schema, "Mood ënum")
+        posint = sql.Identifier(schema, "pos int")
+        pair = sql.Identifier(schema, 'pair "t"')
     ddl = [
         sql.SQL("CREATE TYPE {} AS ENUM ('sad', 'o''k', 'happy 表')").format(mood),
         sql.SQL("CREATE DOMAIN {} AS integer CHECK (VALUE > 0)").format(posint),

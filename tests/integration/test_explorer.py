@@ -1,0 +1,71 @@
+"""The seeded differential explorer (tests/explorer) on a few seeds per plugin: a random
+schema, workload and faults, `clone --follow` to the end position, source == target.
+
+The long run is by hand: `python -m tests.explorer --seeds 1-300 --plugin all`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pgferry.demo.clusters import LocalCluster
+from tests.explorer.runner import Clusters, Limits, Status, plan_seed, run_seed
+
+# Seeds picked for their coverage at a small cost (each runs in a few seconds here):
+# partitioned and inherited tables, FULL identity without a key, INCLUDE keys, TOAST,
+# a kill -9 and --resume, a terminated apply session.
+QUICK = {"test_decoding": (7, 12), "wal2json": (7, 14)}
+SLOW = range(20, 40)
+
+# CI bounds: a stuck run fails in minutes, as a HANG with its seed, not at the job's limit.
+CI_LIMITS = Limits(seed=240.0, apply_start=90.0, cutover=120.0)
+
+
+def _explore(
+    source: LocalCluster, target: LocalCluster, tmp_path: Path, seed: int, plugin: str
+) -> None:
+    result = run_seed(Clusters(source, target, tmp_path), seed, plugin, limits=CI_LIMITS)
+    assert result.status == Status.PASS, (
+        f"{result.line()}\n{result.detail}\nreplay: {result.replay}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("plugin", "seed"), [(plugin, seed) for plugin, seeds in QUICK.items() for seed in seeds]
+)
+def test_explorer_seed(
+    source_cluster: LocalCluster,
+    target_cluster: LocalCluster,
+    tmp_path: Path,
+    plugin: str,
+    seed: int,
+) -> None:
+    _explore(source_cluster, target_cluster, tmp_path, seed, plugin)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin", ["test_decoding", "wal2json"])
+@pytest.mark.parametrize("seed", SLOW)
+def test_explorer_more_seeds(
+    source_cluster: LocalCluster,
+    target_cluster: LocalCluster,
+    tmp_path: Path,
+    plugin: str,
+    seed: int,
+) -> None:
+    _explore(source_cluster, target_cluster, tmp_path, seed, plugin)
+
+
+def test_a_seed_is_a_plan() -> None:
+    """The same seed draws the same schema, workload and faults; the replay command
+    names everything that differs from the defaults."""
+    one, two = plan_seed(41, "wal2json"), plan_seed(41, "wal2json")
+    assert [t.describe() for t in one.schema.tables] == [t.describe() for t in two.schema.tables]
+    assert one.workload.label_counts() == two.workload.label_counts()
+    assert one.faults == two.faults
+    assert one.replay() == "python -m tests.explorer --seed 41 --plugin wal2json"
+    quiet = plan_seed(41, "wal2json", faults=False, txns=10, avoid=frozenset())
+    assert quiet.faults == [] and len(quiet.workload.txns) == 10
+    assert quiet.replay().endswith("--no-faults --txns 10 --avoid none")
