@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pgferry.cli.common import add_dir, add_source, add_target, resolve_conn, resolve_dir
-from pgferry.cli.env import env_value
+from pgferry.cli.common import (
+    add_dir,
+    add_source,
+    add_target,
+    resolve_dir,
+    resolve_optional_conn,
+)
 from pgferry.errors import InputError
-from pgferry.pg.conninfo import ConnInfo
 
 DEFAULT_WATCH_SECONDS = 2.0
 
@@ -67,13 +71,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def optional_conn(args: argparse.Namespace, role: str) -> ConnInfo | None:
-    """--source/--target or the environment; None when neither is given."""
-    if getattr(args, role, None) or env_value(f"{role.upper()}_PGURI"):
-        return resolve_conn(args, role)
-    return None
-
-
 def _interval(args: argparse.Namespace) -> float:
     if args.watch is not None and args.watch <= 0:
         raise InputError(
@@ -87,7 +84,9 @@ def handle_status(args: argparse.Namespace) -> int:
     from pgferry.ui.dashboard import render_status, show, watch
 
     workdir = resolve_dir(args)
-    servers = Servers(source=optional_conn(args, "source"), target=optional_conn(args, "target"))
+    servers = Servers(
+        source=resolve_optional_conn(args, "source"), target=resolve_optional_conn(args, "target")
+    )
     try:
 
         def build() -> dict[str, Any]:
@@ -115,7 +114,9 @@ def handle_cdc_status(args: argparse.Namespace) -> int:
     from pgferry.ui.dashboard import render_cdc_status, show, watch
 
     workdir = resolve_dir(args)
-    servers = Servers(source=optional_conn(args, "source"), target=optional_conn(args, "target"))
+    servers = Servers(
+        source=resolve_optional_conn(args, "source"), target=resolve_optional_conn(args, "target")
+    )
     try:
         if args.watch is None:
             report = cdc_status_report(workdir, servers=servers, sample_seconds=args.sample)
