@@ -314,7 +314,18 @@ def _drop_slot(ctx: Ctx) -> None:
         )
 
 
-def _role(cluster: LocalCluster, name: str, *grants: str) -> None:
+def _origin(ctx: Ctx, action: str) -> None:
+    with ctx.p.tgt_conn() as conn:
+        exists = conn.execute(
+            "SELECT count(*) FROM pg_replication_origin WHERE roname = 'pgferry'"
+        ).fetchone() == (1,)
+        if action == "create" and not exists:
+            conn.execute("SELECT pg_replication_origin_create('pgferry')")
+        elif action == "drop" and exists:
+            conn.execute("SELECT pg_replication_origin_drop('pgferry')")
+
+
+def _role(cluster: LocalCluster, name: str) -> None:
     with cluster.connect() as conn:
         conn.execute(
             sql.SQL(
@@ -653,6 +664,14 @@ CASES = [
         "replication slot pgferry already exists",
         setup=_slot,
         teardown=_drop_slot,
+    ),
+    Case(
+        "leftover-origin",
+        lambda c: c.clone("--follow"),
+        3,
+        "origin pgferry",
+        setup=lambda c: _origin(c, "create"),
+        teardown=lambda c: _origin(c, "drop"),
     ),
     # same source and target (3)
     Case(
