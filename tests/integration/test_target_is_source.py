@@ -3,6 +3,9 @@ two databases of one cluster are still a legitimate migration."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -172,3 +175,55 @@ def test_another_database_of_the_same_cluster_is_a_target(loaded: DbPair) -> Non
             assert conn.execute("SELECT count(*) FROM t").fetchone() == (ROWS,)
     finally:
         p.source.drop_database(other)
+
+
+class TcpProxy(threading.Thread):
+    """A TCP forwarder to a server: what a pooler or a DNS alias looks like from outside
+    (another address and port, the same server behind it)."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.upstream = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+
+    def run(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_the_source_behind_a_proxy_is_refused(loaded: DbPair) -> None:
+    p = loaded
+    before = _source_state(p)
+    proxy = TcpProxy(p.source.port)
+    proxy.start()
+    try:
+        behind = f"host=127.0.0.1 port={proxy.port} dbname={p.src_db} user={p.source.superuser}"
+        r = run_pgferry(
+            "clone", "--source", p.source_uri, "--target", behind, "--dir", str(p.workdir),
+            "--drop-if-exists", check=False,
+        )  # fmt: skip
+    finally:
+        proxy.close()
+    _assert_refused(r, before, p)
