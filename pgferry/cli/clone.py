@@ -275,7 +275,9 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
         not_consistent=args.not_consistent,
         snapshot=snapshot,
         use_copy_binary=args.use_copy_binary or env_bool("USE_COPY_BINARY"),
-        ignore_restore_errors=max(0, args.ignore_restore_errors),
+        ignore_restore_errors=positive(
+            "--ignore-restore-errors", args.ignore_restore_errors, low=0, high=1_000_000
+        ),
         maintenance_work_mem=env_value("MAINTENANCE_WORK_MEM") or "1GB",
         progress=not args.no_progress and not args.quiet,
         follow=args.follow,

@@ -373,6 +373,12 @@ CASES = [
     Case("restore-jobs-500", lambda c: c.clone("--restore-jobs", "500"), 3, "--restore-jobs"),
     Case("split-parts-0", lambda c: c.clone("--split-max-parts", "0"), 3, "--split-max-parts"),
     Case("split-parts-neg", lambda c: c.clone("--split-max-parts", "-2"), 3, "--split-max-parts"),
+    Case(
+        "ignore-errors-neg",
+        lambda c: c.clone("--ignore-restore-errors", "-1"),
+        3,
+        "--ignore-restore-errors must be between 0",
+    ),
     Case("split-size", lambda c: c.clone("--split-tables-larger-than", "10XB"), 3, "not a size"),
     Case("group-txns-0", lambda c: c.clone("--follow", "--group-txns", "0"), 3, "--group-txns"),
     Case("group-txns-abc", lambda c: c.clone("--follow", "--group-txns", "x"), 3, "invalid int"),
