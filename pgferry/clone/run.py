@@ -290,7 +290,8 @@ class Clone:
         from pgferry.ops.preflight.local import NOTHING_INCLUDED, include_only_matches_nothing
 
         relations = {QualifiedName(t.schema, t.name) for t in catalog.tables}
-        if include_only_matches_nothing(self.o.filters, relations):
+        schemas = {s.name for s in catalog.schemas}
+        if include_only_matches_nothing(self.o.filters, relations, schemas):
             raise InputError(*NOTHING_INCLUDED)
 
     def _target_written(self) -> bool:

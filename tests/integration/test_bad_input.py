@@ -581,7 +581,13 @@ CASES = [
         "filters-match-nothing",
         lambda c: c.clone("--filters", _filters_file(c, "[include-only-table]\npublic.nope\n")),
         3,
-        "matches a table on the source",
+        "matches the source: nothing would be copied",
+    ),
+    Case(
+        "filters-no-such-schema",
+        lambda c: c.clone("--filters", _filters_file(c, "[include-only-schema]\nnope\n")),
+        3,
+        "nothing would be copied",
     ),
     Case(
         "filters-match-nothing-no-preflight",

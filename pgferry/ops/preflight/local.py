@@ -73,7 +73,7 @@ def local_checks(
     report: Report, src: SourceFacts | None, filters: Filters, opts: PreflightOptions
 ) -> None:
     if src is not None and src.names is not None and not filters.is_empty():
-        if include_only_matches_nothing(filters, src.names.relations):
+        if include_only_matches_nothing(filters, src.names.relations, src.names.schemas):
             report.fail("local.filters_scope", *NOTHING_INCLUDED)
         unmatched = unmatched_filter_names(filters, src.names)
         if unmatched:
@@ -102,17 +102,22 @@ def local_checks(
 
 
 NOTHING_INCLUDED = (
-    "no name in [include-only-table] matches a table on the source: nothing would be copied",
+    "no name in the filters' [include-only-table] or [include-only-schema] section matches "
+    "the source: nothing would be copied",
     "check the spelling (schema.table; quote mixed-case names), or remove the section",
 )
 
 
-def include_only_matches_nothing(filters: Filters, relations: Collection[QualifiedName]) -> bool:
-    """An [include-only-table] section none of whose names is on the source: a clone
-    would copy nothing and report success, which no one means (a single name that
-    matches nothing among others is only a warning)."""
-    wanted = filters.include_only_table
-    return bool(wanted) and not any(name in relations for name in wanted)
+def include_only_matches_nothing(
+    filters: Filters, relations: Collection[QualifiedName], schemas: Collection[str]
+) -> bool:
+    """An include-only section none of whose names is on the source: a clone would copy
+    nothing and report success, which no one means (a single name that matches nothing
+    among others is only a warning)."""
+    tables, only_schemas = filters.include_only_table, filters.include_only_schema
+    if tables and not any(name in relations for name in tables):
+        return True
+    return bool(only_schemas) and not any(name in schemas for name in only_schemas)
 
 
 def _existing_parent(path: Path) -> Path:
