@@ -42,6 +42,12 @@ def mask_bytes(data: bytes) -> bytes:
     return bytes(out)
 
 
+def mask_cmdline(cmdline: bytes) -> bytes:
+    """/proc/PID/cmdline with every argument masked on its own: no span ever crosses the
+    NUL between two arguments (the kernel reads the layout from them)."""
+    return b"\0".join(mask_bytes(arg) for arg in cmdline.split(b"\0"))
+
+
 def mask_text(text: str, secrets: tuple[str, ...] = ()) -> str:
     """`text` with every possible password, and every known secret, replaced by ****."""
     for pattern in _TEXT_PATTERNS:
@@ -72,7 +78,7 @@ def hide_own_argv() -> bool:
     try:
         with open("/proc/self/cmdline", "rb") as f:
             shown = f.read()
-        masked = mask_bytes(shown)
+        masked = mask_cmdline(shown)
         if masked == shown:
             return True
         with open("/proc/self/stat", "rb") as f:
@@ -102,4 +108,4 @@ def own_argv_is_clean() -> bool:
             shown = f.read()
     except OSError:
         return sys.platform != "linux"
-    return mask_bytes(shown) == shown
+    return mask_cmdline(shown) == shown

@@ -76,3 +76,41 @@ def test_flags_are_never_abbreviated(flag: str, capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert "unrecognized arguments" in err
     assert PW not in err
+
+
+def test_the_command_line_is_rewritten_in_place() -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers.cli import REPO_ROOT
+
+    script = (
+        "import sys\n"
+        "from pgferry.pg.secrets import hide_own_argv, own_argv_is_clean\n"
+        "print(hide_own_argv(), own_argv_is_clean(), sys.argv[1:] == ARGS)\n"
+        "sys.stdout.write(open('/proc/self/cmdline', 'rb').read().decode())\n"
+    )
+    args = [
+        f"--source=postgresql://u:{PW}@h/db",
+        "--target",
+        f"host=h password={PW}",
+        f"postgresql://v:{PW}@h2/db2",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", script.replace("ARGS", repr(args)), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=True,
+    )
+    first, shown = done.stdout.split("\n", 1)
+    assert first == "True True True"  # ps shows no password; Python still has it
+    assert PW not in shown
+    # Each argument masked on its own: the NULs between them (the layout) stay.
+    assert shown.split("\0")[-5:] == [
+        "--source=postgresql://u:*********@h/db",
+        "--target",
+        "host=h password=*********",
+        "postgresql://v:*********@h2/db2",
+        "",
+    ]
