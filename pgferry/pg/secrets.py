@@ -15,29 +15,62 @@ import os
 import re
 import sys
 
-# Each pattern's group 1 is the secret.
-_KEYWORD = rb"password\s*=\s*('(?:[^'\\]|\\.)*'?|(?:[^\s'\\]|\\.)+)"
-_QUERY = rb"[?&]password=([^&\s]*)"
-_USERINFO = rb"(?:^|(?<=[\s/\"'=]))[^\s:/@\"'=]*:(?!//)([^\s]*)@"
-_PATTERNS = tuple(re.compile(p, re.IGNORECASE) for p in (_KEYWORD, _QUERY, _USERINFO))
-_TEXT_PATTERNS = tuple(re.compile(p.decode(), re.IGNORECASE) for p in (_KEYWORD, _QUERY, _USERINFO))
+# Each pattern's group 1 is the secret; both start at the literal word `password`.
+_KEYWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'?|(?:[^\s'\\]|\\.)+)", re.I)
+_QUERY = re.compile(r"[?&]password=([^&\s]*)", re.I)
+_RUN = re.compile(r"\S+")
+_USER_START = frozenset("/\"'=")  # a user name in `user:password@` starts after one of these
 MASK = "****"
 
 
-def secret_spans(data: bytes) -> list[tuple[int, int]]:
-    """The [start, end) byte ranges of `data` that may be a password."""
-    spans = []
-    for pattern in _PATTERNS:
-        for match in pattern.finditer(data):
-            if match.end(1) > match.start(1):
-                spans.append((match.start(1), match.end(1)))
-    return spans
+def _userinfo_span(run: str) -> tuple[int, int] | None:
+    """The password in `user:password@` within one whitespace-free run: from the first
+    ':' that ends a user name (started at the run's start or after / " ' =, holding no
+    ':' or '@', and not a scheme's `://`) to the run's last '@'. One pass, no regex: a
+    pattern for this backtracks quadratically on long runs of log text."""
+    at = run.rfind("@")
+    if at <= 0:
+        return None
+    user_from: int | None = 0
+    for i in range(at):
+        ch = run[i]
+        if ch in _USER_START:
+            user_from = i + 1
+        elif ch == "@":
+            user_from = None
+        elif ch == ":":
+            if user_from is not None and not run.startswith("//", i + 1):
+                return (i + 1, at) if i + 1 < at else None
+            user_from = None
+    return None
+
+
+def secret_spans(text: str) -> list[tuple[int, int]]:
+    """The [start, end) ranges of `text` that may be a password, in order, not overlapping."""
+    spans = [
+        (m.start(1), m.end(1))
+        for pattern in (_KEYWORD, _QUERY)
+        for m in pattern.finditer(text)
+        if m.end(1) > m.start(1)
+    ]
+    if "@" in text:
+        for m in _RUN.finditer(text):
+            span = _userinfo_span(m.group())
+            if span is not None:
+                spans.append((m.start() + span[0], m.start() + span[1]))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def mask_bytes(data: bytes) -> bytes:
     """`data` with every possible password overwritten by '*': the same length."""
     out = bytearray(data)
-    for start, end in secret_spans(data):
+    for start, end in secret_spans(data.decode("latin-1")):  # one char per byte
         out[start:end] = b"*" * (end - start)
     return bytes(out)
 
@@ -50,20 +83,12 @@ def mask_cmdline(cmdline: bytes) -> bytes:
 
 def mask_text(text: str, secrets: tuple[str, ...] = ()) -> str:
     """`text` with every possible password, and every known secret, replaced by ****."""
-    for pattern in _TEXT_PATTERNS:
-        text = pattern.sub(_masked_group, text)
+    for start, end in reversed(secret_spans(text)):
+        text = text[:start] + MASK + text[end:]
     for secret in secrets:
         if secret:
             text = text.replace(secret, MASK)
     return text
-
-
-def _masked_group(match: re.Match[str]) -> str:
-    whole, offset = match.group(0), match.start(0)
-    start, end = match.start(1) - offset, match.end(1) - offset
-    if start == end:
-        return whole
-    return whole[:start] + MASK + whole[end:]
 
 
 def hide_own_argv() -> bool:
