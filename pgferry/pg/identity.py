@@ -72,7 +72,8 @@ def read_identity(conn: psycopg.Connection[Any]) -> DatabaseIdentity:
                 cur.execute(_SYSTEM_ID_QUERY)
                 sysrow = cur.fetchone()
             system_identifier = int(sysrow[0]) if sysrow else None
-        except psycopg.errors.InsufficientPrivilege:
+        except psycopg.Error:
+            # Revoked, or not offered by a managed service (Aurora): the start time decides.
             system_identifier = None
     if not conn.autocommit:
         conn.rollback()

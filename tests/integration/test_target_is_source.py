@@ -227,3 +227,24 @@ def test_the_source_behind_a_proxy_is_refused(loaded: DbPair) -> None:
     finally:
         proxy.close()
     _assert_refused(r, before, p)
+
+
+def test_refused_where_pg_control_system_is_not_allowed(loaded: DbPair) -> None:
+    """Managed services may hide pg_control_system(): the server's start time decides."""
+    p = loaded
+    with p.src_conn() as conn:
+        conn.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ferry_plain') "
+            "THEN CREATE ROLE ferry_plain LOGIN; END IF; END $$;"
+            "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC;"
+            "GRANT SELECT ON t TO ferry_plain"
+        )
+    before = _source_state(p)
+    c = p.source
+    plain = f"host={c.socket_dir} port={c.port} dbname={p.src_db} user=ferry_plain"
+    r = run_pgferry(
+        "follow", "--source", c.uri(p.src_db, user="ferry_plain"), "--target", plain,
+        "--dir", str(p.workdir), check=False,
+    )  # fmt: skip
+    _assert_refused(r, before, p)
+    assert "started at" in r.stderr  # no system identifier to name
