@@ -677,3 +677,32 @@ def test_wal2json_type_named_with_a_double_quote(dbpair: DbPair) -> None:
     cutover(p, proc)
     _equal(p)
     _cleanup(p)
+
+
+def test_names_with_percent_signs(dbpair: DbPair) -> None:
+    """psycopg reads `%b` or `%s` in a query's text as a placeholder, quoted names
+    included: tables and columns named with `%` are copied, followed, verified (quick at
+    the cutover, then --full). Found by the explorer."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            'CREATE SCHEMA "s%s";'
+            'CREATE TABLE "s%s"."t%b" (id int PRIMARY KEY, "v%t" text, "%%" int);'
+            'INSERT INTO "s%s"."t%b" SELECT g, \'v\', g FROM generate_series(1, 300) g;'
+            'CREATE TABLE "100%" (a int, b text);'
+            'ALTER TABLE "100%" REPLICA IDENTITY FULL;'
+            "INSERT INTO \"100%\" SELECT g, '%s' FROM generate_series(1, 50) g"
+        )
+    proc = _started(p)
+    with p.src_conn() as conn:
+        conn.execute('UPDATE "s%s"."t%b" SET "v%t" = \'%b\' WHERE id <= 30')
+        conn.execute('DELETE FROM "s%s"."t%b" WHERE id > 290')
+        conn.execute("UPDATE \"100%\" SET b = '50%' WHERE a <= 5")
+        conn.execute('DELETE FROM "100%" WHERE a > 45')
+    cutover(p, proc)
+    _equal(p)
+    result = run_pgferry(
+        "verify", "--full", "--source", p.source_uri, "--target", p.target_uri, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    _cleanup(p)

@@ -140,3 +140,20 @@ def test_apply_insert_carrying_the_origin_setup() -> None:
     )
     assert "$3::pg_lsn" in origin_setup_sql(3) and "$5::pg_lsn" in origin_setup_sql(3)
     assert insert_origin_sql(table, ("Id", "v v")) is text  # cached per column list
+
+
+def test_names_with_percent_signs_survive_parameters() -> None:
+    """psycopg reads %b or %s anywhere in a query run with parameters as a placeholder:
+    with_params doubles the % of names and literals, never of the SQL's own %s."""
+    from psycopg import sql
+
+    from pgferry.pg.query import with_params
+
+    query = sql.SQL("SELECT {}, {} FROM {} WHERE x = %s").format(
+        sql.Identifier("v%t"), sql.Literal("50%"), sql.Identifier("s%s", "t%b")
+    )
+    assert with_params(query).as_string(None) == (
+        """SELECT "v%%t", '50%%' FROM "s%%s"."t%%b" WHERE x = %s"""
+    )
+    plain = sql.SQL("SELECT 1 WHERE x = %s")
+    assert with_params(plain) is plain

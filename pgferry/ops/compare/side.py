@@ -27,6 +27,7 @@ from pgferry.ops.compare.sqltext import (
     sequence_query,
 )
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.query import with_params
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,9 @@ class _Side:
         conn = self._worker_conn()
         self._spend(conn, relations)
         with _savepoint(conn):
-            return conn.execute(query, params).fetchall()
+            if params is None:
+                return conn.execute(query).fetchall()
+            return conn.execute(with_params(query), params).fetchall()
 
     def _spend(self, conn: psycopg.Connection[Any], relations: int) -> None:
         """Start a new transaction on the shared snapshot once LOCK_BUDGET is spent (not
