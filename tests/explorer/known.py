@@ -16,6 +16,12 @@ KNOWN: dict[str, str] = {
         '("type":""Sch1"."pos int""): invalid JSON, and pgferry stops with "invalid '
         'wal2json message"; avoided under wal2json by plain type names in "public"'
     ),
+    "sentinel-stale-when-idle": (
+        "apply records its position in the sentinel at most twice a second and only when "
+        "it applies something: the last transactions before a quiet spell stay unrecorded "
+        "(replay_lsn, cdc-status) until more changes come; avoided by waiting on the "
+        "target's replication origin instead of the sentinel"
+    ),
     "verify-percent-name": (
         "pgferry's verify (run at the cutover) fails on a table whose name holds '%' "
         "(psycopg reads it as a placeholder: \"only '%s', '%b', '%t' are allowed as "

@@ -470,7 +470,7 @@ class SeedRun:
             mark = row[0] if row else "0/0"
         deadline = time.monotonic() + self.left(self.limits.apply_start)
         while time.monotonic() < deadline:
-            if lsn(sentinel(self.workdir).get("replay_lsn")) >= lsn(mark):
+            if self._applied() >= lsn(mark):
                 self.applying = True
                 return
             self._check_running("waiting for apply to start")
@@ -478,8 +478,28 @@ class SeedRun:
         raise Outcome(
             Status.HANG,
             f"apply did not reach {mark} within {self.limits.apply_start:.0f} s "
-            f"(sentinel {sentinel(self.workdir)}; {self.ferry.process_state()})",
+            f"(sentinel {sentinel(self.workdir)}; origin {self._origin_progress()}; "
+            f"{self.ferry.process_state()})",
         )
+
+    def _applied(self) -> int:
+        """The applied position: the sentinel's, or the target origin's (the truth) when
+        the sentinel's staleness is avoided."""
+        if "sentinel-stale-when-idle" in self.plan.avoid:
+            return lsn(self._origin_progress())
+        return lsn(sentinel(self.workdir).get("replay_lsn"))
+
+    def _origin_progress(self) -> str | None:
+        try:
+            with self.clusters.target.connect(self.tgt_db) as conn:
+                row = conn.execute(
+                    "SELECT pg_replication_origin_progress(roname, false)::text"
+                    " FROM pg_replication_origin WHERE roname = %s",
+                    (self.origin,),
+                ).fetchone()
+        except psycopg.Error:
+            return None  # not created yet, or the target is restarting
+        return row[0] if row else None
 
     def _wait_sentinel(self) -> None:
         """Until pgferry has recorded its start position (stop-cdc needs the sentinel)."""
