@@ -371,7 +371,7 @@ def test_wal2json_type_name_with_a_double_quote() -> None:
     message = (
         '{"action":"I","xid":7,"schema":"public","table":"qt","columns":['
         '{"name":"id","type":"integer","value":1},'
-        '{"name":"p","type":"public."pair ""t""\"","value":' + json.dumps(value) + "},"
+        '{"name":"p","type":"public."pair ""t"""","value":' + json.dumps(value) + "},"
         '{"name":"note","type":"text","value":' + json.dumps('x","value":') + "}]}"
     ).encode()
     for _ in range(2):  # the second time, no remembered layout gets in the way
