@@ -21,7 +21,7 @@ from pgferry.cdc.protocol import create_slot, current_wal_lsn
 from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
 from pgferry.clone.maintenance import read_sequence, set_sequence
 from pgferry.clone.snapshot import Snapshot
-from pgferry.errors import InputError, Interrupted, StepFailed
+from pgferry.errors import InputError, Interrupted, StepFailed, from_os_error
 from pgferry.faults import crash_point
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
@@ -252,6 +252,9 @@ class Cdc:
     def _received(self) -> int:
         r = self.receiver
         if r is not None and r.error is not None:
+            problem = from_os_error(r.error)
+            if problem is not None:
+                raise problem from None
             raise StepFailed(f"receiving changes failed: {' '.join(str(r.error).split())}")
         return r.durable if r is not None else 0
 

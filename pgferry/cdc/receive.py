@@ -25,6 +25,7 @@ from pgferry.cdc.decode import (
 )
 from pgferry.cdc.protocol import Keepalive, ReplicationStream, XLogData
 from pgferry.cdc.spool import SpoolWriter
+from pgferry.errors import from_os_error
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none
 from pgferry.state.store import StateStore
@@ -105,6 +106,8 @@ class Receiver(threading.Thread):
                     self._stream(writer)
                     attempt = 0
                 except (psycopg.OperationalError, OSError) as exc:
+                    if from_os_error(exc) is not None:
+                        raise  # the local disk, not the connection: retrying cannot help
                     if self._streamed:
                         attempt = 0  # it had streamed: a new loss, not the same one again
                     # Start again right after the last complete transaction received,
@@ -124,7 +127,8 @@ class Receiver(threading.Thread):
                         break
         except BaseException as exc:  # reported by whoever waits on us
             self.error = exc
-            log.error("receiving changes failed: %s", " ".join(str(exc).split()))
+            if from_os_error(exc) is None:  # a local disk problem is reported once, above
+                log.error("receiving changes failed: %s", " ".join(str(exc).split()))
         finally:
             try:
                 self.durable = max(self.durable, writer.flush())

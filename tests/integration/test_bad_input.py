@@ -849,6 +849,7 @@ def test_disk_fills_up_during_cdc_then_resume(small_source: DbPair, tmp_path: Pa
         assert "Traceback" not in err
         assert "no space left on the device" in _problem_lines(err)[-1]
         assert "fix:" in _problem_lines(err)[-1]
+        assert len(_problem_lines(err)) == 1, err  # said once, not by each thread too
         subprocess.run(["mount", "-o", "remount,size=256m", str(small)], check=True)
         proc = start_pgferry(*args, "--resume")
         wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
