@@ -17,6 +17,7 @@ from pathlib import Path
 from pgferry.demo.clusters import LocalCluster
 from tests.explorer.known import KNOWN, parse_avoid
 from tests.explorer.runner import PLUGINS, Clusters, Limits, SeedResult, Status, run_seed
+from tests.helpers.cli import REPO_ROOT
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -50,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
         default=frozenset(KNOWN),
         help="known issues to steer around: all (default), none, or names: " + ", ".join(KNOWN),
     )
+    parser.add_argument(
+        "--pgferry",
+        type=Path,
+        default=REPO_ROOT,
+        metavar="DIR",
+        help="run the pgferry package found in DIR (e.g. an older commit's, from git "
+        "archive) instead of this checkout's",
+    )
     parser.add_argument("--seed-timeout", type=float, default=Limits.seed, help="seconds")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every detail")
     args = parser.parse_args(argv)
@@ -76,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                     limits=limits,
                     keep=args.keep,
                     avoid=args.avoid,
+                    pgferry_root=args.pgferry,
                 )
                 results.append(result)
                 print(result.line(), flush=True)

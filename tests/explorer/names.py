@@ -35,10 +35,9 @@ def truncate_bytes(text: str, limit: int = MAX_BYTES) -> str:
 class Namer:
     """Hands out identifiers that never repeat in one namespace (a schema or a table)."""
 
-    def __init__(self, rng: random.Random, hostile: float, *, percent: bool = True) -> None:
-        """`hostile`: the share of hostile names; `percent`: whether they may hold '%'."""
+    def __init__(self, rng: random.Random, hostile: float) -> None:
+        """`hostile`: the share of hostile names among those handed out."""
         self.rng, self.hostile, self.used = rng, hostile, set[str]()
-        self.percent = percent
 
     def name(self, stem: str) -> str:
         """A new name: `stem` and a number, possibly dressed up as a hostile one."""
@@ -54,8 +53,6 @@ class Namer:
             candidate = truncate_bytes(f"{stem}{number} {self.rng.choice(_HOSTILE)}")
         else:
             candidate = f"{stem}{number}"
-        if not self.percent:
-            candidate = candidate.replace("%", "")
         while candidate in self.used:
             candidate = truncate_bytes(f"{number}{candidate}")
         self.used.add(candidate)

@@ -180,13 +180,12 @@ def generate_schema(
     *,
     max_tables: int = 7,
     plain_type_names: bool = False,
-    percent_in_names: bool = True,
 ) -> Schema:
     """Draw a schema: 2..max_tables tables, possibly a wide one, in one or two schemas."""
     hostile = rng.choice([0.0, 0.3, 0.6])
 
     def new_namer() -> Namer:
-        return Namer(rng, hostile, percent=percent_in_names)
+        return Namer(rng, hostile)
 
     schema_namer = new_namer()
     schemas = ["public"]
