@@ -14,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -187,6 +188,7 @@ class Ferry:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=full_env,
+                cwd=self.root,  # python -m puts the working directory first on sys.path
                 start_new_session=True,
             )
 
@@ -267,6 +269,8 @@ class SeedRun:
         self.deadline = time.monotonic() + self.limits.seed
         self.crash_pending = False
         self.documented_stops = 0  # stops pgferry documents as fixed by --resume
+        self.threads: list[threading.Thread] = []  # faults injected from other threads
+        self.thread_errors: list[str] = []
 
     @property
     def source_uri(self) -> str:
@@ -454,19 +458,25 @@ class SeedRun:
             self.crash_pending = False
             self.ferry.resume()
         elif fault.kind == FaultKind.WALSENDER:
-            with self.clusters.source.connect() as admin:
-                admin.execute(
-                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
-                    " WHERE slot_name = %s AND active_pid IS NOT NULL",
-                    (self.slot,),
-                )
+            # Later, from another thread: the walsender dies while the workload's next
+            # transactions stream, not while everything is quiet.
+            self._later(
+                fault.arg * 0.3,
+                self.clusters.source,
+                "postgres",
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+                " WHERE slot_name = %s AND active_pid IS NOT NULL",
+                self.slot,
+            )
         elif fault.kind == FaultKind.APPLY_SESSION:
-            with self.clusters.target.connect() as admin:
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND application_name LIKE 'pgferry%%'",
-                    (self.tgt_db,),
-                )
+            self._later(
+                fault.arg * 0.3,
+                self.clusters.target,
+                "postgres",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND application_name LIKE 'pgferry%%'",
+                self.tgt_db,
+            )
         elif fault.kind == FaultKind.SOURCE_RESTART:
             conn.close()
             self.clusters.source.stop("fast")
@@ -476,6 +486,21 @@ class SeedRun:
             self.clusters.target.stop("immediate" if fault.arg < 0.5 else "fast")
             self.clusters.target.start()
         return conn
+
+    def _later(self, delay: float, cluster: LocalCluster, db: str, query: str, param: str) -> None:
+        """Run `query` on `cluster` after `delay` seconds, in a thread of its own."""
+
+        def run() -> None:
+            time.sleep(delay)
+            try:
+                with cluster.connect(db) as admin:
+                    admin.execute(query, (param,))
+            except psycopg.Error as exc:
+                self.thread_errors.append(f"fault query failed: {exc}")
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.threads.append(thread)
 
     def _wait_applying(self) -> None:
         """Until apply has applied a change made now (the copy is over)."""
@@ -534,6 +559,10 @@ class SeedRun:
     # -- the end --------------------------------------------------------------------------
 
     def _cutover(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=30)
+        if self.thread_errors:
+            raise Outcome(Status.ERROR, "\n".join(self.thread_errors))
         self._check_running("before the cutover")
         self._wait_sentinel()
         result = run_pgferry(
