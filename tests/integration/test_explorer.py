@@ -13,10 +13,16 @@ import pytest
 from pgferry.demo.clusters import LocalCluster
 from tests.explorer.runner import Clusters, Limits, Status, plan_seed, run_seed
 
-# Seeds picked for their coverage at a small cost (each runs in a few seconds here):
-# partitioned and inherited tables, FULL identity without a key, INCLUDE keys, TOAST,
-# a kill -9 and --resume, a terminated apply session.
-QUICK = {"test_decoding": (7, 12), "wal2json": (7, 14)}
+# Seeds picked for their coverage at a small cost (5-10 s each here), each of which failed
+# on the code before issue 9's fixes (python -m tests.explorer --pgferry OLD_CHECKOUT):
+#   5: every identity (INCLUDE keys, USING INDEX with INCLUDE, FULL with and without a
+#      key), inheritance, list/range/two-level partitions; an apply session terminated
+#   9: the workload starts before the slot; the walsender terminated twice
+#  15: a two-level partitioned table, a walsender terminated, the source restarted
+#  10: kill -9 and --resume, a walsender terminated, the target restarted (immediate)
+#  12: INCLUDE keys, inheritance; a walsender terminated while the workload streams
+#  24: kill -9 and --resume, the source restarted
+QUICK = {"test_decoding": (5, 9, 15), "wal2json": (10, 12, 24)}
 SLOW = range(20, 40)
 
 # CI bounds: a stuck run fails in minutes, as a HANG with its seed, not at the job's limit.
