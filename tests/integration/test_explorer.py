@@ -14,7 +14,7 @@ from pgferry.demo.clusters import LocalCluster
 from tests.explorer.runner import Clusters, Limits, Status, plan_seed, run_seed
 
 # Seeds picked for their coverage at a small cost (5-10 s each here), each of which failed
-# on the code before issue 9's fixes (python -m tests.explorer --pgferry OLD_CHECKOUT):
+# or hung on the code before issue 9's fixes (python -m tests.explorer --pgferry OLD):
 #   5: every identity (INCLUDE keys, USING INDEX with INCLUDE, FULL with and without a
 #      key), inheritance, list/range/two-level partitions; an apply session terminated
 #   9: the workload starts before the slot; the walsender terminated twice
