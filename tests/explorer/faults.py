@@ -11,6 +11,7 @@ from enum import StrEnum
 class FaultKind(StrEnum):
     KILL = "kill9"  # kill -9 of pgferry (and its children), then --resume
     CRASH_AFTER_COMMITS = "crash-after-commits"  # PGFERRY_TEST_CRASH_AFTER_COMMITS=N
+    CRASH_AT_SETUP = "crash-at-cdc-setup"  # PGFERRY_TEST_CRASH_AT=cdc-setup
     KILL_AT_CUTOVER = "kill9-cutover"  # kill -9 after stop-cdc, then --resume
     WALSENDER = "walsender"  # pg_terminate_backend of the slot's walsender on the source
     APPLY_SESSION = "apply-session"  # pg_terminate_backend of pgferry's target sessions
@@ -49,6 +50,8 @@ class Fault:
             return f"{self.kind}+{self.arg:.1f}s"
         if self.kind == FaultKind.CRASH_AFTER_COMMITS:
             return f"{self.kind}={int(self.arg)}"
+        if self.kind == FaultKind.CRASH_AT_SETUP:
+            return str(self.kind)
         return f"{self.kind}@{self.step}"
 
 
@@ -78,3 +81,11 @@ def generate_faults(rng: random.Random, steps: int) -> list[Fault]:
             seen_crash = True
         unique.append(fault)
     return sorted(unique, key=lambda f: f.step)
+
+
+def maybe_crash_at_setup(seed: int) -> list[Fault]:
+    """One seed in twenty dies between creating the slot and recording it (a stream of
+    its own, so that adding it left every other seed's faults as they were)."""
+    if random.Random(seed * 7_919 + 3).random() < 0.05:
+        return [Fault(FaultKind.CRASH_AT_SETUP, 0, 0.0)]
+    return []

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -24,7 +25,13 @@ import psycopg
 from psycopg import sql
 
 from pgferry.demo.clusters import LocalCluster
-from tests.explorer.faults import NEEDS_APPLY, Fault, FaultKind, generate_faults
+from tests.explorer.faults import (
+    NEEDS_APPLY,
+    Fault,
+    FaultKind,
+    generate_faults,
+    maybe_crash_at_setup,
+)
 from tests.explorer.known import KNOWN
 from tests.explorer.schema import Schema, generate_schema
 from tests.explorer.values import ValueContext
@@ -38,6 +45,8 @@ TICK_TABLE = sql.Identifier("public", "explorer tick")
 # pgferry's stop when a table was truncated after the snapshot, before its copy began
 # (TRUNCATE is not MVCC-safe): --resume copies it again under a new snapshot.
 RESUMABLE_STOP = "was truncated or rewritten on the source after the copy's snapshot"
+# --resume of a run killed before it recorded anything.
+NOTHING_TO_RESUME = "holds no migration to resume"
 
 
 class Status(StrEnum):
@@ -105,7 +114,7 @@ def plan_seed(
     )
     # The faults have their own stream: --no-faults leaves the schema and workload alone.
     fault_rng = random.Random(seed * 1_000_003 + 7)
-    drawn_faults = generate_faults(fault_rng, len(workload.txns))
+    drawn_faults = generate_faults(fault_rng, len(workload.txns)) + maybe_crash_at_setup(seed)
     group = fault_rng.choice([1, 1, 4, 32])
     early = fault_rng.random() < 0.15
     return Plan(
@@ -268,7 +277,8 @@ class SeedRun:
         self.changes = 0
         self.deadline = time.monotonic() + self.limits.seed
         self.crash_pending = False
-        self.documented_stops = 0  # stops pgferry documents as fixed by --resume
+        # What happened besides the planned faults: documented stops, deadlocks.
+        self.notes: Counter[str] = Counter()
         self.threads: list[threading.Thread] = []  # faults injected from other threads
         self.thread_errors: list[str] = []
 
@@ -343,11 +353,7 @@ class SeedRun:
             len(self.plan.schema.tables),
             self.changes,
             [f.describe() for f in self.plan.faults]
-            + (
-                [f"truncated-in-copy-resume×{self.documented_stops}"]
-                if self.documented_stops
-                else []
-            ),
+            + [f"{note}×{n}" for note, n in sorted(self.notes.items()) if n],
             time.monotonic() - started,
             detail,
             self.plan.replay(),
@@ -389,6 +395,9 @@ class SeedRun:
         if crash:
             env["PGFERRY_TEST_CRASH_AFTER_COMMITS"] = str(int(crash[0].arg))
             self.crash_pending = True
+        if any(f.kind == FaultKind.CRASH_AT_SETUP for f in self.plan.faults):
+            env["PGFERRY_TEST_CRASH_AT"] = "cdc-setup"
+            self.crash_pending = True
         self.ferry.start(env=env)
         if not self.plan.early_workload:
             self._wait_sentinel()  # else the workload may all land in the copy, not in CDC
@@ -398,6 +407,7 @@ class SeedRun:
                 for fault in self.plan.faults:
                     if fault.step == step and fault.kind not in (
                         FaultKind.CRASH_AFTER_COMMITS,
+                        FaultKind.CRASH_AT_SETUP,
                         FaultKind.KILL_AT_CUTOVER,
                     ):
                         conn = self._inject(fault, conn)
@@ -413,6 +423,12 @@ class SeedRun:
     def _run_workload_txn(self, conn: psycopg.Connection, txn: Txn) -> int:
         try:
             return run_txn(conn, txn)
+        except psycopg.errors.DeadlockDetected:
+            # A TRUNCATE against the copy's locks (taken one table at a time in its
+            # snapshot transaction): the source's transaction is the one aborted, as an
+            # application's would be. Counted, not the generator's fault.
+            self.notes["source-deadlock"] += 1
+            return 0
         except psycopg.errors.QueryCanceled as exc:
             raise Outcome(
                 Status.HANG,
@@ -436,14 +452,24 @@ class SeedRun:
             self.crash_pending = False  # PGFERRY_TEST_CRASH_AFTER_COMMITS fired
             self.ferry.resume()
             return True
+        output = self.ferry.last_run()
         if (
             rc == 1
-            and self.documented_stops < 3
-            and any(RESUMABLE_STOP in line for line in self.ferry.last_run())
+            and self.notes["truncated-in-copy-resume"] < 3
+            and any(RESUMABLE_STOP in line for line in output)
         ):
             # A table truncated during its copy: pgferry stops and says to --resume.
-            self.documented_stops += 1
+            self.notes["truncated-in-copy-resume"] += 1
             self.ferry.resume()
+            return True
+        if (
+            rc == 3
+            and not self.notes["fresh-start"]
+            and any(NOTHING_TO_RESUME in line for line in output)
+        ):
+            # Killed before it recorded anything: as its message says, start anew.
+            self.notes["fresh-start"] += 1
+            self.ferry.start()
             return True
         return False
 
@@ -565,16 +591,19 @@ class SeedRun:
             raise Outcome(Status.ERROR, "\n".join(self.thread_errors))
         self._check_running("before the cutover")
         self._wait_sentinel()
-        result = run_pgferry(
-            "stop-cdc",
-            "--yes",
-            "--dir",
-            str(self.workdir),
-            "--source",
-            self.source_uri,
-            check=False,
-            timeout=self.left(60),
-        )
+        try:
+            result = run_pgferry(
+                "stop-cdc",
+                "--yes",
+                "--dir",
+                str(self.workdir),
+                "--source",
+                self.source_uri,
+                check=False,
+                timeout=max(5.0, self.left(60)),
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise Outcome(Status.HANG, f"stop-cdc did not return: {exc}") from exc
         if result.returncode != 0:
             raise Outcome(Status.FAIL, f"stop-cdc failed: {result.stderr.strip()[-2000:]}")
         for fault in self.plan.faults:

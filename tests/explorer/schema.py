@@ -139,8 +139,8 @@ class Schema:
     schemas: list[str]
     tables: list[Table]
     sequences: list[sql.Identifier]
-    ddl: list[sql.Composable]
-    after_load: list[sql.Composable]  # run once the initial rows are in (drop columns)
+    ddl: list[sql.Composed]
+    after_load: list[sql.Composed]  # run once the initial rows are in (drop columns)
 
 
 def key_value(kind: Kind, n: int) -> str:
@@ -192,7 +192,7 @@ def generate_schema(
     if rng.random() < 0.5:
         schemas.append(schema_namer.name("Sch"))
     type_schema = schemas[-1]
-    ddl: list[sql.Composable] = [
+    ddl: list[sql.Composed] = [
         sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(s)) for s in schemas[1:]
     ]
     type_ddl, extra_kinds = user_kinds(type_schema, plain=plain_type_names)
@@ -200,7 +200,7 @@ def generate_schema(
     kinds = builtin_kinds() + extra_kinds
     relation_namers = {s: new_namer() for s in schemas}
     tables: list[Table] = []
-    after_load: list[sql.Composable] = []
+    after_load: list[sql.Composed] = []
     count = rng.randrange(2, max_tables + 1)
     for number in range(1, count + 1):
         layout = rng.choices(list(Layout), weights=[6, 2, 1, 1, 1, 2, 1 if number == count else 0])[
@@ -308,13 +308,13 @@ def _primary_key(table: Table) -> sql.Composable | None:
     return text
 
 
-def _table_ddl(rng: random.Random, table: Table, namer: Namer) -> list[sql.Composable]:
+def _table_ddl(rng: random.Random, table: Table, namer: Namer) -> list[sql.Composed]:
     parts = [_column_ddl(table, c) for c in table.columns]
     pk = _primary_key(table)
     if pk is not None:
         parts.append(pk)
     body = sql.SQL(", ").join(parts)
-    ddl: list[sql.Composable] = []
+    ddl: list[sql.Composed] = []
     if table.layout in PARTITIONED:
         assert table.part is not None
         ddl.append(
@@ -348,7 +348,7 @@ def _table_ddl(rng: random.Random, table: Table, namer: Namer) -> list[sql.Compo
         Identity.PK_AND_USING_INDEX,
     ):
         index = sql.Identifier(namer.name("ix"))
-        include = sql.SQL("")
+        include: sql.Composable = sql.SQL("")
         if table.identity == Identity.USING_INDEX_INCLUDE:
             include = sql.SQL(" INCLUDE ({})").format(_idents(table.included))
         ddl.append(
@@ -372,12 +372,12 @@ def _table_ddl(rng: random.Random, table: Table, namer: Namer) -> list[sql.Compo
     return ddl
 
 
-def _partitions(table: Table, namer: Namer) -> list[sql.Composable]:
+def _partitions(table: Table, namer: Namer) -> list[sql.Composed]:
     """Partitions of `table`; `table.leaves` gets the ones that hold rows."""
 
     def child(
         bounds: str, *, leaf: bool = True, sub: sql.Composable | None = None
-    ) -> tuple[str, sql.Composable]:
+    ) -> tuple[str, sql.Composed]:
         name = namer.name("part")
         if leaf:
             table.leaves.append(name)
@@ -385,7 +385,7 @@ def _partitions(table: Table, namer: Namer) -> list[sql.Composable]:
             sql.Identifier(table.schema, name), table.ident, sql.SQL(bounds), sub or sql.SQL("")
         )
 
-    ddl: list[sql.Composable] = []
+    ddl: list[sql.Composed] = []
     if table.layout == Layout.LIST:
         ddl += [
             child("FOR VALUES IN (0, 1)")[1],
