@@ -630,11 +630,11 @@ class SeedRun:
                 continue
             if rc != 0:
                 detail = f"pgferry exited with code {rc} at the cutover:\n{self.ferry.errors()}"
-                if any("cutover point reached" in line for line in self.ferry.last_run()):
-                    problems = database_differences(self.source_uri, self.target_uri)
-                    detail += "\nthe explorer's own comparison: " + (
-                        "\n".join(problems) if problems else "source and target are equal"
-                    )
+                # Its own verify may be what failed: say whether the data agrees.
+                problems = database_differences(self.source_uri, self.target_uri)
+                detail += "\nthe explorer's own comparison: " + (
+                    "\n".join(problems) if problems else "source and target are equal"
+                )
                 raise Outcome(Status.FAIL, detail)
             return
 
