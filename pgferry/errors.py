@@ -65,6 +65,11 @@ class StepFailed(PgferryError):
     exit_code = ExitCode.FAILED
 
 
+class TableRewritten(StepFailed):
+    """A table was truncated or rewritten on the source after the copy's snapshot: its
+    copy must be taken again under a newer snapshot."""
+
+
 class Interrupted(PgferryError):
     exit_code = ExitCode.INTERRUPTED
 

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from psycopg import sql
+
 from pgferry import log as pflog
 from pgferry.catalog.model import Catalog
 from pgferry.catalog.plan import PlanOptions, plan_units
@@ -49,7 +51,7 @@ from pgferry.clone.target import (
     user_objects,
 )
 from pgferry.clone.workers import RunContext
-from pgferry.errors import InputError, Interrupted, PgferryError, StepFailed
+from pgferry.errors import InputError, Interrupted, PgferryError, StepFailed, TableRewritten
 from pgferry.pg.binaries import DumpTools, find_dump_tools
 from pgferry.pg.identity import refuse_same_database_conns
 from pgferry.pg.lsn import format_lsn, lsn_or_none
@@ -89,6 +91,9 @@ class Clone:
         self.holder = SnapshotHolder(self.o.source)
         self.stop = threading.Event()
         self.cdc: Cdc | None = None
+        # A resume's new snapshot: every worker locks all the tables still to copy at
+        # once (see RunContext.lock_first).
+        self.lock_first = False
         self.run_id = 0
 
     # -- entry point ----------------------------------------------------------------------
@@ -412,7 +417,11 @@ class Clone:
             copied = store.has_plan() and all(
                 u.status == Status.DONE for u in store.units() if u.kind == UnitKind.COPY
             )
-            snapshot = Snapshot(None, None) if copied else cdc.fresh_snapshot()
+            if copied:
+                snapshot = Snapshot(None, None)
+            else:
+                snapshot = cdc.fresh_snapshot()
+                self.lock_first = True
         cdc.start_receiver()
         return snapshot
 
@@ -648,6 +657,10 @@ class Clone:
         # A table's data comes from the snapshot of the run that copied it; decide from
         # its units (a crash can fall between a unit's end and the table's status).
         pending = {u.table_oid for u in store.units(UnitKind.COPY) if u.status != Status.DONE}
+        if self.lock_first and snapshot.name is not None:
+            ctx.lock_first = tuple(
+                sql.Identifier(t.nspname, t.relname) for t in store.tables() if t.oid in pending
+            )
         for t in store.tables():
             if t.oid in pending:
                 store.set_table(
@@ -747,8 +760,31 @@ class Clone:
                 signal.signal(number, h)  # type: ignore[arg-type]
 
 
+# A table truncated (or rewritten) on the source after the snapshot is copied again
+# under a new one, in the same command, up to this many times.
+RECOPY_ATTEMPTS = 5
+
+
 def run_clone(options: CloneOptions) -> dict[str, Any]:
-    return Clone(options).run()
+    """Run the clone. A table truncated or rewritten on the source after the copy's
+    snapshot (TRUNCATE is not MVCC-safe: that snapshot would read it empty) is copied
+    again under a new snapshot by resuming at once, as `--resume` would: every table
+    records the LSN of the snapshot it was copied under, and apply skips the changes
+    that snapshot already holds."""
+    for attempt in range(1, RECOPY_ATTEMPTS + 1):
+        try:
+            return Clone(options).run()
+        except TableRewritten as exc:
+            if attempt == RECOPY_ATTEMPTS:
+                raise
+            log.warning(
+                "%s; copying it again under a new snapshot (attempt %d of %d)",
+                exc.message,
+                attempt + 1,
+                RECOPY_ATTEMPTS,
+            )
+            options = replace(options, resume=True, restart=False)
+    raise AssertionError("unreachable")
 
 
 def raise_if_stopped(stop: threading.Event) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pgferry.clone.workers import Outcome, RunContext, Session, run_unit
-from pgferry.errors import Interrupted, StepFailed
+from pgferry.errors import Interrupted, StepFailed, TableRewritten
 from pgferry.state.store import Status, UnitKind, UnitRow
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class Scheduler:
         self.status: dict[int, Status] = {}
         self.by_table: dict[int, dict[UnitKind, list[int]]] = defaultdict(lambda: defaultdict(list))
         self.failures: list[tuple[UnitRow, str]] = []
+        self.only_rewritten = True  # every failure so far: a table rewritten after the snapshot
         self.copied_bytes = 0  # bytes of the copy units done (this run and earlier ones)
         self.phase_started: set[str] = set()
 
@@ -175,7 +176,7 @@ class Scheduler:
         if self.failures:
             unit, error = self.failures[0]
             more = f" ({len(self.failures) - 1} more failures)" if len(self.failures) > 1 else ""
-            raise StepFailed(
+            raise (TableRewritten if self.only_rewritten else StepFailed)(
                 f"{unit.kind} {unit.label} failed: {error}{more}",
                 fix="fix the cause, then run the same command with --resume",
             )
@@ -255,6 +256,8 @@ class Scheduler:
         self.store.unit_failed(unit.id, message)
         self.status[unit.id] = Status.FAILED
         self.failures.append((unit, message))
+        if not isinstance(outcome.error, TableRewritten):
+            self.only_rewritten = False
         log.error("%s %s failed: %s", unit.kind, unit.label, message)
 
     def _after_done(self, unit: UnitRow) -> None:

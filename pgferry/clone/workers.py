@@ -17,7 +17,7 @@ from pgferry.clone.copydata import CopySpec, copy_table
 from pgferry.clone.indexes import attach_constraint, build_index
 from pgferry.clone.maintenance import read_sequence, set_sequence, vacuum_analyze
 from pgferry.clone.snapshot import SOURCE_SETTINGS, Snapshot, begin_on_snapshot
-from pgferry.errors import Interrupted, StepFailed
+from pgferry.errors import Interrupted, TableRewritten
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.state.store import StateStore, UnitKind, UnitRow
 
@@ -51,6 +51,13 @@ class RunContext:
     truncated: set[int] = field(default_factory=set)
     truncate_lock: threading.Lock = field(default_factory=threading.Lock)
     active: dict[int, psycopg.Connection[Any]] = field(default_factory=dict)
+    # Tables every worker locks (ACCESS SHARE) as soon as it imports the snapshot, all
+    # at once: on a resume's new snapshot, the tables still to copy. A TRUNCATE that
+    # commits between the snapshot and a table's copy makes the copy read the table
+    # empty (TRUNCATE is not MVCC-safe); locked this early, none can. Each worker holds
+    # them itself: a lock held elsewhere would make the worker's own request queue
+    # behind a TRUNCATE waiting on it, for ever.
+    lock_first: tuple[sql.Identifier, ...] = ()
 
     def __post_init__(self) -> None:
         self.indexes = {i.oid: i for i in self.catalog.indexes}
@@ -87,6 +94,12 @@ class Session:
         if self._source is None or self._source.closed:
             conn = self.ctx.source.connect(f"pgferry {self.name}", settings=SOURCE_SETTINGS)
             begin_on_snapshot(conn, self.ctx.snapshot)
+            if self.ctx.lock_first:
+                try:
+                    lock_for_copy(conn, self.ctx.lock_first)
+                except BaseException:
+                    conn.close()
+                    raise
             self._source = conn
         return self._source
 
@@ -147,7 +160,7 @@ def _copy(session: Session, unit: UnitRow, _pw: int) -> Outcome:
         binary=ctx.binary,
     )
     source = session.source()
-    source.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS SHARE MODE").format(table.ident))
+    lock_for_copy(source, (table.ident,))
     if ctx.snapshot.name is not None:
         _check_not_rewritten(source, table.oid, table.qualname)
 
@@ -158,6 +171,32 @@ def _copy(session: Session, unit: UnitRow, _pw: int) -> Outcome:
     if ctx.snapshot.name is None:
         session.reset_source()  # without a shared snapshot each unit reads the latest data
     return Outcome(unit, ok=True, bytes=result.bytes, rows=result.rows)
+
+
+# How long a copy waits for its table's lock. A wait that long is an ACCESS EXCLUSIVE
+# request (TRUNCATE, ALTER TABLE) queued ahead of it, itself waiting for a lock another
+# worker holds until the copy ends: it would never end.
+COPY_LOCK_TIMEOUT = "20s"
+
+
+def lock_for_copy(source: psycopg.Connection[Any], tables: tuple[sql.Identifier, ...]) -> None:
+    """ACCESS SHARE on the tables, in the worker's snapshot transaction (kept until it
+    ends). A wait past COPY_LOCK_TIMEOUT fails the copy as TableRewritten: the run ends,
+    which releases every worker's locks and lets the waiting statement through, and the
+    tables are copied again under a new snapshot."""
+    source.execute(f"SET LOCAL lock_timeout = '{COPY_LOCK_TIMEOUT}'")
+    try:
+        source.execute(
+            sql.SQL("LOCK TABLE ONLY {} IN ACCESS SHARE MODE").format(sql.SQL(", ").join(tables))
+        )
+    except psycopg.errors.LockNotAvailable:
+        names = ", ".join(t.as_string(source) for t in tables[:3])
+        raise TableRewritten(
+            f"{names}{' and more' if len(tables) > 3 else ''}: a TRUNCATE or ALTER TABLE "
+            f"waits for its lock (still waiting after {COPY_LOCK_TIMEOUT}) behind a copy",
+            fix="let it run; the copy is taken again under a new snapshot",
+        ) from None
+    source.execute("SET LOCAL lock_timeout = 0")
 
 
 # The table's storage as the snapshot sees it and as it is now (the lock just taken
@@ -172,7 +211,7 @@ def _check_not_rewritten(source: psycopg.Connection[Any], oid: int, name: str) -
     The lock is held from here on, so it cannot happen any more while the copy runs."""
     row = source.execute(_REWRITTEN_SQL, (oid,)).fetchone()
     if row is not None and row[0]:
-        raise StepFailed(
+        raise TableRewritten(
             f"table {name} was truncated or rewritten on the source after the copy's "
             "snapshot was taken (TRUNCATE, VACUUM FULL, CLUSTER or ALTER TABLE): copying it "
             "on that snapshot would lose rows",
