@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,7 +177,7 @@ def _copy(session: Session, unit: UnitRow, _pw: int) -> Outcome:
 # How long a copy waits for its table's lock. A wait that long is an ACCESS EXCLUSIVE
 # request (TRUNCATE, ALTER TABLE) queued ahead of it, itself waiting for a lock another
 # worker holds until the copy ends: it would never end.
-COPY_LOCK_TIMEOUT = "20s"
+COPY_LOCK_TIMEOUT = os.environ.get("PGFERRY_TEST_COPY_LOCK_TIMEOUT") or "20s"
 
 
 def lock_for_copy(source: psycopg.Connection[Any], tables: tuple[sql.Identifier, ...]) -> None:
@@ -184,16 +185,21 @@ def lock_for_copy(source: psycopg.Connection[Any], tables: tuple[sql.Identifier,
     ends). A wait past COPY_LOCK_TIMEOUT fails the copy as TableRewritten: the run ends,
     which releases every worker's locks and lets the waiting statement through, and the
     tables are copied again under a new snapshot."""
-    source.execute(f"SET LOCAL lock_timeout = '{COPY_LOCK_TIMEOUT}'")
+    source.execute("SELECT set_config('lock_timeout', %s, true)", (COPY_LOCK_TIMEOUT,))
     try:
         source.execute(
             sql.SQL("LOCK TABLE ONLY {} IN ACCESS SHARE MODE").format(sql.SQL(", ").join(tables))
         )
-    except psycopg.errors.LockNotAvailable:
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
         names = ", ".join(t.as_string(source) for t in tables[:3])
+        why = (
+            "a deadlock with a session of the source"
+            if isinstance(exc, psycopg.errors.DeadlockDetected)
+            else f"still waiting after {COPY_LOCK_TIMEOUT}, behind a TRUNCATE or ALTER TABLE"
+        )
         raise TableRewritten(
-            f"{names}{' and more' if len(tables) > 3 else ''}: a TRUNCATE or ALTER TABLE "
-            f"waits for its lock (still waiting after {COPY_LOCK_TIMEOUT}) behind a copy",
+            f"{names}{' and more' if len(tables) > 3 else ''}: the copy could not lock the "
+            f"table ({why})",
             fix="let it run; the copy is taken again under a new snapshot",
         ) from None
     source.execute("SET LOCAL lock_timeout = 0")

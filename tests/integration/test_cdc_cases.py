@@ -16,7 +16,7 @@ import pytest
 from tests.helpers.cdc import Pgbench, cutover, follow_args, lsn, names, sentinel, wait_until
 from tests.helpers.cli import dump_restore, run_pgferry
 from tests.helpers.compare import table_fingerprints
-from tests.helpers.running import SLOW_COPY, start_pgferry
+from tests.helpers.running import SLOW_COPY, start_pgferry, wait_for
 
 if TYPE_CHECKING:
     from tests.conftest import DbPair
@@ -703,4 +703,34 @@ def test_names_with_percent_signs(dbpair: DbPair) -> None:
         "verify", "--full", "--source", p.source_uri, "--target", p.target_uri, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    _cleanup(p)
+
+
+def test_a_copy_waiting_behind_an_exclusive_lock_is_taken_again(dbpair: DbPair) -> None:
+    """A session holds ACCESS EXCLUSIVE on a table (a long ALTER TABLE, a TRUNCATE
+    waiting behind a copy): the copy gives up waiting after its lock timeout, and the
+    table is copied again under a new snapshot once the lock is gone."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE big (id int PRIMARY KEY, pad text);"
+            "INSERT INTO big SELECT g, repeat('x', 1000) FROM generate_series(1, 20000) g;"
+            "CREATE TABLE small (id int PRIMARY KEY, v text);"
+            "INSERT INTO small SELECT g, 'v' FROM generate_series(1, 500) g;"
+        )
+    args = follow_args(p, "test_decoding", "--table-jobs", "1")
+    with p.src_conn() as holder:
+        holder.execute("BEGIN")
+        proc = start_pgferry(*args, env={**SLOW_COPY, "PGFERRY_TEST_COPY_LOCK_TIMEOUT": "1s"})
+        # Once big's copy runs (pg_dump, which locks every table, is done).
+        wait_for(proc, p.workdir, lambda us: any(u["kind"] == "copy" and u["bytes"] for u in us))
+        holder.execute("LOCK TABLE small IN ACCESS EXCLUSIVE MODE")
+        holder.execute("UPDATE small SET v = 'while locked' WHERE id <= 5")
+        time.sleep(2.5)
+        holder.execute("COMMIT")
+    wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
+    err = cutover(p, proc)
+    assert "the copy could not lock the table (still waiting after 1s" in err, err
+    assert "copying it again under a new snapshot" in err
+    _equal(p)
     _cleanup(p)
