@@ -35,7 +35,7 @@ from tests.explorer.faults import (
 from tests.explorer.known import KNOWN
 from tests.explorer.schema import Schema, generate_schema
 from tests.explorer.values import ValueContext
-from tests.explorer.workload import Txn, Workload, generate_workload, run_txn
+from tests.explorer.workload import Txn, Workload, generate_workload, run_op, run_txn
 from tests.helpers.cdc import lsn, sentinel
 from tests.helpers.cli import REPO_ROOT, run_pgferry
 from tests.helpers.compare import database_differences
@@ -47,6 +47,14 @@ TICK_TABLE = sql.Identifier("public", "explorer tick")
 RESUMABLE_STOP = "was truncated or rewritten on the source after the copy's snapshot"
 # --resume of a run killed before it recorded anything.
 NOTHING_TO_RESUME = "holds no migration to resume"
+
+
+def overlaps(seed: int, step: int, faults: list[Fault]) -> bool:
+    """Whether transaction `step` stays open over `step + 1` (one in ten; a stream of its
+    own, so every seed's schema, workload and faults stay as they were drawn)."""
+    if any(f.step in (step, step + 1) for f in faults):
+        return False
+    return random.Random(seed * 104_729 + step).random() < 0.1
 
 
 class Status(StrEnum):
@@ -403,7 +411,9 @@ class SeedRun:
             self._wait_sentinel()  # else the workload may all land in the copy, not in CDC
         conn = self._source_conn()
         try:
-            for step, txn in enumerate(self.plan.workload.txns):
+            txns = self.plan.workload.txns
+            held: Txn | None = None  # a transaction left open over the next one
+            for step, txn in enumerate(txns):
                 for fault in self.plan.faults:
                     if fault.step == step and fault.kind not in (
                         FaultKind.CRASH_AFTER_COMMITS,
@@ -411,7 +421,14 @@ class SeedRun:
                         FaultKind.KILL_AT_CUTOVER,
                     ):
                         conn = self._inject(fault, conn)
-                self.changes += self._run_workload_txn(conn, txn)
+                if held is not None:
+                    self.changes += self._interleaved(conn, held, txn)
+                    held = None
+                elif step + 1 < len(txns) and overlaps(self.plan.seed, step, self.plan.faults):
+                    held = txn
+                    continue
+                else:
+                    self.changes += self._run_workload_txn(conn, txn)
                 self._check_running("during the workload")
                 if self.left(1) <= 0:
                     raise Outcome(Status.HANG, "the seed's time ran out during the workload")
@@ -419,6 +436,30 @@ class SeedRun:
         finally:
             conn.close()
         self._cutover()
+
+    def _interleaved(self, conn: psycopg.Connection, first: Txn, second: Txn) -> int:
+        """`first` begins on a second connection, `second` runs whole on `conn`, then
+        `first` commits: overlapping transactions, committed out of their start order."""
+        with self._source_conn() as other:
+            other.execute("BEGIN")
+            try:
+                changed = sum(run_op(other, op) for op in first.ops)
+            except (psycopg.errors.IntegrityError, psycopg.errors.DeadlockDetected):
+                other.execute("ROLLBACK")
+                return self._run_workload_txn(conn, second)
+            except psycopg.Error as exc:
+                raise Outcome(
+                    Status.ERROR, f"generator: the source rejected {first.labels()}: {exc}"
+                ) from exc
+            # `second` may want a row `first` holds: it gives up instead of waiting for us.
+            conn.execute("SET lock_timeout = '2s'")
+            try:
+                changed += self._run_workload_txn(conn, second)
+            finally:
+                conn.execute("SET lock_timeout = 0")
+            other.execute("COMMIT")
+            self.notes["overlapping-txns"] += 1
+            return changed
 
     def _run_workload_txn(self, conn: psycopg.Connection, txn: Txn) -> int:
         try:
@@ -428,6 +469,9 @@ class SeedRun:
             # snapshot transaction): the source's transaction is the one aborted, as an
             # application's would be. Counted, not the generator's fault.
             self.notes["source-deadlock"] += 1
+            return 0
+        except psycopg.errors.LockNotAvailable:
+            self.notes["lock-timeout-rollback"] += 1  # see _interleaved
             return 0
         except psycopg.errors.QueryCanceled as exc:
             raise Outcome(
