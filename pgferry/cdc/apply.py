@@ -370,6 +370,9 @@ class Applier:
                 self._confirm(pipe, in_flight, wait_for=len(in_flight))
                 if self.stop.is_set():
                     return self.applied_lsn
+                # Caught up for now: what was applied reaches the sentinel even if nothing
+                # else comes (it is recorded at most twice a second).
+                self.on_progress(self.applied_lsn, 0)
                 if endpos is not None and self._scanned_up_to >= endpos:
                     if self.applied_lsn < endpos:
                         self._advance_origin(pipe, endpos)

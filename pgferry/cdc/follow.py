@@ -108,6 +108,7 @@ class Cdc:
         self._sentinel_at = 0.0
         self._pending_txns = 0
         self._pending_lsn = 0
+        self._recorded_lsn = -1  # the replay_lsn last written to the sentinel
         self._progress_at = 0.0
 
     # -- setup ----------------------------------------------------------------------------
@@ -282,8 +283,11 @@ class Cdc:
         now = time.monotonic()
         if not force and now - self._progress_at < 0.5:
             return
+        if not self._pending_txns and self._pending_lsn == self._recorded_lsn:
+            return  # nothing new (apply is idle and says so every 100 ms)
         self._progress_at = now
         self.store.set_sentinel(replay_lsn=format_lsn(self._pending_lsn))
+        self._recorded_lsn = self._pending_lsn
         if self._pending_txns:
             count = int(self.store.get_meta("cdc_applied_txns", "0") or 0) + self._pending_txns
             self.store.set_meta("cdc_applied_txns", str(count))

@@ -734,3 +734,35 @@ def test_a_copy_waiting_behind_an_exclusive_lock_is_taken_again(dbpair: DbPair) 
     assert "copying it again under a new snapshot" in err
     _equal(p)
     _cleanup(p)
+
+
+def test_the_sentinel_shows_the_last_transaction_applied_when_idle(dbpair: DbPair) -> None:
+    """Apply records its position at most twice a second: the end of a backlog applied
+    in a burst still reaches the sentinel (replay_lsn) when nothing follows it. Found by
+    the explorer."""
+    p = dbpair
+    count = 3000
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    proc = _started(p)
+    run_pgferry("stream", "sentinel", "set", "prefetch", "--dir", str(p.workdir))
+    with p.src_conn() as conn:
+        for i in range(count):
+            conn.execute("INSERT INTO t VALUES (%s)", (i,))
+        end = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+    wait_until(lambda: lsn(sentinel(p.workdir).get("flush_lsn")) >= lsn(end), what="receive")
+    run_pgferry("stream", "sentinel", "set", "apply", "--dir", str(p.workdir))
+    _, origin = names(p)
+
+    def recorded() -> bool:
+        with p.tgt_conn() as conn:
+            row = conn.execute(
+                "SELECT pg_replication_origin_progress(%s, false)::text, count(*) FROM t",
+                (origin,),
+            ).fetchone()
+        assert row is not None
+        return row[1] == count and lsn(sentinel(p.workdir).get("replay_lsn")) >= lsn(row[0])
+
+    wait_until(recorded, timeout=10, what="the sentinel to show the last commit", proc=proc)
+    cutover(p, proc)
+    _cleanup(p)
