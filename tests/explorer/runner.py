@@ -57,6 +57,17 @@ def overlaps(seed: int, step: int, faults: list[Fault]) -> bool:
     return random.Random(seed * 104_729 + step).random() < 0.1
 
 
+def invalid_indexes(conn: psycopg.Connection) -> set[str]:
+    """Qualified names of the invalid indexes of the database."""
+    rows = conn.execute(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
+        " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE NOT i.indisvalid AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
 class Status(StrEnum):
     PASS = "PASS"
     FAIL = "FAIL"
@@ -336,7 +347,7 @@ class SeedRun:
             self.clusters.target.create_database(self.tgt_db)
             self._build_source()
             self._follow()
-            problems = database_differences(self.source_uri, self.target_uri)
+            problems = self._differences()
             if problems:
                 raise Outcome(Status.FAIL, "target differs from source:\n" + "\n".join(problems))
         except Outcome as outcome:
@@ -675,7 +686,7 @@ class SeedRun:
             if rc != 0:
                 detail = f"pgferry exited with code {rc} at the cutover:\n{self.ferry.errors()}"
                 # Its own verify may be what failed: say whether the data agrees.
-                problems = database_differences(self.source_uri, self.target_uri)
+                problems = self._differences()
                 detail += "\nthe explorer's own comparison: " + (
                     "\n".join(problems) if problems else "source and target are equal"
                 )
@@ -706,6 +717,21 @@ class SeedRun:
         if stacks:
             lines.append("pgferry's threads (SIGABRT, faulthandler):\n" + stacks)
         return "\n".join(lines)
+
+    def _differences(self) -> list[str]:
+        """tests.helpers.compare's comparison, plus index validity, which a schema dump
+        does not show (a partitioned index left invalid prints the same)."""
+        problems = database_differences(self.source_uri, self.target_uri)
+        with (
+            psycopg.connect(self.source_uri, autocommit=True) as src,
+            psycopg.connect(self.target_uri, autocommit=True) as tgt,
+        ):
+            source, target = invalid_indexes(src), invalid_indexes(tgt)
+        if source != target:
+            problems.append(
+                f"invalid indexes differ: source {sorted(source)}, target {sorted(target)}"
+            )
+        return problems
 
     def _clean_up(self) -> None:
         try:
