@@ -51,6 +51,18 @@ def test_explorer_seed(
     _explore(source_cluster, target_cluster, tmp_path, seed, plugin)
 
 
+@pytest.mark.xfail(
+    reason="open: under REPLICA IDENTITY FULL test_decoding leaves NULL columns out of the "
+    "old key, and apply then changes a row that differs from the source's in them",
+    strict=False,
+)
+def test_explorer_full_identity_null_columns(
+    source_cluster: LocalCluster, target_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """Seed 43: two equal rows of a FULL-identity table without a key, NULLs in them."""
+    _explore(source_cluster, target_cluster, tmp_path, 43, "test_decoding")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("plugin", ["test_decoding", "wal2json"])
 @pytest.mark.parametrize("seed", SLOW)
