@@ -33,7 +33,11 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.explorer", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.explorer",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--seeds", type=parse_seeds, help="seeds: 1-300, or 1,5,9-12")
     which.add_argument("--seed", type=int, help="one seed (replay)")
