@@ -117,6 +117,8 @@ def _tune_gc() -> None:
 
 def _picker(positions: list[int]) -> Callable[[list[bytes | None]], Sequence[bytes | None]]:
     """values -> the values at `positions`, in that order (a C loop: called per row)."""
+    if not positions:
+        return lambda values: ()
     if len(positions) == 1:
         only = positions[0]
         return lambda values: (values[only],)
@@ -217,6 +219,8 @@ class Applier:
         self.origin = origin
         self.spool_dir = spool_dir
         self.decode = decode_wal2json if plugin == "wal2json" else decode_test_decoding
+        # test_decoding prints an old row without its NULL columns; wal2json lists them.
+        self.old_row_omits_nulls = plugin == "test_decoding"
         self.scope = scope
         self.endpos = endpos
         self.may_apply = may_apply
@@ -712,18 +716,24 @@ class Applier:
 
     def _where_plan(
         self, table: TargetTable, change: Change
-    ) -> tuple[tuple[str, ...], list[int], bool, bool]:
+    ) -> tuple[tuple[str, ...], list[int], bool, bool, tuple[str, ...]]:
         """Which columns identify the row, where their values come from, FULL or not.
 
-        Returns (columns, positions, from_key, full): positions index change.key_values
-        when from_key, else change.values (key unchanged, so no old key was sent).
+        Returns (columns, positions, from_key, full, nulls): positions index
+        change.key_values when from_key, else change.values (key unchanged, so no old
+        key was sent); nulls, under FULL, the columns the old row holds NULL in.
         """
-        if change.key_columns:
+        full_row = table.identity == "f" and self.old_row_omits_nulls
+        if change.key_columns or full_row:
             self._columns(table, change, change.key_columns)
             # The old key is the identity: a unique key, or (FULL) the whole old row.
             full = table.identity == "f" or set(change.key_columns) != set(table.key)
             cols = tuple(change.key_columns)
-            return cols, list(range(len(cols))), True, full
+            # test_decoding leaves NULL columns out of an old row (all of them when the
+            # whole row is NULL): under FULL, every column it does not list is NULL, and
+            # must be matched as such, or another row would be changed.
+            nulls = tuple(c for c in table.columns if c not in cols) if full_row else ()
+            return cols, list(range(len(cols))), True, full, nulls
         if not table.key:
             raise ApplyError(
                 f"apply stopped: {change.describe()}: table {table.qualname} has no replica "
@@ -738,21 +748,21 @@ class Applier:
                 f"apply stopped: {change.describe()} lacks key column(s) {', '.join(missing)} of "
                 f"{table.qualname}"
             )
-        return table.key, [positions[c] for c in table.key], False, False
+        return table.key, [positions[c] for c in table.key], False, False, ()
 
     def _update(self, pipe: Pipeline, entry: TxnEntry, table: TargetTable, change: Change) -> None:
         shape = ("U", tuple(change.columns), tuple(change.key_columns))
         plan = table.plans.get(shape)
         if plan is None:
             self._columns(table, change, change.columns)
-            where_cols, where_idx, from_key, full = self._where_plan(table, change)
+            where_cols, where_idx, from_key, full, nulls = self._where_plan(table, change)
             set_idx = [
                 i
                 for i, c in enumerate(change.columns)
                 if not table.columns[c].generated and not table.columns[c].always_identity
             ]
             set_cols = tuple(change.columns[i] for i in set_idx)
-            text = update_sql(table, set_cols, where_cols, full) if set_idx else None
+            text = update_sql(table, set_cols, where_cols, full, nulls) if set_idx else None
             # The parameters, picked from the values followed by the old key's values
             # (a change of this shape always has len(change.columns) values).
             offset = len(change.columns) if from_key else 0
@@ -768,8 +778,8 @@ class Applier:
         shape = ("D", (), tuple(change.key_columns))
         plan = table.plans.get(shape)
         if plan is None:
-            where_cols, where_idx, from_key, full = self._where_plan(table, change)
-            plan = (delete_sql(table, where_cols, full), _picker(where_idx), from_key)
+            where_cols, where_idx, from_key, full, nulls = self._where_plan(table, change)
+            plan = (delete_sql(table, where_cols, full, nulls), _picker(where_idx), from_key)
             table.plans[shape] = plan
         text, pick, from_key = plan
         keys = change.key_values if from_key else change.values
