@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from pgferry.demo.clusters import LocalCluster
-from tests.explorer.known import KNOWN, parse_avoid
+from tests.explorer.known import DEFAULT_AVOID, KNOWN, parse_avoid
 from tests.explorer.runner import PLUGINS, Clusters, Limits, SeedResult, Status, run_seed
 from tests.helpers.cli import REPO_ROOT
 
@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--avoid",
         type=parse_avoid,
-        default=frozenset(KNOWN),
-        help="known issues to steer around: all (default), none, or names: " + ", ".join(KNOWN),
+        default=DEFAULT_AVOID,
+        help="fixed issues to steer around (for an older --pgferry): all, none (default), "
+        "or names: " + ", ".join(KNOWN),
     )
     parser.add_argument(
         "--pgferry",

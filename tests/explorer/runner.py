@@ -32,7 +32,7 @@ from tests.explorer.faults import (
     generate_faults,
     maybe_crash_at_setup,
 )
-from tests.explorer.known import KNOWN
+from tests.explorer.known import DEFAULT_AVOID
 from tests.explorer.schema import Schema, generate_schema
 from tests.explorer.values import ValueContext
 from tests.explorer.workload import Txn, Workload, generate_workload, run_op, run_txn
@@ -108,7 +108,7 @@ class Plan:
             parts.append("--no-faults")
         if self.txns_override is not None:
             parts.append(f"--txns {self.txns_override}")
-        if self.avoid != frozenset(KNOWN):
+        if self.avoid != DEFAULT_AVOID:
             parts.append(f"--avoid {','.join(sorted(self.avoid)) or 'none'}")
         return " ".join(parts)
 
@@ -119,7 +119,7 @@ def plan_seed(
     *,
     faults: bool = True,
     txns: int | None = None,
-    avoid: frozenset[str] = frozenset(KNOWN),
+    avoid: frozenset[str] = DEFAULT_AVOID,
 ) -> Plan:
     """Draw the schema, the workload and the faults of `seed` (pure: nothing runs)."""
     rng = random.Random(seed)
@@ -777,7 +777,7 @@ def run_seed(
     txns: int | None = None,
     limits: Limits | None = None,
     keep: bool = False,
-    avoid: frozenset[str] = frozenset(KNOWN),
+    avoid: frozenset[str] = DEFAULT_AVOID,
     pgferry_root: Path = REPO_ROOT,
 ) -> SeedResult:
     """Plan and run one seed; never raises for what pgferry or the generator did."""
