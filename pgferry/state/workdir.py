@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import tempfile
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import IO
 
 from pgferry.errors import InputError, from_os_error
+
+log = logging.getLogger(__name__)
 
 PIDFILE = "pgferry.pid"
 
@@ -59,12 +62,23 @@ class WorkDir:
         return self.state_file.exists()
 
     def require_previous_run(self) -> None:
-        """For --resume: refuse a DIR that holds no migration, rather than start afresh."""
-        if not self.exists():
-            raise InputError(
-                f"--resume: {self.path} holds no migration to resume",
-                fix="check --dir (or PGCOPYDB_DIR), or leave out --resume to start anew",
+        """For --resume: refuse a DIR that holds no migration, rather than start afresh.
+
+        A start killed before it recorded anything (its log is there, its state store
+        is not) wrote nothing to either server: resuming it is starting it afresh."""
+        if self.exists():
+            return
+        if self.log_file.exists():
+            log.info(
+                "--resume: the earlier start in %s stopped before recording anything; "
+                "starting afresh",
+                self.path,
             )
+            return
+        raise InputError(
+            f"--resume: {self.path} holds no migration to resume",
+            fix="check --dir (or PGCOPYDB_DIR), or leave out --resume to start anew",
+        )
 
     def create(self) -> None:
         """mkdir -p with 0700 on DIR and its subdirectories; InputError (or

@@ -123,11 +123,23 @@ def test_kill_at_random_moments_then_resume(crash_source: DbPair) -> None:
         if proc.poll() is not None:
             break  # finished before this kill
         kill_group(proc)
-        # Killed before it recorded anything, there is nothing to resume (and --resume
-        # would say so): start again.
-        again = ("--resume",) if (p.workdir / "state.db").exists() else ()
+        # --resume, as a user would, once pgferry had started in DIR (its log is there,
+        # even when killed before it recorded anything: it then starts afresh); killed
+        # before even that, DIR holds nothing and --resume would refuse.
+        again = ("--resume",) if (p.workdir / "pgferry.log").exists() else ()
         proc = start_pgferry(*_args(p, *again))
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     _assert_no_duplicates(p)
+    assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
+
+
+def test_resume_after_a_kill_before_anything_was_recorded(crash_source: DbPair) -> None:
+    """Killed after it created DIR and its log, before its state store: --resume starts
+    afresh (nothing was written to either server) instead of refusing."""
+    p = crash_source
+    p.workdir.mkdir(mode=0o700)
+    (p.workdir / "pgferry.log").write_text("")
+    result = run_pgferry(*_args(p, "--resume"))
+    assert "stopped before recording anything; starting afresh" in result.stderr
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
