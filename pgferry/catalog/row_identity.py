@@ -70,13 +70,6 @@ SELECT a.attrelid::int8, a.attname::text
 """
 
 
-class IdentityKind(StrEnum):
-    PRIMARY_KEY = "primary key"
-    INDEX = "index"
-    FULL = "full"
-    NONE = "none"  # UPDATE/DELETE cannot be replicated
-
-
 class Problem(StrEnum):
     """Why CDC cannot replicate a table's UPDATEs and DELETEs."""
 
@@ -113,17 +106,3 @@ class RowIdentity:
                 return Problem.INDEX_DROPPED
             return None if self.index_valid else Problem.INDEX_INVALID
         return None if self.index is not None else Problem.NO_KEY
-
-    @property
-    def kind(self) -> IdentityKind:
-        if self.problem is not None:
-            return IdentityKind.NONE
-        if self.replident == "f":
-            return IdentityKind.FULL
-        return IdentityKind.INDEX if self.replident == "i" else IdentityKind.PRIMARY_KEY
-
-    @property
-    def key_columns(self) -> tuple[str, ...]:
-        """The columns an UPDATE/DELETE is matched on when the old row is not sent whole:
-        the index's key columns; empty for FULL (every column) and for no identity."""
-        return self.key if self.kind in (IdentityKind.PRIMARY_KEY, IdentityKind.INDEX) else ()
