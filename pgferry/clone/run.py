@@ -40,6 +40,7 @@ from pgferry.clone.foreign_keys import (
 from pgferry.clone.foreign_keys import from_json as fk_from_json
 from pgferry.clone.foreign_keys import to_json as fk_json
 from pgferry.clone.options import PHASES, CloneOptions
+from pgferry.clone.partitioned import PartitionedPass, partitioned_pass
 from pgferry.clone.scheduler import Scheduler
 from pgferry.clone.schema import RestoreOptions, apply_database_settings, dump_schema, restore
 from pgferry.clone.snapshot import SOURCE_SETTINGS, Snapshot, SnapshotHolder, begin_on_snapshot
@@ -52,6 +53,7 @@ from pgferry.clone.target import (
 )
 from pgferry.clone.workers import RunContext
 from pgferry.errors import InputError, Interrupted, PgferryError, StepFailed, TableRewritten
+from pgferry.faults import crash_point
 from pgferry.pg.binaries import DumpTools, find_dump_tools
 from pgferry.pg.identity import refuse_same_database_conns
 from pgferry.pg.lsn import format_lsn, lsn_or_none
@@ -698,18 +700,21 @@ class Clone:
         with self._phase("post-data") as todo:
             if not todo:
                 return
-            post_list = self.post_list
+            keep = set(p.scope.restore_ids - self._built_by_workers(p))
             deferred: list[ForeignKey] = []
             if self.o.follow and self._mixed_snapshots():
                 # Parts of the copy come from different snapshots: foreign keys may not
                 # hold until apply catches up. Add them NOT VALID, validate at the end.
-                keep = set(p.scope.restore_ids - self._built_by_workers(p))
                 fks = fk_entries(p.toc, frozenset(keep))
                 deferred = read_foreign_keys(self.o.source, [e.oid for e in fks])
                 keep -= {e.dump_id for e in fks}
-                post_list = self.workdir.schema_dir / "post-data-no-fk.list"
-                post_list.write_text(render_use_list(p.toc, keep))
                 store.set_json("deferred_foreign_keys", fk_json(deferred))
+            first = partitioned_pass(self.o.source, p.toc, keep)
+            if first.dump_ids:
+                self._restore_partitioned(p, first)
+                keep -= first.dump_ids
+            post_list = self.workdir.schema_dir / "post-data-rest.list"
+            post_list.write_text(render_use_list(p.toc, keep))
             restore(
                 p.tools,
                 self.o.target,
@@ -719,6 +724,7 @@ class Clone:
                 options=self._restore_options(),
                 clean=tried,
             )
+            crash_point("post-data-restored")
             if deferred:
                 with self.o.target.connect("pgferry post-data") as conn:
                     add_not_valid(conn, deferred)
@@ -727,6 +733,24 @@ class Clone:
                     "resume; they are validated once apply has caught up",
                     len(deferred),
                 )
+
+    def _restore_partitioned(self, p: Prepared, first: PartitionedPass) -> None:
+        """Partitioned tables' indexes and their attachments: one transaction, once."""
+        if first.restored_on(self.o.target):
+            log.info("post-data: the partitioned tables' indexes were restored already")
+            return
+        listed = self.workdir.schema_dir / "post-data-partitioned.list"
+        listed.write_text(render_use_list(p.toc, set(first.dump_ids)))
+        restore(
+            p.tools,
+            self.o.target,
+            self.workdir.dump_file,
+            listed,
+            section="post-data",
+            options=replace(self._restore_options(), jobs=1),
+            single_transaction=True,
+        )
+        crash_point("post-data-partitioned")
 
     def _mixed_snapshots(self) -> bool:
         assert self.store is not None
