@@ -16,15 +16,15 @@ import psycopg
 
 from pgferry.catalog.filters import Filters
 from pgferry.catalog.model import Sequence
+from pgferry.catalog.sequences import read_sequence, set_sequence
 from pgferry.cdc.apply import Applier, ApplyInterrupted, ApplyScope
 from pgferry.cdc.protocol import create_slot, current_wal_lsn
 from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
-from pgferry.clone.maintenance import read_sequence, set_sequence
-from pgferry.clone.snapshot import Snapshot
 from pgferry.errors import InputError, Interrupted, StepFailed, from_os_error
 from pgferry.faults import crash_point
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
+from pgferry.pg.snapshot import Snapshot
 from pgferry.state.store import StateStore
 from pgferry.state.workdir import WorkDir
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 
 from pgferry.catalog.filters import FilterError, Filters, load_filters, no_filters
@@ -146,7 +145,3 @@ def positive(name: str, value: int, low: int = 1, high: int = 128) -> int:
             fix=f"give {name} a number from {low} to {high}",
         )
     return value
-
-
-def stdout_is_tty() -> bool:
-    return sys.stdout.isatty()

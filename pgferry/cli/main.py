@@ -68,13 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"pgferry.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"pgferry.cli.{name}":
-                raise
-            continue  # a command module not written yet
-        module.register(sub)
+        importlib.import_module(f"pgferry.cli.{name}").register(sub)
     return parser
 
 

@@ -80,7 +80,7 @@ def _interval(args: argparse.Namespace) -> float:
 
 
 def handle_status(args: argparse.Namespace) -> int:
-    from pgferry.ops.status import Servers, status_report
+    from pgferry.monitor.status import Servers, status_report
     from pgferry.ui.dashboard import render_status, show, watch
 
     workdir = resolve_dir(args)
@@ -109,8 +109,8 @@ def handle_status(args: argparse.Namespace) -> int:
 
 
 def handle_cdc_status(args: argparse.Namespace) -> int:
-    from pgferry.ops.cdc_status import CdcHistory, cdc_status_report
-    from pgferry.ops.status import Servers
+    from pgferry.monitor.cdc_status import CdcHistory, cdc_status_report
+    from pgferry.monitor.status import Servers
     from pgferry.ui.dashboard import render_cdc_status, show, watch
 
     workdir = resolve_dir(args)

@@ -43,7 +43,6 @@ from pgferry.clone.options import PHASES, CloneOptions
 from pgferry.clone.partitioned import PartitionedPass, partitioned_pass
 from pgferry.clone.scheduler import Scheduler
 from pgferry.clone.schema import RestoreOptions, apply_database_settings, dump_schema, restore
-from pgferry.clone.snapshot import SOURCE_SETTINGS, Snapshot, SnapshotHolder, begin_on_snapshot
 from pgferry.clone.summary import build_summary, print_summary
 from pgferry.clone.target import (
     check_source_reads,
@@ -52,12 +51,13 @@ from pgferry.clone.target import (
     user_objects,
 )
 from pgferry.clone.workers import RunContext
-from pgferry.errors import InputError, Interrupted, PgferryError, StepFailed, TableRewritten
+from pgferry.errors import InputError, Interrupted, PgferryError, TableRewritten
 from pgferry.faults import crash_point
 from pgferry.pg.binaries import DumpTools, find_dump_tools
 from pgferry.pg.identity import refuse_same_database_conns
 from pgferry.pg.lsn import format_lsn, lsn_or_none
 from pgferry.pg.sessions import dir_tag, terminate_orphans
+from pgferry.pg.snapshot import SOURCE_SETTINGS, Snapshot, SnapshotHolder, begin_on_snapshot
 from pgferry.state.store import StateStore, Status, UnitKind
 from pgferry.state.workdir import WorkDir
 from pgferry.ui.progress import make_reporter
@@ -809,8 +809,3 @@ def run_clone(options: CloneOptions) -> dict[str, Any]:
             )
             options = replace(options, resume=True, restart=False)
     raise AssertionError("unreachable")
-
-
-def raise_if_stopped(stop: threading.Event) -> None:
-    if stop.is_set():
-        raise StepFailed("stopped")

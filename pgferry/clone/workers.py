@@ -13,13 +13,14 @@ import psycopg
 from psycopg import sql
 
 from pgferry.catalog.model import Catalog, Index
+from pgferry.catalog.sequences import read_sequence, set_sequence
 from pgferry.clone.blobs import copy_large_objects
 from pgferry.clone.copydata import CopySpec, copy_table
 from pgferry.clone.indexes import attach_constraint, build_index
-from pgferry.clone.maintenance import read_sequence, set_sequence, vacuum_analyze
-from pgferry.clone.snapshot import SOURCE_SETTINGS, Snapshot, begin_on_snapshot
+from pgferry.clone.maintenance import vacuum_analyze
 from pgferry.errors import Interrupted, TableRewritten
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.snapshot import SOURCE_SETTINGS, Snapshot, begin_on_snapshot
 from pgferry.state.store import StateStore, UnitKind, UnitRow
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,6 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
 
-from pgferry.cli.compare import render_data, render_verdict
 from pgferry.clone.options import CloneOptions
 from pgferry.clone.run import run_clone
 from pgferry.demo.clusters import LocalCluster, find_server_bindir, server_major
@@ -42,6 +41,7 @@ from pgferry.errors import (
 )
 from pgferry.ops.compare import DataComparison, SchemaComparison, compare_data, compare_schema
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.ui.compare import render_data, render_verdict
 from pgferry.ui.format import human_bytes, human_duration
 
 DATABASE = "shop"

@@ -99,11 +99,6 @@ class ConnInfo:
     def port(self) -> str:
         return self.params.get("port") or os.environ.get("PGPORT", "5432")
 
-    def with_dbname(self, dbname: str) -> ConnInfo:
-        params = dict(self.params)
-        params["dbname"] = dbname
-        return ConnInfo(role=self.role, params=params, password=self.password, tag=self.tag)
-
     def with_password(self, password: str) -> ConnInfo:
         return ConnInfo(role=self.role, params=self.params, password=password, tag=self.tag)
 

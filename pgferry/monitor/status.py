@@ -736,7 +736,7 @@ def status_report(
             "active": {},
         }
         if store.sentinel() is not None:
-            from pgferry.ops.cdc_status import cdc_summary
+            from pgferry.monitor.cdc_status import cdc_summary
 
             report["cdc"] = cdc_summary(wd, store, info, servers)
         tags = dir_tags(workdir)

@@ -1,0 +1,1 @@
+"""Watching a migration: the status and CDC dashboards' figures, read from DIR and the servers."""
