@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -342,6 +343,31 @@ class Cdc:
                 self._progress(applier.applied_lsn, 0, force=True)
         if self.stop.is_set():
             raise Interrupted("stopped; the work directory is resumable (--resume)")
+        return applied
+
+    def cutover(
+        self,
+        scope: ApplyScope,
+        sequences: list[Sequence],
+        filters: Filters,
+        *,
+        after_apply: Callable[[], None] | None = None,
+    ) -> int:
+        """The cutover, one sequence for `clone --follow` and `follow`: apply up to the
+        end position, (`after_apply`), sync the sequences, stop receiving, record that CDC
+        is done, then verify the target against the source. Returns the applied LSN."""
+        applied = self.apply_until_endpos(scope)
+        if after_apply is not None:
+            after_apply()
+        self.sync_sequences(sequences)
+        self.stop_receiver()
+        self.store.set_meta("cdc_done", "1")
+        verify_after_cutover(self.source, self.target, filters, self.store)
+        log.info(
+            "cutover point reached: every change committed up to %s is applied; "
+            "sequences are synced",
+            format_lsn(applied),
+        )
         return applied
 
     def sync_sequences(self, sequences: list[Sequence]) -> None:

@@ -21,11 +21,10 @@ from pgferry.cdc.follow import (
     drop_interrupted_setup,
     origin_exists,
     slot_exists,
-    verify_after_cutover,
 )
 from pgferry.errors import InputError, Interrupted, PgferryError
 from pgferry.pg.conninfo import ConnInfo
-from pgferry.pg.lsn import format_lsn, lsn_or_none
+from pgferry.pg.lsn import lsn_or_none
 from pgferry.pg.sessions import dir_tag, terminate_orphans
 from pgferry.state.store import StateStore
 from pgferry.state.workdir import WorkDir
@@ -65,17 +64,8 @@ def run_follow(options: FollowOptions, stop: threading.Event | None = None) -> i
         cdc.start_receiver()
         if store.get_meta("apply_hold") != "1":
             store.set_sentinel(apply=1)
-        applied = cdc.apply_until_endpos(scope)
-        cdc.sync_sequences(_sequences(o, store))
-        cdc.stop_receiver()
-        store.set_meta("cdc_done", "1")
-        verify_after_cutover(o.source, o.target, o.filters, store)
+        applied = cdc.cutover(scope, _sequences(o, store), o.filters)
         store.end_run(run_id, "done")
-        log.info(
-            "cutover point reached: every change committed up to %s is applied; "
-            "sequences are synced",
-            format_lsn(applied),
-        )
         return applied
     except Interrupted as exc:
         store.end_run(run_id, "interrupted", exc.message)

@@ -29,7 +29,7 @@ from pgferry.catalog.queries import read_catalog
 from pgferry.catalog.scope import PG_CLASS, PG_CONSTRAINT, Scope, ScopeOptions, resolve_scope
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
 from pgferry.cdc.apply import ApplyScope
-from pgferry.cdc.follow import Cdc, drop_interrupted_setup, verify_after_cutover
+from pgferry.cdc.follow import Cdc, drop_interrupted_setup
 from pgferry.clone.foreign_keys import (
     ForeignKey,
     add_not_valid,
@@ -55,7 +55,7 @@ from pgferry.errors import InputError, Interrupted, PgferryError, TableRewritten
 from pgferry.faults import crash_point
 from pgferry.pg.binaries import DumpTools, find_dump_tools
 from pgferry.pg.identity import refuse_same_database_conns
-from pgferry.pg.lsn import format_lsn, lsn_or_none
+from pgferry.pg.lsn import lsn_or_none
 from pgferry.pg.sessions import dir_tag, terminate_orphans
 from pgferry.pg.snapshot import SOURCE_SETTINGS, Snapshot, SnapshotHolder, begin_on_snapshot
 from pgferry.state.store import StateStore, Status, UnitKind
@@ -379,22 +379,24 @@ class Clone:
         for t in store.tables():
             if t.copy_data:
                 tables[(t.nspname, t.relname)] = lsn_or_none(t.snapshot_lsn) or 0
-        applied = cdc.apply_until_endpos(ApplyScope(tables=tables))
+        sequences = [s for s in p.catalog.sequences if s.oid in p.scope.sequences]
+        cdc.cutover(
+            ApplyScope(tables=tables),
+            sequences,
+            self.o.filters,
+            after_apply=self._validate_deferred_foreign_keys,
+        )
+
+    def _validate_deferred_foreign_keys(self) -> None:
+        """Foreign keys added NOT VALID (a copy from mixed snapshots) hold once apply has
+        caught up: validate them, once."""
+        store = self.store
+        assert store is not None
         deferred = store.get_json("deferred_foreign_keys") or []
         if deferred and store.get_meta("foreign_keys_validated") != "1":
             with self.o.target.connect("pgferry validate") as conn:
                 validate(conn, fk_from_json(deferred))
             store.set_meta("foreign_keys_validated", "1")
-        sequences = [s for s in p.catalog.sequences if s.oid in p.scope.sequences]
-        cdc.sync_sequences(sequences)
-        cdc.stop_receiver()
-        store.set_meta("cdc_done", "1")
-        verify_after_cutover(self.o.source, self.o.target, self.o.filters, store)
-        log.info(
-            "cutover point reached: every change committed up to %s is applied; "
-            "sequences are synced",
-            format_lsn(applied),
-        )
 
     def _snapshot(self) -> Snapshot:
         if self.o.follow:
