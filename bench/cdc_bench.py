@@ -60,6 +60,7 @@ from clone_bench import (
 )
 
 from pgferry.demo.clusters import LocalCluster, find_server_bindir
+from pgferry.state.store import Meta, StateStore
 
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
@@ -569,24 +570,22 @@ class PgferryTool:
         return out.stdout
 
     def state(self) -> dict[str, Any]:
-        path = self.dir / "state.db"
-        if not path.exists():
+        """The sentinel and the applied transaction count, read through the state store."""
+        if not (self.dir / StateStore.FILENAME).exists():
             return {}
         try:
-            with contextlib.closing(
-                sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-            ) as db:
-                db.row_factory = sqlite3.Row
-                row = db.execute("SELECT * FROM sentinel WHERE id = 1").fetchone()
-                txns = db.execute(
-                    "SELECT value FROM meta WHERE key = 'cdc_applied_txns'"
-                ).fetchone()
+            store = StateStore.open_dir(self.dir, readonly=True)
+            try:
+                row = store.sentinel()
+                txns = store.get_meta(Meta.CDC_APPLIED_TXNS)
+            finally:
+                store.close()
         except sqlite3.Error:
             return {}
         if row is None:
             return {}
-        out = dict(row)
-        out["applied_txns"] = int(txns[0]) if txns else 0
+        out = row.to_json()
+        out["applied_txns"] = int(txns) if txns else 0
         return out
 
     def setup(self) -> dict[str, Any]:

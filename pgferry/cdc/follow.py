@@ -26,7 +26,7 @@ from pgferry.faults import crash_point
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
 from pgferry.pg.snapshot import Snapshot
-from pgferry.state.store import StateStore
+from pgferry.state.store import Meta, Sentinel, StateStore
 from pgferry.state.workdir import WorkDir
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore
     """Before starting afresh in DIR: drop the slot and origin an earlier attempt there
     created (recorded in its store before creating them) and nothing uses now. Left in
     place they would block the new start, and only this directory's run can use them."""
-    created = store.get_json("cdc_created") or {}
+    created = store.get_json(Meta.CDC_CREATED) or {}
     slot, origin = created.get("slot"), created.get("origin")
     if slot:
         with source.connect("pgferry cleanup") as conn:
@@ -82,7 +82,7 @@ def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore
             if origin_exists(conn, origin):
                 conn.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
                 log.info("dropped replication origin %s, left by the earlier attempt", origin)
-    store.set_json("cdc_created", {})
+    store.set_json(Meta.CDC_CREATED, {})
 
 
 class Cdc:
@@ -105,7 +105,7 @@ class Cdc:
         self.stop = stop
         self.holder: psycopg.Connection[Any] | None = None
         self.receiver: Receiver | None = None
-        self._sentinel_row: Any = None
+        self._sentinel_row: Sentinel | None = None
         self._sentinel_at = 0.0
         self._pending_txns = 0
         self._pending_lsn = 0
@@ -115,7 +115,7 @@ class Cdc:
     # -- setup ----------------------------------------------------------------------------
     @property
     def is_set_up(self) -> bool:
-        return self.store.get_meta("cdc_slot") is not None
+        return self.store.get_meta(Meta.CDC_SLOT) is not None
 
     def check_fresh(self) -> None:
         """Before a new migration: no leftover slot on the source, no origin on the target."""
@@ -139,13 +139,13 @@ class Cdc:
         counts as done (`is_set_up`) only once both exist: a start interrupted in between
         leaves objects `drop_interrupted_setup` knows are this directory's own."""
         created = {"slot": self.options.slot, "origin": self.options.origin}
-        self.store.set_json("cdc_created", created)
+        self.store.set_json(Meta.CDC_CREATED, created)
         conn = self.source.connect_replication("pgferry snapshot")
         try:
             slot = create_slot(conn, self.options.slot, self.options.plugin)
         except psycopg.Error as exc:
             conn.close()
-            self.store.set_json("cdc_created", {})  # not ours: never drop it
+            self.store.set_json(Meta.CDC_CREATED, {})  # not ours: never drop it
             raise StepFailed(
                 f"cannot create replication slot {self.options.slot}: {str(exc).strip()}",
                 fix="check wal_level = logical, max_replication_slots and the REPLICATION "
@@ -155,9 +155,11 @@ class Cdc:
         start = format_lsn(slot.consistent_point)
         self._create_origin(slot.consistent_point)
         crash_point("cdc-setup")  # both exist, the setup is not recorded yet
-        self.store.set_meta("cdc_plugin", slot.plugin)
-        self.store.set_meta("cdc_origin", self.options.origin)
-        self.store.set_meta("cdc_numeric_as_string", "1" if self.options.numeric_as_string else "0")
+        self.store.set_meta(Meta.CDC_PLUGIN, slot.plugin)
+        self.store.set_meta(Meta.CDC_ORIGIN, self.options.origin)
+        self.store.set_meta(
+            Meta.CDC_NUMERIC_AS_STRING, "1" if self.options.numeric_as_string else "0"
+        )
         endpos = format_lsn(self.options.endpos) if self.options.endpos else None
         self.store.set_sentinel(
             startpos=start,
@@ -167,7 +169,7 @@ class Cdc:
             flush_lsn=start,
             replay_lsn=start,
         )
-        self.store.set_meta("cdc_slot", slot.name)  # last: the setup is complete
+        self.store.set_meta(Meta.CDC_SLOT, slot.name)  # last: the setup is complete
         log.info(
             "created replication slot %s (%s) at %s, snapshot %s",
             slot.name,
@@ -231,16 +233,16 @@ class Cdc:
     # -- running --------------------------------------------------------------------------
     def receive_options(self) -> ReceiveOptions:
         return ReceiveOptions(
-            slot=self.store.get_meta("cdc_slot") or self.options.slot,
-            plugin=self.store.get_meta("cdc_plugin") or self.options.plugin,
-            numeric_as_string=self.store.get_meta("cdc_numeric_as_string") == "1",
+            slot=self.store.get_meta(Meta.CDC_SLOT) or self.options.slot,
+            plugin=self.store.get_meta(Meta.CDC_PLUGIN) or self.options.plugin,
+            numeric_as_string=self.store.get_meta(Meta.CDC_NUMERIC_AS_STRING) == "1",
         )
 
     def start_receiver(self) -> None:
         row = self.store.sentinel()
         if row is None:
             raise StepFailed(f"{self.store.path} has no CDC sentinel: the slot was never set up")
-        start = lsn_or_none(row["flush_lsn"]) or lsn_or_none(row["startpos"]) or 0
+        start = lsn_or_none(row.flush_lsn) or lsn_or_none(row.startpos) or 0
         self.receiver = Receiver(
             self.source, self.receive_options(), self.workdir.cdc_dir, self.store, start
         )
@@ -260,7 +262,7 @@ class Cdc:
             raise StepFailed(f"receiving changes failed: {' '.join(str(r.error).split())}")
         return r.durable if r is not None else 0
 
-    def _sentinel(self) -> Any:
+    def _sentinel(self) -> Sentinel | None:
         """The sentinel row, re-read at most every 200 ms (apply asks per transaction)."""
         now = time.monotonic()
         if now - self._sentinel_at > 0.2:
@@ -270,11 +272,11 @@ class Cdc:
 
     def _endpos(self) -> int | None:
         row = self._sentinel()
-        return lsn_or_none(row["endpos"]) if row is not None else None
+        return lsn_or_none(row.endpos) if row is not None else None
 
     def _may_apply(self) -> bool:
         row = self._sentinel()
-        return bool(row["apply"]) if row is not None else False
+        return row.apply if row is not None else False
 
     def _progress(self, lsn: int, txns: int, *, force: bool = False) -> None:
         """Record the applied position (informational: the origin is the truth), at most
@@ -290,8 +292,8 @@ class Cdc:
         self.store.set_sentinel(replay_lsn=format_lsn(self._pending_lsn))
         self._recorded_lsn = self._pending_lsn
         if self._pending_txns:
-            count = int(self.store.get_meta("cdc_applied_txns", "0") or 0) + self._pending_txns
-            self.store.set_meta("cdc_applied_txns", str(count))
+            count = int(self.store.get_meta(Meta.CDC_APPLIED_TXNS, "0") or 0) + self._pending_txns
+            self.store.set_meta(Meta.CDC_APPLIED_TXNS, str(count))
             self._pending_txns = 0
 
     def apply_until_endpos(self, scope: ApplyScope) -> int:
@@ -300,8 +302,8 @@ class Cdc:
         A lost target connection (restart, failover, a terminated backend) is retried
         with growing pauses, as the receiver does: apply starts again from the
         replication origin's position, so nothing is applied twice."""
-        origin = self.store.get_meta("cdc_origin") or self.options.origin
-        self.store.set_meta("cdc_group_txns", str(self.options.group_txns))
+        origin = self.store.get_meta(Meta.CDC_ORIGIN) or self.options.origin
+        self.store.set_meta(Meta.CDC_GROUP_TXNS, str(self.options.group_txns))
         log.info(
             "applying changes (set the end position with pgferry stop-cdc)%s",
             f"; up to {self.options.group_txns} source transactions per target transaction"
@@ -361,7 +363,7 @@ class Cdc:
             after_apply()
         self.sync_sequences(sequences)
         self.stop_receiver()
-        self.store.set_meta("cdc_done", "1")
+        self.store.set_meta(Meta.CDC_DONE, "1")
         verify_after_cutover(self.source, self.target, filters, self.store)
         log.info(
             "cutover point reached: every change committed up to %s is applied; "
@@ -395,7 +397,7 @@ def verify_after_cutover(
     """
     from pgferry.ops.verify import run_verify
 
-    if store.get_meta("endpos_kind") != "current":
+    if store.get_meta(Meta.ENDPOS_KIND) != "current":
         log.info(
             "end position given as an LSN: skipping the verification against the "
             "source (run pgferry verify once writes have stopped)"
@@ -420,7 +422,7 @@ def set_endpos_current(source: ConnInfo, store: StateStore) -> int:
     with source.connect("pgferry stop-cdc") as conn:
         lsn = current_wal_lsn(conn)
     store.set_sentinel(endpos=format_lsn(lsn))
-    store.set_meta("endpos_kind", "current")
+    store.set_meta(Meta.ENDPOS_KIND, "current")
     return lsn
 
 

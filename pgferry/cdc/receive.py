@@ -197,11 +197,11 @@ class Receiver(threading.Thread):
 
     def _endpos(self) -> int | None:
         row = self.store.sentinel()
-        return lsn_or_none(row["endpos"]) if row is not None else None
+        return lsn_or_none(row.endpos) if row is not None else None
 
     def _applied(self) -> int:
         row = self.store.sentinel()
-        return (lsn_or_none(row["replay_lsn"]) or 0) if row is not None else 0
+        return (lsn_or_none(row.replay_lsn) or 0) if row is not None else 0
 
     def _record(self) -> None:
         self.store.set_sentinel(

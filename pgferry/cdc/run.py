@@ -26,7 +26,7 @@ from pgferry.errors import InputError, Interrupted, PgferryError
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import lsn_or_none
 from pgferry.pg.sessions import dir_tag, terminate_orphans
-from pgferry.state.store import StateStore
+from pgferry.state.store import Meta, StateStore
 from pgferry.state.workdir import WorkDir
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def run_follow(options: FollowOptions, stop: threading.Event | None = None) -> i
             terminate_orphans(side, tag)
         scope = _prepare(o, store, cdc)
         cdc.start_receiver()
-        if store.get_meta("apply_hold") != "1":
+        if store.get_meta(Meta.APPLY_HOLD) != "1":
             store.set_sentinel(apply=1)
         applied = cdc.cutover(scope, _sequences(o, store), o.filters)
         store.end_run(run_id, "done")
@@ -84,7 +84,7 @@ def _prepare(o: FollowOptions, store: StateStore, cdc: Cdc) -> ApplyScope:
     if cdc.is_set_up:
         if not o.resume:
             raise InputError(f"{o.dir} already holds a CDC setup", fix="continue it with --resume")
-        if store.get_meta("cdc_done") == "1" and not o.resume:
+        if store.get_meta(Meta.CDC_DONE) == "1" and not o.resume:
             raise InputError(
                 f"{o.dir} holds a finished migration",
                 fix="nothing to follow; start a new one in another --dir",
@@ -96,19 +96,19 @@ def _prepare(o: FollowOptions, store: StateStore, cdc: Cdc) -> ApplyScope:
                 "the clone in this directory has not finished copying",
                 fix="resume it with pgferry clone --follow --resume",
             )
-        log.info("following changes from slot %s (resuming)", store.get_meta("cdc_slot"))
+        log.info("following changes from slot %s (resuming)", store.get_meta(Meta.CDC_SLOT))
     else:
         drop_interrupted_setup(o.source, o.target, store)
         cdc.check_fresh()
         snapshot = cdc.create()
         cdc.release_snapshot()
-        store.set_meta("started_at", str(time.time()))
+        store.set_meta(Meta.STARTED_AT, str(time.time()))
         log.warning(
             "new slot at %s: changes committed before it are not captured; the target must "
             "already hold the source's data as of that point",
             snapshot.lsn,
         )
-        store.set_json("follow_filters", o.filters.to_json())
+        store.set_json(Meta.FOLLOW_FILTERS, o.filters.to_json())
     return _scope(o, store)
 
 
@@ -137,7 +137,7 @@ def _everything(o: FollowOptions) -> ApplyScope:
 
 
 def _sequences(o: FollowOptions, store: StateStore) -> list[Sequence]:
-    catalog = store.get_json("catalog")
+    catalog = store.get_json(Meta.CATALOG)
     if catalog is not None:
         from pgferry.catalog.model import Catalog
 

@@ -17,7 +17,7 @@ from pgferry.cli.common import (
 )
 from pgferry.errors import UsageError
 from pgferry.pg.identity import refuse_same_database
-from pgferry.state.store import StateStore
+from pgferry.state.store import Meta, StateStore
 from pgferry.state.workdir import WorkDir
 
 
@@ -84,8 +84,8 @@ def handle_cleanup(args: argparse.Namespace) -> int:
     if state.exists() and (slot is None or origin is None):
         store = StateStore.open_dir(workdir, readonly=True)
         try:
-            slot = slot or store.get_meta("cdc_slot")
-            origin = origin or store.get_meta("cdc_origin")
+            slot = slot or store.get_meta(Meta.CDC_SLOT)
+            origin = origin or store.get_meta(Meta.CDC_ORIGIN)
         finally:
             store.close()
     source, target = resolve_conn(args, "source"), resolve_conn(args, "target")

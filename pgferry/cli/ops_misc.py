@@ -39,6 +39,7 @@ from pgferry.ops.report import Report
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.identity import refuse_same_database
 from pgferry.pg.sessions import dir_tag
+from pgferry.state.store import Meta
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +417,7 @@ def _recorded_origin(args: argparse.Namespace) -> str | None:
     except InputError:
         return None
     try:
-        return store.get_meta("cdc_origin")
+        return store.get_meta(Meta.CDC_ORIGIN)
     finally:
         store.close()
 

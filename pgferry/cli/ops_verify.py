@@ -16,6 +16,7 @@ from pgferry.cli.common import add_filters, add_source, add_target, positive, re
 from pgferry.cli.env import env_int, env_value
 from pgferry.errors import InputError
 from pgferry.ops.verify import VerifyOptions, run_verify
+from pgferry.state.store import Meta
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def _stored_filters(workdir: Path) -> Filters | None:
         return None
     store = StateStore.open_dir(workdir, readonly=True)
     try:
-        data = store.get_json("filters")
+        data = store.get_json(Meta.FILTERS)
     finally:
         store.close()
     return Filters.from_json(data) if data is not None else None

@@ -12,7 +12,7 @@ from pgferry.cli.common import add_dir, add_source, resolve_conn, resolve_dir
 from pgferry.errors import InputError, UsageError
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn
-from pgferry.state.store import StateStore
+from pgferry.state.store import Meta, StateStore
 
 SENTINEL_FIELDS = ("startpos", "endpos", "apply", "write_lsn", "flush_lsn", "replay_lsn")
 
@@ -87,7 +87,8 @@ def _store(args: argparse.Namespace, *, write: bool) -> StateStore:
 def sentinel_dict(store: StateStore) -> dict[str, Any]:
     row = store.sentinel()
     assert row is not None
-    return {k: (bool(row[k]) if k == "apply" else row[k]) for k in SENTINEL_FIELDS}
+    values = row.to_json()
+    return {k: values[k] for k in SENTINEL_FIELDS}
 
 
 def handle_get(args: argparse.Namespace) -> int:
@@ -134,7 +135,7 @@ def handle_set_endpos(args: argparse.Namespace) -> int:
         else:
             lsn = parse_endpos(args.lsn)
             store.set_sentinel(endpos=format_lsn(lsn))
-            store.set_meta("endpos_kind", "lsn")
+            store.set_meta(Meta.ENDPOS_KIND, "lsn")
     finally:
         store.close()
     print(format_lsn(lsn))
@@ -146,7 +147,7 @@ def handle_set_apply(args: argparse.Namespace) -> int:
     try:
         store.set_sentinel(apply=args.apply_value)
         # An explicit pause outlives the end of the copy (which otherwise enables apply).
-        store.set_meta("apply_hold", "0" if args.apply_value else "1")
+        store.set_meta(Meta.APPLY_HOLD, "0" if args.apply_value else "1")
     finally:
         store.close()
     print("apply enabled" if args.apply_value else "apply paused (prefetch only)")
@@ -164,7 +165,7 @@ def handle_stop_cdc(args: argparse.Namespace) -> int:
         row = store.sentinel()
         assert row is not None
         print(f"source current WAL position: {format_lsn(lsn)}")
-        print(f"applied so far:              {row['replay_lsn'] or '-'}")
+        print(f"applied so far:              {row.replay_lsn or '-'}")
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError(
@@ -179,7 +180,7 @@ def handle_stop_cdc(args: argparse.Namespace) -> int:
                 print("nothing changed")
                 return 1
         store.set_sentinel(endpos=format_lsn(lsn))
-        store.set_meta("endpos_kind", "current")
+        store.set_meta(Meta.ENDPOS_KIND, "current")
     finally:
         store.close()
     print(

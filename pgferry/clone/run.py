@@ -58,7 +58,7 @@ from pgferry.pg.identity import refuse_same_database_conns
 from pgferry.pg.lsn import lsn_or_none
 from pgferry.pg.sessions import dir_tag, terminate_orphans
 from pgferry.pg.snapshot import SOURCE_SETTINGS, Snapshot, SnapshotHolder, begin_on_snapshot
-from pgferry.state.store import StateStore, Status, UnitKind
+from pgferry.state.store import Meta, StateStore, Status, UnitKind
 from pgferry.state.workdir import WorkDir
 from pgferry.ui.progress import make_reporter
 
@@ -215,7 +215,7 @@ class Clone:
     def _end_run(self, status: str, error: str | None) -> None:
         if self.store is not None and self.run_id:
             self.store.end_run(self.run_id, status, error)
-            self.store.set_meta("status", status)
+            self.store.set_meta(Meta.STATUS, status)
 
     # -- fresh start, resume or restart -------------------------------------------------
     def _decide_start(self, target: Any) -> None:
@@ -248,7 +248,7 @@ class Clone:
             had_state = False
         self.store = StateStore.open_dir(self.workdir.path)
         started = self._target_written()
-        if had_state and not started and self.store.get_meta("started_at") is not None:
+        if had_state and not started and self.store.get_meta(Meta.STARTED_AT) is not None:
             # A previous attempt stopped before writing anything: start afresh.
             log.info(
                 "previous run in %s never wrote to the target; starting afresh", self.workdir.path
@@ -260,7 +260,7 @@ class Clone:
         if started and not o.resume:
             raise InputError(
                 f"{self.workdir.path} holds a previous clone (status: "
-                f"{self.store.get_meta('status', 'unknown')})",
+                f"{self.store.get_meta(Meta.STATUS, 'unknown')})",
                 fix="continue it with --resume, or discard it with --restart",
             )
         if started:
@@ -270,12 +270,12 @@ class Clone:
             require_empty_target(target, o.target.dbname)
         if o.follow:
             self._cdc().check_fresh()
-        self.store.set_json("options", self.o.plan_fingerprint())
-        self.store.set_json("filters", self.o.filters.to_json())
-        self.store.set_meta("source", o.source.masked())
-        self.store.set_meta("target", o.target.masked())
-        self.store.set_meta("started_at", str(time.time()))
-        self.store.set_meta("status", "running")
+        self.store.set_json(Meta.OPTIONS, self.o.plan_fingerprint())
+        self.store.set_json(Meta.FILTERS, self.o.filters.to_json())
+        self.store.set_meta(Meta.SOURCE, o.source.masked())
+        self.store.set_meta(Meta.TARGET, o.target.masked())
+        self.store.set_meta(Meta.STARTED_AT, str(time.time()))
+        self.store.set_meta(Meta.STATUS, "running")
 
     def _cdc(self) -> Cdc:
         if self.cdc is None:
@@ -309,7 +309,7 @@ class Clone:
 
     def _check_resume_compatible(self) -> None:
         assert self.store is not None
-        stored = self.store.get_json("options") or {}
+        stored = self.store.get_json(Meta.OPTIONS) or {}
         given = self.o.plan_fingerprint()
         diffs = [
             f"{k}: was {stored.get(k)!r}, now {given.get(k)!r}"
@@ -319,7 +319,7 @@ class Clone:
         if "filters" in {d.split(":")[0] for d in diffs}:
             from pgferry.catalog.filters import Filters
 
-            old = Filters.from_json(self.store.get_json("filters"))
+            old = Filters.from_json(self.store.get_json(Meta.FILTERS))
             diffs = [d for d in diffs if not d.startswith("filters:")]
             diffs += [f"filters: {line}" for line in old.describe_difference(self.o.filters)]
         if diffs:
@@ -328,7 +328,7 @@ class Clone:
                 fix="resume with the original options, or start over with --restart",
             )
         log.info("resuming the clone in %s", self.workdir.path)
-        self.store.set_meta("status", "running")
+        self.store.set_meta(Meta.STATUS, "running")
 
     # -- the phases -----------------------------------------------------------------------
     def _phases(self, tools: DumpTools) -> dict[str, Any]:
@@ -371,7 +371,7 @@ class Clone:
         store = self.store
         cdc = self.cdc
         assert store is not None and cdc is not None
-        if store.get_meta("apply_hold") != "1":
+        if store.get_meta(Meta.APPLY_HOLD) != "1":
             store.set_sentinel(apply=1)
         else:
             log.info("apply is paused (stream sentinel set prefetch): only receiving changes")
@@ -392,11 +392,11 @@ class Clone:
         caught up: validate them, once."""
         store = self.store
         assert store is not None
-        deferred = store.get_json("deferred_foreign_keys") or []
-        if deferred and store.get_meta("foreign_keys_validated") != "1":
+        deferred = store.get_json(Meta.DEFERRED_FOREIGN_KEYS) or []
+        if deferred and store.get_meta(Meta.FOREIGN_KEYS_VALIDATED) != "1":
             with self.o.target.connect("pgferry validate") as conn:
                 validate(conn, fk_from_json(deferred))
-            store.set_meta("foreign_keys_validated", "1")
+            store.set_meta(Meta.FOREIGN_KEYS_VALIDATED, "1")
 
     def _snapshot(self) -> Snapshot:
         if self.o.follow:
@@ -459,7 +459,7 @@ class Clone:
                     conn.execute("ROLLBACK")
                 finally:
                     conn.close()
-                store.set_json("catalog", catalog.to_json())
+                store.set_json(Meta.CATALOG, catalog.to_json())
                 log.info(
                     "source: %d relations, %d indexes, %d sequences, %d large objects",
                     len(catalog.tables),
@@ -467,7 +467,7 @@ class Clone:
                     len(catalog.sequences),
                     catalog.large_objects,
                 )
-        return Catalog.from_json(store.get_json("catalog"))
+        return Catalog.from_json(store.get_json(Meta.CATALOG))
 
     def _phase_dump(self, tools: DumpTools, snapshot: Snapshot) -> None:
         with self._phase("dump") as todo:
@@ -543,7 +543,7 @@ class Clone:
             t = p.catalog.table(oid)
             store.add_table(oid, t.schema, t.name, t.bytes, t.reltuples, n, copy_data=True)
         store.add_units(units)
-        store.set_meta("plan_done", "1")
+        store.set_meta(Meta.PLAN_DONE, "1")
         split = {oid: n for oid, n in parts.items() if n > 1}
         log.info(
             "plan: %d tables to copy (%d split into %d parts), %d indexes, %d sequences, "
@@ -710,7 +710,7 @@ class Clone:
                 fks = fk_entries(p.toc, frozenset(keep))
                 deferred = read_foreign_keys(self.o.source, [e.oid for e in fks])
                 keep -= {e.dump_id for e in fks}
-                store.set_json("deferred_foreign_keys", fk_json(deferred))
+                store.set_json(Meta.DEFERRED_FOREIGN_KEYS, fk_json(deferred))
             first = partitioned_pass(self.o.source, p.toc, keep)
             if first.dump_ids:
                 self._restore_partitioned(p, first)

@@ -82,7 +82,7 @@ def build_summary(
         )
     tables.sort(key=lambda e: -e["bytes"])
     runs = store.runs()
-    first_start = runs[0]["started_at"] if runs else None
+    first_start = runs[0].started_at if runs else None
     return {
         "source": options.source.short(),
         "target": options.target.short(),

@@ -361,12 +361,12 @@ class _Cutover(threading.Thread):
                     continue
                 store = StateStore.open_dir(self.options.dir, readonly=True)
             row = store.sentinel()
-            if row is None or not row["apply"]:
+            if row is None or not row.apply:
                 continue
             now = time.monotonic()
             applying_since = applying_since or now
-            applied = lsn_or_none(row["replay_lsn"]) or 0
-            flushed = lsn_or_none(row["flush_lsn"]) or 0
+            applied = lsn_or_none(row.replay_lsn) or 0
+            flushed = lsn_or_none(row.flush_lsn) or 0
             history.append((now, flushed))
             while len(history) > 1 and now - history[0][0] > 1.5:
                 history.pop(0)

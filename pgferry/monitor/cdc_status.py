@@ -44,7 +44,7 @@ from pgferry.monitor.status import RunInfo, RunState, Servers, log_summary, run_
 from pgferry.ops.report import Report
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none
-from pgferry.state.store import StateStore, Status, UnitKind
+from pgferry.state.store import Meta, StateStore, Status, UnitKind
 from pgferry.state.workdir import WorkDir
 from pgferry.ui.format import human_bytes, human_duration
 
@@ -119,11 +119,15 @@ def source_current(servers: Servers) -> int | None:
 
 
 def take_sample(wd: WorkDir, store: StateStore, servers: Servers) -> CdcSample:
-    origin = origin_progress(servers, store.get_meta("cdc_origin"))
+    origin = origin_progress(servers, store.get_meta(Meta.CDC_ORIGIN))
     row = store.sentinel()
-    txns = int(store.get_meta("cdc_applied_txns", "0") or 0)
+    txns = int(store.get_meta(Meta.CDC_APPLIED_TXNS, "0") or 0)
     current = source_current(servers)
-    get = (lambda k: lsn_or_none(row[k])) if row is not None else (lambda k: None)
+    positions = row.to_json() if row is not None else {}
+
+    def get(field: str) -> int | None:
+        return lsn_or_none(positions.get(field))
+
     sentinel_applied = get("replay_lsn")
     applied = origin if origin is not None else (sentinel_applied or get("startpos") or 0)
     return CdcSample(
@@ -135,7 +139,7 @@ def take_sample(wd: WorkDir, store: StateStore, servers: Servers) -> CdcSample:
         flushed=get("flush_lsn"),
         source_current=current,
         applied_txns=txns,
-        apply_enabled=bool(row["apply"]) if row is not None else False,
+        apply_enabled=bool(row.apply) if row is not None else False,
         startpos=get("startpos"),
         endpos=get("endpos"),
         spool=spool_backlog(wd.cdc_dir, applied),
@@ -277,13 +281,13 @@ def _diff(a: int | None, b: int | None) -> int | None:
 
 
 def apply_state(store: StateStore, info: RunInfo, sample: CdcSample) -> str:
-    if store.get_meta("cdc_done") == "1":
+    if store.get_meta(Meta.CDC_DONE) == "1":
         return "done"
     if info.state != RunState.RUNNING:
         return "stopped"
     if sample.apply_enabled:
         return "applying"
-    if store.get_meta("apply_hold") == "1":
+    if store.get_meta(Meta.APPLY_HOLD) == "1":
         return "paused (stream sentinel set prefetch)"
     copies = store.units(UnitKind.COPY)
     if copies and any(u.status != Status.DONE for u in copies):
@@ -380,9 +384,9 @@ def build_cdc_report(
     """The report for the newest sample in `history` (taken by the caller); without
     `details` (the summary in `status`) the database size and the log are left out."""
     sample = history.samples[-1]
-    slot_name = store.get_meta("cdc_slot")
+    slot_name = store.get_meta(Meta.CDC_SLOT)
     slot = slot_health(servers, slot_name) if servers.has("source") else None
-    done = store.get_meta("cdc_done") == "1"
+    done = store.get_meta(Meta.CDC_DONE) == "1"
     state = apply_state(store, info, sample)
     effective = sample.effective_applied
     to_receive = _diff(sample.source_current, sample.received)
@@ -399,7 +403,7 @@ def build_cdc_report(
         lag["seconds"], lag["basis"] = 0.0, "cutover done"
     verdict = _verdict(state, backlog, lag["seconds"], basis)
     rates = history.rates()
-    group_txns = int(store.get_meta("cdc_group_txns", "1") or 1)
+    group_txns = int(store.get_meta(Meta.CDC_GROUP_TXNS, "1") or 1)
     eta, eta_note = _eta(state, verdict["caught_up"], backlog, rates)
     if eta is None and eta_note.startswith("falling behind") and group_txns == 1:
         eta_note += (
@@ -416,8 +420,8 @@ def build_cdc_report(
         "run": info.to_json(sample.at),
         "state": str(info.state),
         "slot": slot_name,
-        "origin": store.get_meta("cdc_origin"),
-        "plugin": store.get_meta("cdc_plugin"),
+        "origin": store.get_meta(Meta.CDC_ORIGIN),
+        "plugin": store.get_meta(Meta.CDC_PLUGIN),
         "positions": {
             "startpos": _lsn(sample.startpos),
             "received": _lsn(sample.received),

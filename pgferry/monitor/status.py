@@ -32,7 +32,7 @@ import psycopg
 from pgferry.errors import ExitCode
 from pgferry.pg.conninfo import ConnInfo, scrub
 from pgferry.pg.sessions import dir_tag
-from pgferry.state.store import StateStore, Status, TableRow, UnitKind, UnitRow
+from pgferry.state.store import Meta, StateStore, Status, TableRow, UnitKind, UnitRow
 from pgferry.state.workdir import WorkDir
 
 RATE_WINDOW_SECONDS = 60.0
@@ -128,12 +128,12 @@ def run_info(workdir: WorkDir, store: StateStore) -> RunInfo:
     pid = workdir.running_pid()
     rows = store.runs()
     last = rows[-1] if rows else None
-    stored = last["status"] if last is not None else store.get_meta("status")
+    stored = last.status if last is not None else store.get_meta(Meta.STATUS)
     if pid is None and stored == "running":
         pid = workdir.running_pid()
         rows = store.runs()
         last = rows[-1] if rows else None
-        stored = last["status"] if last is not None else store.get_meta("status")
+        stored = last.status if last is not None else store.get_meta(Meta.STATUS)
     if pid is not None:
         state = RunState.RUNNING
     elif stored == "running":
@@ -142,18 +142,18 @@ def run_info(workdir: WorkDir, store: StateStore) -> RunInfo:
         state = _RUN_STATES[stored]
     else:
         state = RunState.NOT_STARTED
-    first = store.get_meta("started_at")
+    first = store.get_meta(Meta.STARTED_AT)
     return RunInfo(
         state=state,
         pid=pid if pid is not None and pid > 0 else None,
-        command=last["command"] if last is not None else None,
-        run_id=last["id"] if last is not None else None,
+        command=last.command if last is not None else None,
+        run_id=last.id if last is not None else None,
         runs=len(rows),
-        started_at=last["started_at"] if last is not None else None,
-        finished_at=last["finished_at"] if last is not None else None,
+        started_at=last.started_at if last is not None else None,
+        finished_at=last.finished_at if last is not None else None,
         first_started_at=float(first) if first else None,
         last_activity=last_activity(workdir),
-        error=scrub(last["error"]) if last is not None and last["error"] else None,
+        error=scrub(last.error) if last is not None and last.error else None,
     )
 
 
@@ -723,8 +723,8 @@ def status_report(
             "run": info.to_json(now),
             "state": str(info.state),
             "exit_code": info.exit_code,
-            "source": store.get_meta("source"),
-            "target": store.get_meta("target"),
+            "source": store.get_meta(Meta.SOURCE),
+            "target": store.get_meta(Meta.TARGET),
             "phases": phases,
             "copy": copy,
             **counts,

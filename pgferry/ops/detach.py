@@ -69,7 +69,7 @@ def _run_began(workdir: WorkDir, pid: int) -> bool:
     except (PgferryError, sqlite3.Error):
         return False
     try:
-        return any(r["pid"] == pid for r in store.runs())
+        return any(r.pid == pid for r in store.runs())
     except sqlite3.Error:
         return False
     finally:

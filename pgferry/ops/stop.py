@@ -231,14 +231,14 @@ def _with_state(result: StopResult) -> StopResult:
     try:
         runs = store.runs()
         if runs:
-            result.command = runs[-1]["command"]
-            result.run_status = runs[-1]["status"]
+            result.command = runs[-1].command
+            result.run_status = runs[-1].status
         units: dict[str, dict[str, int]] = {}
         for (kind, status), n in store.counts().items():
             units.setdefault(kind, {})[status] = n
         result.units = units
         sentinel = store.sentinel()
-        result.cdc_started = bool(sentinel is not None and sentinel["startpos"])
+        result.cdc_started = bool(sentinel is not None and sentinel.startpos)
     except sqlite3.Error:  # a store being written or of another version: report without it
         pass
     finally:

@@ -94,6 +94,58 @@ CREATE TABLE IF NOT EXISTS sentinel (
 """
 
 
+class Meta(StrEnum):
+    """The keys of the state store's `meta` table: every one pgferry writes."""
+
+    STATUS = "status"  # the run's state: running, done, failed...
+    SOURCE = "source"  # the source's connection, without its password
+    TARGET = "target"  # the target's connection, without its password
+    OPTIONS = "options"  # the clone options that shape the plan (JSON)
+    FILTERS = "filters"  # the clone's filters (JSON)
+    FOLLOW_FILTERS = "follow_filters"  # the filters of `pgferry follow` alone (JSON)
+    CATALOG = "catalog"  # the source catalog read at the start (JSON)
+    PLAN_DONE = "plan_done"  # '1' once the plan (tables, parts, units) is stored
+    STARTED_AT = "started_at"  # when the migration started (Unix time)
+    CDC_SLOT = "cdc_slot"  # the replication slot's name
+    CDC_ORIGIN = "cdc_origin"  # the target's replication origin's name
+    CDC_PLUGIN = "cdc_plugin"  # the logical decoding plugin
+    CDC_CREATED = "cdc_created"  # '1' once slot and origin exist and are recorded
+    CDC_NUMERIC_AS_STRING = "cdc_numeric_as_string"  # wal2json's numeric-as-string
+    CDC_GROUP_TXNS = "cdc_group_txns"  # --group-txns of the run
+    CDC_APPLIED_TXNS = "cdc_applied_txns"  # how many source transactions apply has committed
+    CDC_DONE = "cdc_done"  # '1' once the cutover point is reached
+    APPLY_HOLD = "apply_hold"  # '1' while apply is held (stream sentinel set prefetch)
+    ENDPOS_KIND = "endpos_kind"  # 'current': endpos was the source's position
+    DEFERRED_FOREIGN_KEYS = "deferred_foreign_keys"  # added NOT VALID, validated at cutover
+    FOREIGN_KEYS_VALIDATED = "foreign_keys_validated"  # '1' once those are validated
+
+
+@dataclass(frozen=True)
+class Sentinel:
+    """The CDC sentinel: the positions receive and apply have reached, and what they may
+    do (`stream sentinel` shows and sets it)."""
+
+    startpos: str | None
+    endpos: str | None
+    apply: bool
+    write_lsn: str | None
+    flush_lsn: str | None
+    replay_lsn: str | None
+    updated_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Field by field, for `--json` outputs."""
+        return {
+            "startpos": self.startpos,
+            "endpos": self.endpos,
+            "apply": self.apply,
+            "write_lsn": self.write_lsn,
+            "flush_lsn": self.flush_lsn,
+            "replay_lsn": self.replay_lsn,
+            "updated_at": self.updated_at,
+        }
+
+
 class Status(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
@@ -156,6 +208,19 @@ class PhaseRow:
     bytes: int | None
     concurrency: int | None
     detail: str | None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run of a command in DIR (clone, follow...), as begun and ended."""
+
+    id: int
+    command: str
+    pid: int
+    started_at: float
+    finished_at: float | None
+    status: str
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -236,15 +301,15 @@ class StateStore:
             return self._db.execute(sql, tuple(args)).fetchall()
 
     # -- meta ---------------------------------------------------------------------------
-    def get_meta(self, key: str, default: str | None = None) -> str | None:
+    def get_meta(self, key: Meta, default: str | None = None) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else default
 
-    def get_json(self, key: str) -> Any:
+    def get_json(self, key: Meta) -> Any:
         value = self.get_meta(key)
         return None if value is None else json.loads(value)
 
-    def set_meta(self, key: str, value: str) -> None:
+    def set_meta(self, key: Meta, value: str) -> None:
         with self._write() as db:
             db.execute(
                 "INSERT INTO meta(key, value) VALUES (?, ?) "
@@ -252,11 +317,11 @@ class StateStore:
                 (key, value),
             )
 
-    def set_json(self, key: str, value: Any) -> None:
+    def set_json(self, key: Meta, value: Any) -> None:
         self.set_meta(key, json.dumps(value, sort_keys=True))
 
     def has_plan(self) -> bool:
-        return self.get_meta("plan_done") == "1"
+        return self.get_meta(Meta.PLAN_DONE) == "1"
 
     # -- runs ---------------------------------------------------------------------------
     def begin_run(self, command: str, pid: int) -> int:
@@ -274,8 +339,12 @@ class StateStore:
                 (time.time(), status, error, run_id),
             )
 
-    def runs(self) -> list[sqlite3.Row]:
-        return self._query("SELECT * FROM runs ORDER BY id")
+    def runs(self) -> list[RunRow]:
+        """Every run in DIR, oldest first."""
+        rows = self._query(
+            "SELECT id, command, pid, started_at, finished_at, status, error FROM runs ORDER BY id"
+        )
+        return [RunRow(*r) for r in rows]
 
     # -- phases -------------------------------------------------------------------------
     def define_phases(self, names: Iterable[str]) -> None:
@@ -456,9 +525,24 @@ class StateStore:
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
     # -- sentinel (CDC) -----------------------------------------------------------------
-    def sentinel(self) -> sqlite3.Row | None:
-        rows = self._query("SELECT * FROM sentinel WHERE id = 1")
-        return rows[0] if rows else None
+    def sentinel(self) -> Sentinel | None:
+        """The sentinel, or None before CDC was set up."""
+        rows = self._query(
+            "SELECT startpos, endpos, apply, write_lsn, flush_lsn, replay_lsn, updated_at "
+            "FROM sentinel WHERE id = 1"
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Sentinel(
+            startpos=r["startpos"],
+            endpos=r["endpos"],
+            apply=bool(r["apply"]),
+            write_lsn=r["write_lsn"],
+            flush_lsn=r["flush_lsn"],
+            replay_lsn=r["replay_lsn"],
+            updated_at=r["updated_at"],
+        )
 
     def set_sentinel(self, **values: Any) -> None:
         allowed = {"startpos", "endpos", "apply", "write_lsn", "flush_lsn", "replay_lsn"}

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from pgferry.state.store import StateStore, Status
+from pgferry.state.store import Meta, StateStore, Status
 from pgferry.state.workdir import WorkDir
 from pgferry.ui.format import human_bytes, human_duration
 
@@ -56,7 +56,7 @@ def progress_report(path: Path) -> dict[str, Any]:
         tables = store.tables()
         return {
             "dir": str(workdir.path),
-            "status": store.get_meta("status", "unknown"),
+            "status": store.get_meta(Meta.STATUS, "unknown"),
             "running_pid": pid,
             "phases": phases,
             "units": kinds,

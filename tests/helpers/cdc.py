@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
+from pgferry.state.store import StateStore
 from tests.helpers.cli import pg_program, run_pgferry
 from tests.helpers.running import clone_args
 
@@ -35,19 +36,19 @@ def follow_args(p: DbPair, plugin: str, *extra: str) -> list[str]:
 
 
 def sentinel(workdir: Path) -> dict[str, object]:
-    path = workdir / "state.db"
-    if not path.exists():
+    """The sentinel's fields, read through the state store, read-only ({} before it
+    exists or while it cannot be read)."""
+    if not (workdir / StateStore.FILENAME).exists():
         return {}
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        db.row_factory = sqlite3.Row
+        store = StateStore.open_dir(workdir, readonly=True)
         try:
-            row = db.execute("SELECT * FROM sentinel WHERE id = 1").fetchone()
-            return dict(row) if row else {}
+            row = store.sentinel()
         finally:
-            db.close()
+            store.close()
     except sqlite3.OperationalError:
         return {}
+    return row.to_json() if row is not None else {}
 
 
 def lsn(text: object) -> int:

@@ -3,6 +3,7 @@ state store, kill it at a chosen moment."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pgferry.state.store import StateStore
 from tests.helpers.cli import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -61,17 +63,16 @@ def start_pgferry(*args: str, env: dict[str, str] | None = None) -> subprocess.P
 
 
 def units(workdir: Path) -> list[Row]:
-    """Rows of the units table, read like any other process would (read-only)."""
-    path = workdir / "state.db"
-    if not path.exists():
+    """The units, read through the state store like any other process would (read-only),
+    as dicts of their fields."""
+    if not (workdir / StateStore.FILENAME).exists():
         return []
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        db.row_factory = sqlite3.Row
+        store = StateStore.open_dir(workdir, readonly=True)
         try:
-            return [dict(r) for r in db.execute("SELECT * FROM units")]
+            return [dataclasses.asdict(u) for u in store.units()]
         finally:
-            db.close()
+            store.close()
     except sqlite3.OperationalError:
         return []
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
 
+from pgferry.state.store import StateStore, UnitKind
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import assert_same_database
 from tests.helpers.running import SLOW_COPY, kill_group, start_pgferry, wait_for
@@ -47,11 +47,12 @@ def _base(p: DbPair) -> list[str]:
     ]
 
 
-def _pool_sizes(p: DbPair) -> dict[str, int]:
-    db = sqlite3.connect(f"file:{p.workdir / 'state.db'}?mode=ro", uri=True)
-    rows = db.execute("SELECT name, concurrency FROM phases").fetchall()
-    db.close()
-    return dict(rows)
+def _pool_sizes(p: DbPair) -> dict[str, int | None]:
+    store = StateStore.open_dir(p.workdir, readonly=True)
+    try:
+        return {phase.name: phase.concurrency for phase in store.phases()}
+    finally:
+        store.close()
 
 
 def test_environment_variables(source: DbPair) -> None:
@@ -71,10 +72,12 @@ def test_environment_variables(source: DbPair) -> None:
     run_pgferry("clone", "--no-progress", env=env)
     sizes = _pool_sizes(p)
     assert sizes["copy"] == 3 and sizes["indexes"] == 1
-    db = sqlite3.connect(f"file:{p.workdir / 'state.db'}?mode=ro", uri=True)
-    kinds = {k for (k,) in db.execute("SELECT DISTINCT kind FROM units")}
-    parts = db.execute("SELECT max(part) FROM units WHERE kind = 'copy'").fetchone()[0]
-    db.close()
+    store = StateStore.open_dir(p.workdir, readonly=True)
+    try:
+        kinds = {u.kind for u in store.units()}
+        parts = max(u.part for u in store.units(UnitKind.COPY))
+    finally:
+        store.close()
     assert "vacuum" not in kinds and parts > 1
     assert_same_database(p.source_uri, p.target_uri)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pgferry.state.store import StateStore, UnitKind
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import assert_same_database
 from tests.helpers.running import start_pgferry, wait_for
@@ -26,14 +28,18 @@ DELETE FROM no_pk WHERE grp = 42;
 """
 
 
-def _parts(workdir, table: str) -> list[dict]:
-    db = sqlite3.connect(f"file:{workdir / 'state.db'}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    rows = db.execute(
-        "SELECT * FROM units WHERE kind = 'copy' AND label LIKE ? ORDER BY part", (table + "%",)
-    ).fetchall()
-    db.close()
-    return [dict(r) for r in rows]
+def _parts(workdir: Path, table: str) -> list[dict]:
+    """The copy units of `table`, by part, read through the state store."""
+    store = StateStore.open_dir(workdir, readonly=True)
+    try:
+        copies = store.units(UnitKind.COPY)
+    finally:
+        store.close()
+    return [
+        dataclasses.asdict(u)
+        for u in sorted(copies, key=lambda u: u.part)
+        if u.label.startswith(table)
+    ]
 
 
 def test_split_tables_copied_in_parallel_parts(dbpair: DbPair) -> None:
@@ -60,7 +66,7 @@ def test_split_tables_copied_in_parallel_parts(dbpair: DbPair) -> None:
         assert len(parts) >= 4, parts
         assert all(u["status"] == "done" for u in parts)
         assert sum(u["rows"] for u in parts) > 0
-        details = [json.loads(u["detail"]) for u in parts]
+        details = [u["detail"] for u in parts]
         # Block ranges tile the table: first unbounded below, last unbounded above.
         assert details[0]["first_page"] is None and details[-1]["end_page"] is None
         for a, b in zip(details, details[1:], strict=False):

@@ -3,10 +3,10 @@ finished, failed or was killed; `clone --detach` outlives the shell that started
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pgferry.state.store import StateStore
 from tests.helpers.cdc import (
     Pgbench,
     cutover,
@@ -81,16 +82,16 @@ def status(p: DbPair, *extra: str, command: str = "status") -> tuple[int, dict[s
 
 
 def store(workdir: Path) -> dict[str, list[dict[str, Any]]]:
-    """The state store's units, tables and runs, read directly."""
-    db = sqlite3.connect(f"file:{workdir / 'state.db'}?mode=ro", uri=True, timeout=5)
-    db.row_factory = sqlite3.Row
+    """The state store's units, tables and runs, read through it (read-only)."""
+    state = StateStore.open_dir(workdir, readonly=True)
     try:
         return {
-            name: [dict(r) for r in db.execute(f"SELECT * FROM {name}")]
-            for name in ("units", "tables", "runs")
+            "units": [dataclasses.asdict(u) for u in state.units()],
+            "tables": [dataclasses.asdict(t) for t in state.tables()],
+            "runs": [dataclasses.asdict(r) for r in state.runs()],
         }
     finally:
-        db.close()
+        state.close()
 
 
 def done_bytes(rows: dict[str, list[dict[str, Any]]]) -> int:

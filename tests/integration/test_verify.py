@@ -23,7 +23,7 @@ from pgferry.demo.clusters import LocalCluster
 from pgferry.ops.report import Report, Verdict
 from pgferry.ops.verify import VerifyOptions, run_verify
 from pgferry.pg.conninfo import ConnInfo
-from pgferry.state.store import StateStore
+from pgferry.state.store import Meta, StateStore
 from tests.helpers.cli import dump_restore, run_pgferry, run_psql
 
 if TYPE_CHECKING:
@@ -336,7 +336,7 @@ def test_the_migration_directory_gives_the_filters(copied: DbPair, tmp_path: Pat
     workdir = tmp_path / "work"
     workdir.mkdir()
     store = StateStore.open_dir(workdir)
-    store.set_json("filters", parse_filters(FILTERS, "filters.ini").to_json())
+    store.set_json(Meta.FILTERS, parse_filters(FILTERS, "filters.ini").to_json())
     store.close()
     code, report = verify_cli(copied, "--dir", str(workdir))
     assert code == 0, failed_text(report)
