@@ -18,6 +18,11 @@ CTID_SPLIT_MIN_MAJOR = 14  # TID range scans make block-range parts cheap
 LARGE_OBJECT_BATCH = 500
 
 
+# The most parallel maintenance workers pgferry gives one index build (the last big ones,
+# when index jobs are idle).
+MAX_PARALLEL_MAINTENANCE = 4
+
+
 @dataclass(frozen=True)
 class PlanOptions:
     split_tables_larger_than: int = 0  # bytes; 0 disables splitting

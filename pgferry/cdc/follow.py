@@ -31,7 +31,6 @@ from pgferry.state.workdir import WorkDir
 
 log = logging.getLogger(__name__)
 
-PLUGINS = ("test_decoding", "wal2json")
 MAX_GROUP_TXNS = 256  # below apply's in-flight margin: a group never holds up a wait
 
 

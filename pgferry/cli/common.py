@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 from pgferry.catalog.filters import FilterError, Filters, load_filters, no_filters
-from pgferry.cdc.follow import PLUGINS
 from pgferry.cli.env import env_bool, env_value
 from pgferry.errors import InputError, UsageError
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.plugins import PLUGINS
 from pgferry.state.workdir import default_dir
 from pgferry.ui.format import parse_size
 

@@ -27,6 +27,12 @@ from pgferry.catalog.model import Catalog
 from pgferry.catalog.plan import PlanOptions, plan_units
 from pgferry.catalog.queries import read_catalog
 from pgferry.catalog.scope import PG_CLASS, PG_CONSTRAINT, Scope, ScopeOptions, resolve_scope
+from pgferry.catalog.target import (
+    check_source_reads,
+    missing_extensions,
+    require_empty_target,
+    user_objects,
+)
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
 from pgferry.cdc.apply import ApplyScope
 from pgferry.cdc.follow import Cdc, drop_interrupted_setup
@@ -44,12 +50,6 @@ from pgferry.clone.partitioned import PartitionedPass, partitioned_pass
 from pgferry.clone.scheduler import Scheduler
 from pgferry.clone.schema import RestoreOptions, apply_database_settings, dump_schema, restore
 from pgferry.clone.summary import build_summary, print_summary
-from pgferry.clone.target import (
-    check_source_reads,
-    missing_extensions,
-    require_empty_target,
-    user_objects,
-)
 from pgferry.clone.workers import RunContext
 from pgferry.errors import InputError, Interrupted, PgferryError, TableRewritten
 from pgferry.faults import crash_point

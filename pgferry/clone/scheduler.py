@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from pgferry.catalog.plan import MAX_PARALLEL_MAINTENANCE
 from pgferry.clone.workers import Outcome, RunContext, Session, run_unit
 from pgferry.errors import Interrupted, StepFailed, TableRewritten
 from pgferry.state.store import Status, UnitKind, UnitRow
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_FLUSH_SECONDS = 0.25
 BIG_INDEX_TABLE_BYTES = 256 * 1024 * 1024  # below this, parallel index builds do not pay
-MAX_PARALLEL_MAINTENANCE = 4
 
 # Which pool runs which kind of unit, and the phase each kind reports to.
 POOL_OF = {

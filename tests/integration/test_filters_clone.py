@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 
-from pgferry.clone.target import user_objects
+from pgferry.catalog.target import user_objects
 from pgferry.errors import ExitCode
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import assert_same_database, sequence_values, table_fingerprints

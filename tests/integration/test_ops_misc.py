@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgferry.clone.target import user_objects
+from pgferry.catalog.target import user_objects
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import assert_same_database
 from tests.helpers.running import clone_args, kill_group, start_pgferry, wait_for

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from pgferry.clone.scheduler import MAX_PARALLEL_MAINTENANCE
+from pgferry.catalog.plan import MAX_PARALLEL_MAINTENANCE
 from pgferry.ops.preflight.session import _checking
 from pgferry.ops.report import Check, Report, Verdict
 

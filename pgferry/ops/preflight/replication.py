@@ -19,13 +19,13 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from pgferry.cdc.follow import PLUGINS
 from pgferry.errors import PgferryError
 from pgferry.ops import providers
 from pgferry.ops.preflight.facts import _LISTED, PreflightOptions, RoleFacts, SourceFacts
 from pgferry.ops.preflight.session import _checking, _error_text, _one
 from pgferry.ops.report import Check, Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.plugins import PLUGINS
 from pgferry.ui.format import human_bytes, human_duration
 
 # Creating a logical slot waits for every transaction running at that moment.

@@ -15,7 +15,7 @@ from psycopg import sql
 from pgferry.catalog.filters import Filters
 from pgferry.catalog.queries import SYSTEM_SCHEMA_FILTER
 from pgferry.catalog.row_identity import Problem, RowIdentity, identity_sql
-from pgferry.clone.target import check_source_reads
+from pgferry.catalog.target import check_source_reads
 from pgferry.errors import InputError
 from pgferry.ops.preflight.facts import _LISTED, PreflightOptions, RoleFacts, ScopeTable
 from pgferry.ops.preflight.session import _checking

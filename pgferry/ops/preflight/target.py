@@ -15,7 +15,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgferry.catalog.filters import Filters
-from pgferry.clone.target import user_objects
+from pgferry.catalog.target import user_objects
 from pgferry.ops import providers
 from pgferry.ops.preflight.capacity import (
     EXTRA_TARGET_SESSIONS,
