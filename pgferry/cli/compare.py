@@ -18,6 +18,7 @@ from pgferry.cli.env import env_int
 from pgferry.errors import ExitCode
 from pgferry.ops.compare import compare_data, compare_schema
 from pgferry.ui.compare import render_data, render_schema, render_verdict
+from pgferry.ui.console import make_console
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def handle_schema(args: argparse.Namespace) -> int:
 
 
 def _console() -> Console:
-    return Console(file=sys.stdout, highlight=False)
+    return make_console()
 
 
 def _print_json(payload: dict[str, Any]) -> None:

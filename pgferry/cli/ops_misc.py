@@ -40,6 +40,7 @@ from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.identity import refuse_same_database
 from pgferry.pg.sessions import dir_tag
 from pgferry.state.store import Meta
+from pgferry.ui.console import make_console
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,7 @@ def register(sub: Any) -> None:
 
 def _console() -> Console:
     """Colour on a terminal, plain 140-column text otherwise (like Report.render)."""
-    tty = sys.stdout.isatty()
-    return Console(file=sys.stdout, highlight=False, width=None if tty else 140)
+    return make_console()
 
 
 def _print_json(payload: dict[str, Any]) -> None:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table as RichTable
 
 from pgferry.catalog.model import Catalog
 from pgferry.clone.options import CloneOptions
 from pgferry.state.store import StateStore, UnitKind
+from pgferry.ui.console import make_console
 from pgferry.ui.format import human_bytes, human_duration
 
 PHASE_TITLES = {
@@ -97,8 +96,7 @@ def build_summary(
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    width = None if sys.stdout.isatty() else 120
-    console = Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
+    console = make_console(soft_wrap=True, piped_width=120)
     table = RichTable(title="pgferry clone summary", title_justify="left")
     table.add_column("Phase")
     table.add_column("Status")

@@ -42,6 +42,7 @@ from pgferry.errors import (
 from pgferry.ops.compare import DataComparison, SchemaComparison, compare_data, compare_schema
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.ui.compare import render_data, render_verdict
+from pgferry.ui.console import make_console
 from pgferry.ui.format import human_bytes, human_duration
 
 DATABASE = "shop"
@@ -76,7 +77,7 @@ def run_demo(keep: bool, scale: int) -> int:
     """Run the demo; 0 when the target ended identical to the source, 1 otherwise."""
     if scale < 1:
         raise InputError(f"--scale must be 1 or more, not {scale}", fix="use --scale 1 or more")
-    return Demo(Console(highlight=False), scale=scale, keep=keep).run()
+    return Demo(make_console(), scale=scale, keep=keep).run()
 
 
 class Demo:

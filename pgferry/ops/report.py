@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, TextIO
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from pgferry.errors import ExitCode
+from pgferry.ui.console import make_console
 
 
 class Verdict(StrEnum):
@@ -105,9 +105,7 @@ class Report:
     def render(self, out: TextIO | None = None) -> None:
         """A table; colour only when writing to a terminal."""
         out = out or sys.stdout
-        console = Console(
-            file=out, highlight=False, soft_wrap=True, width=None if out.isatty() else 140
-        )
+        console = make_console(out, soft_wrap=True)
         console.print(Text(self.title, style="bold"))
         for key, value in self.facts.items():
             console.print(Text(f"  {key}: {value}"))

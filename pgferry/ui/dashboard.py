@@ -13,11 +13,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from pgferry.ui.console import make_console
 from pgferry.ui.format import human_bytes, human_duration
 
 STATE_STYLE = {
@@ -37,11 +38,6 @@ PHASE_STYLE = {
     "pending": "dim",
 }
 VERDICT_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "SKIP": "dim"}
-
-
-def make_console(out: TextIO | None = None) -> Console:
-    out = out or sys.stdout
-    return Console(file=out, highlight=False, soft_wrap=False, width=None if out.isatty() else 140)
 
 
 def _when(ts: float | None) -> str:

@@ -8,7 +8,6 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     Progress,
@@ -18,6 +17,7 @@ from rich.progress import (
 
 from pgferry import log as pflog
 from pgferry.state.store import UnitKind
+from pgferry.ui.console import make_console
 from pgferry.ui.format import human_bytes, human_duration
 
 log = logging.getLogger("pgferry.progress")
@@ -105,7 +105,7 @@ class RichReporter:
     """Live bars: bytes and tables copied, indexes built; log lines print above them."""
 
     def __init__(self) -> None:
-        self.console = Console(file=sys.stderr)
+        self.console = make_console(sys.stderr)
         self.progress = Progress(
             TextColumn("{task.description:<8}"),
             BarColumn(bar_width=40),

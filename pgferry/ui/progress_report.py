@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from pgferry.state.store import Meta, StateStore, Status
 from pgferry.state.workdir import WorkDir
+from pgferry.ui.console import make_console
 from pgferry.ui.format import human_bytes, human_duration
 
 
@@ -72,7 +71,7 @@ def progress_report(path: Path) -> dict[str, Any]:
 
 
 def render_progress(report: dict[str, Any]) -> None:
-    console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    console = make_console(soft_wrap=True)
     state = report["status"]
     pid = report["running_pid"]
     console.print(f"{report['dir']}: {state}" + (f" (pid {pid} running)" if pid else ""))
