@@ -23,6 +23,7 @@ from pgferry.cdc.protocol import create_slot, current_wal_lsn
 from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
 from pgferry.errors import InputError, Interrupted, StepFailed, from_os_error
 from pgferry.faults import crash_point
+from pgferry.ops.verify import run_verify
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
 from pgferry.pg.snapshot import Snapshot
@@ -394,7 +395,6 @@ def verify_after_cutover(
     endpos --current: writes had stopped): an earlier end position leaves later changes
     out on purpose, and the source cannot be compared with.
     """
-    from pgferry.ops.verify import run_verify
 
     if store.get_meta(Meta.ENDPOS_KIND) != "current":
         log.info(

@@ -12,7 +12,7 @@ from pathlib import Path
 from pgferry import log as pflog
 from pgferry.catalog.filters import Filters, no_filters
 from pgferry.catalog.inscope import read_ancestors
-from pgferry.catalog.model import Sequence
+from pgferry.catalog.model import Catalog, Sequence
 from pgferry.catalog.queries import SEQUENCES_SQL
 from pgferry.cdc.apply import ApplyScope
 from pgferry.cdc.follow import (
@@ -139,8 +139,6 @@ def _everything(o: FollowOptions) -> ApplyScope:
 def _sequences(o: FollowOptions, store: StateStore) -> list[Sequence]:
     catalog = store.get_json(Meta.CATALOG)
     if catalog is not None:
-        from pgferry.catalog.model import Catalog
-
         return list(Catalog.from_json(catalog).sequences)
     with o.source.connect("pgferry sequences") as conn:
         conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")

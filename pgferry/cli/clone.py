@@ -11,6 +11,7 @@ from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,
     add_filters,
+    add_logging_flags,
     add_source,
     add_target,
     positive,
@@ -26,7 +27,6 @@ from pgferry.errors import InputError, UsageError
 
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     for name in ("clone", "fork"):
         p = sub.add_parser(

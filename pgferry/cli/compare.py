@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-from pgferry.cli.common import add_source, add_target, positive, resolve_conn
+from pgferry.cli.common import add_logging_flags, add_source, add_target, positive, resolve_conn
 from pgferry.cli.env import env_int
 from pgferry.errors import ExitCode
 from pgferry.ops.compare import compare_data, compare_schema
@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     p = sub.add_parser("compare", help="compare the source and target databases")
     csub = p.add_subparsers(dest="what", metavar="WHAT")

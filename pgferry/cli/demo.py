@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from pgferry.cli.common import add_logging_flags
+
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     p = sub.add_parser("demo", help="run a migration between two throwaway local clusters")
     p.add_argument(

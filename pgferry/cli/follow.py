@@ -9,6 +9,7 @@ from pgferry.cli.clone import add_cdc_flags, cdc_options_from_args
 from pgferry.cli.common import (
     add_dir,
     add_filters,
+    add_logging_flags,
     add_source,
     add_target,
     resolve_conn,
@@ -22,7 +23,6 @@ from pgferry.state.workdir import WorkDir
 
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     p = sub.add_parser("follow", help="replay changes from the source (CDC) until the end position")
     add_source(p)

@@ -7,12 +7,12 @@ import json
 import sys
 from typing import Any
 
-from pgferry.cli.common import add_dir, resolve_dir
+from pgferry.cli.common import add_dir, add_logging_flags, resolve_dir
+from pgferry.errors import InputError
 from pgferry.ui.progress_report import progress_report, render_progress
 
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     p = sub.add_parser("list", help="list what a work directory holds")
     lsub = p.add_subparsers(dest="what", metavar="WHAT")
@@ -30,8 +30,6 @@ def handle_progress(args: argparse.Namespace) -> int:
     if args.summary:
         path = workdir / "summary.json"
         if not path.exists():
-            from pgferry.errors import InputError
-
             raise InputError(f"no summary in {workdir} yet", fix="the clone has not finished")
         sys.stdout.write(path.read_text())
         return 0

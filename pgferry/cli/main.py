@@ -72,13 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_logging_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("logging")
-    g.add_argument("--verbose", "-v", "--notice", action="store_true", help="more detail")
-    g.add_argument("--debug", action="store_true", help="debug output and tracebacks")
-    g.add_argument("--quiet", "-q", action="store_true", help="errors only")
-
-
 def _level(args: argparse.Namespace) -> int:
     if getattr(args, "debug", False):
         return logging.DEBUG

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pgferry.cli.common import add_source, add_target, resolve_conn
+from pgferry.cli.common import add_logging_flags, add_source, add_target, resolve_conn
 
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     p = sub.add_parser("ping", help="connect to the source and the target")
     add_source(p)

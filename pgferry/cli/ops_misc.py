@@ -21,6 +21,7 @@ from rich.table import Table
 from pgferry.cli.common import (
     add_dir,
     add_filters,
+    add_logging_flags,
     add_source,
     add_target,
     resolve_conn,
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     p = sub.add_parser(
         "params",

@@ -11,6 +11,7 @@ from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,
     add_filters,
+    add_logging_flags,
     add_source,
     add_target,
     positive,
@@ -25,7 +26,6 @@ from pgferry.ops.providers import PROVIDERS, provider_filters
 
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     p = sub.add_parser(
         "preflight",

@@ -7,6 +7,7 @@ from typing import Any
 
 from pgferry.cli.common import (
     add_dir,
+    add_logging_flags,
     add_source,
     add_target,
     resolve_dir,
@@ -18,7 +19,6 @@ DEFAULT_WATCH_SECONDS = 2.0
 
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     p = sub.add_parser(
         "status",

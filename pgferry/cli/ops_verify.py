@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from pgferry.catalog.filters import Filters, load_filters, no_filters
-from pgferry.cli.common import add_filters, add_source, add_target, positive, resolve_conn
+from pgferry.cli.common import (
+    add_filters,
+    add_logging_flags,
+    add_source,
+    add_target,
+    positive,
+    resolve_conn,
+)
 from pgferry.cli.env import env_int, env_value
 from pgferry.errors import InputError
 from pgferry.ops.verify import VerifyOptions, run_verify
@@ -22,7 +29,6 @@ log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     p = sub.add_parser(
         "verify",

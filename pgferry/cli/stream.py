@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from pgferry.cdc.follow import parse_endpos, set_endpos_current
-from pgferry.cli.common import add_dir, add_source, resolve_conn, resolve_dir
+from pgferry.cli.common import add_dir, add_logging_flags, add_source, resolve_conn, resolve_dir
 from pgferry.errors import InputError, UsageError
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn
@@ -18,7 +18,6 @@ SENTINEL_FIELDS = ("startpos", "endpos", "apply", "write_lsn", "flush_lsn", "rep
 
 
 def register(sub: Any) -> None:
-    from pgferry.cli.main import add_logging_flags
 
     stream = sub.add_parser("stream", help="CDC controls (pgcopydb compatible)")
     ssub = stream.add_subparsers(dest="stream_cmd", metavar="COMMAND")

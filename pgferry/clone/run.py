@@ -23,6 +23,7 @@ from typing import Any
 from psycopg import sql
 
 from pgferry import log as pflog
+from pgferry.catalog.filters import Filters, QualifiedName
 from pgferry.catalog.model import Catalog
 from pgferry.catalog.plan import PlanOptions, plan_units
 from pgferry.catalog.queries import read_catalog
@@ -53,6 +54,8 @@ from pgferry.clone.summary import build_summary, print_summary
 from pgferry.clone.workers import RunContext
 from pgferry.errors import InputError, Interrupted, PgferryError, TableRewritten
 from pgferry.faults import crash_point
+from pgferry.ops.preflight import run_preflight
+from pgferry.ops.preflight.local import NOTHING_INCLUDED, include_only_matches_nothing
 from pgferry.pg.binaries import DumpTools, find_dump_tools
 from pgferry.pg.identity import refuse_same_database_conns
 from pgferry.pg.lsn import lsn_or_none
@@ -164,7 +167,6 @@ class Clone:
 
     def _preflight_checks(self) -> None:
         """pgferry preflight, before anything is written: a FAIL stops the clone."""
-        from pgferry.ops.preflight import run_preflight
 
         o = self.o
         resuming = self._target_written()
@@ -293,8 +295,6 @@ class Clone:
     def _refuse_empty_scope(self, catalog: Catalog) -> None:
         """Even with --skip-preflight: filters that keep no table fail, before the target
         is written, rather than copy nothing and succeed."""
-        from pgferry.catalog.filters import QualifiedName
-        from pgferry.ops.preflight.local import NOTHING_INCLUDED, include_only_matches_nothing
 
         relations = {QualifiedName(t.schema, t.name) for t in catalog.tables}
         schemas = {s.name for s in catalog.schemas}
@@ -317,8 +317,6 @@ class Clone:
             if stored.get(k) != given.get(k)
         ]
         if "filters" in {d.split(":")[0] for d in diffs}:
-            from pgferry.catalog.filters import Filters
-
             old = Filters.from_json(self.store.get_json(Meta.FILTERS))
             diffs = [d for d in diffs if not d.startswith("filters:")]
             diffs += [f"filters: {line}" for line in old.describe_difference(self.o.filters)]

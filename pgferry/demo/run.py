@@ -28,6 +28,7 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
 
+from pgferry.cdc.follow import set_endpos_current
 from pgferry.clone.options import CloneOptions
 from pgferry.clone.run import run_clone
 from pgferry.demo.clusters import LocalCluster, find_server_bindir, server_major
@@ -41,6 +42,8 @@ from pgferry.errors import (
 )
 from pgferry.ops.compare import DataComparison, SchemaComparison, compare_data, compare_schema
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.lsn import lsn_or_none
+from pgferry.state.store import StateStore
 from pgferry.ui.compare import render_data, render_verdict
 from pgferry.ui.console import make_console
 from pgferry.ui.format import human_bytes, human_duration
@@ -348,9 +351,6 @@ class _Cutover(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        from pgferry.cdc.follow import set_endpos_current
-        from pgferry.pg.lsn import lsn_or_none
-        from pgferry.state.store import StateStore
 
         state = self.options.dir / StateStore.FILENAME
         store: StateStore | None = None

@@ -40,6 +40,7 @@ import psycopg
 
 from pgferry.cdc.protocol import current_wal_lsn, pg_time_to_unix
 from pgferry.cdc.spool import SpoolBacklog, spool_backlog
+from pgferry.errors import InputError
 from pgferry.monitor.status import RunInfo, RunState, Servers, log_summary, run_info
 from pgferry.ops.report import Report
 from pgferry.pg.conninfo import ConnInfo
@@ -575,7 +576,6 @@ def cdc_status_report(
 ) -> dict[str, Any]:
     """One cdc-status report. With `history` (--watch) one new sample is added to it;
     without, two samples `sample_seconds` apart give the rates (one when nothing runs)."""
-    from pgferry.errors import InputError
 
     own = servers is None
     servers = servers or Servers(source=source, target=target)
