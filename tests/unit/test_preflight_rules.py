@@ -248,14 +248,14 @@ def test_wal2json_numbers_warning() -> None:
     from dataclasses import replace
 
     from pgferry.ops.preflight.facts import PreflightOptions
-    from pgferry.ops.preflight.tables import _check_special_tables
+    from pgferry.ops.preflight.tables import check_special_tables
     from pgferry.ops.report import Report
 
     floats = replace(_table("d", has_pk=True), float_columns=True)
 
     def verdicts(tables: list[ScopeTable], **opts: object) -> dict[str, Verdict]:
         report = Report(title="t")
-        _check_special_tables(report, tables, PreflightOptions(**opts))  # type: ignore[arg-type]
+        check_special_tables(report, tables, PreflightOptions(**opts))  # type: ignore[arg-type]
         return {c.name: c.verdict for c in report.checks}
 
     warned = verdicts([floats], follow=True, plugin="wal2json")

@@ -15,9 +15,9 @@ This package re-exports the public names, and the helpers `pgferry verify` share
 """
 
 from pgferry.ops.compare.data import (
-    _compare_large_objects,
-    _compare_sequences,
     compare_data,
+    compare_large_objects,
+    compare_sequences,
     sequence_behind,
 )
 from pgferry.ops.compare.results import (
@@ -43,13 +43,13 @@ from pgferry.ops.compare.side import (
     LOCK_BUDGET,
     READ_SETTINGS,
     SEQUENCE_BATCH,
-    _error_text,
-    _Side,
+    Side,
+    error_text,
 )
 from pgferry.ops.compare.sqltext import (
-    _not_member,
     display_name,
     fingerprint_query,
+    not_member,
     sequence_query,
 )
 
@@ -70,11 +70,11 @@ __all__ = [
     "SchemaObject",
     "SequenceResult",
     "TableResult",
-    "_Side",
-    "_compare_large_objects",
-    "_compare_sequences",
-    "_error_text",
-    "_not_member",
+    "Side",
+    "compare_large_objects",
+    "compare_sequences",
+    "error_text",
+    "not_member",
     "compare_data",
     "compare_schema",
     "diff_objects",

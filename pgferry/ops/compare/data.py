@@ -21,9 +21,10 @@ from pgferry.ops.compare.results import (
     SequenceResult,
     TableResult,
 )
-from pgferry.ops.compare.side import _error_text, _Relation, _savepoint, _Side
+from pgferry.ops.compare.side import Relation, Side, savepoint
 from pgferry.ops.compare.sqltext import fingerprint_query
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.describe import error_text
 
 _Outcome = tuple[int, str] | str  # (rows, hash) or an error message
 
@@ -43,16 +44,16 @@ def compare_data(
     calling thread, as each table's result is known.
     """
     t0 = time.monotonic()
-    src = _Side(source)
+    src = Side(source)
     try:
-        tgt = _Side(target)
+        tgt = Side(target)
     except BaseException:
         src.close()
         raise
     try:
         table_results = _compare_tables(src, tgt, tables, max(1, jobs), on_table)
-        sequences = _compare_sequences(src.sequences(), tgt.sequences())
-        large_objects = _compare_large_objects(src, tgt)
+        sequences = compare_sequences(src.sequences(), tgt.sequences())
+        large_objects = compare_large_objects(src, tgt)
     finally:
         src.close()
         tgt.close()
@@ -65,8 +66,8 @@ def compare_data(
 
 
 def _compare_tables(
-    src: _Side,
-    tgt: _Side,
+    src: Side,
+    tgt: Side,
     wanted: list[tuple[str, str]] | None,
     jobs: int,
     on_table: Callable[[TableResult], None] | None,
@@ -113,11 +114,11 @@ def _compare_tables(
     return sorted(results, key=lambda r: (r.schema, r.name))
 
 
-def _size(key: tuple[str, str], *sides: dict[tuple[str, str], _Relation]) -> int:
+def _size(key: tuple[str, str], *sides: dict[tuple[str, str], Relation]) -> int:
     return max((side[key].bytes for side in sides if key in side), default=0)
 
 
-def _common_columns(a: _Relation | None, b: _Relation | None) -> tuple[str, ...]:
+def _common_columns(a: Relation | None, b: Relation | None) -> tuple[str, ...]:
     """Columns hashed: those both sides have, by name (physical order may differ)."""
     if a is not None and b is not None:
         return tuple(sorted(set(a.columns) & set(b.columns)))
@@ -125,19 +126,19 @@ def _common_columns(a: _Relation | None, b: _Relation | None) -> tuple[str, ...]
     return tuple(sorted(one.columns)) if one is not None else ()
 
 
-def _fingerprint(side: _Side, rel: _Relation, columns: tuple[str, ...]) -> _Outcome:
+def _fingerprint(side: Side, rel: Relation, columns: tuple[str, ...]) -> _Outcome:
     if rel.kind == "m" and not rel.populated:
         return "not populated"
     try:
         return side.fingerprint(fingerprint_query(rel.schema, rel.name, columns))
     except psycopg.Error as exc:
-        return f"{side.info.role}: {_error_text(exc)}"
+        return f"{side.info.role}: {error_text(exc)}"
 
 
 def _table_result(
     key: tuple[str, str],
-    s_rel: _Relation | None,
-    t_rel: _Relation | None,
+    s_rel: Relation | None,
+    t_rel: Relation | None,
     s_out: _Outcome | None,
     t_out: _Outcome | None,
 ) -> TableResult:
@@ -194,10 +195,11 @@ def sequence_behind(
     return target_next < source_next if step > 0 else target_next > source_next
 
 
-def _compare_sequences(
+def compare_sequences(
     source: dict[tuple[str, str], tuple[int, bool, int] | str],
     target: dict[tuple[str, str], tuple[int, bool, int] | str],
 ) -> list[SequenceResult]:
+    """Each sequence's position on both sides; the target may be ahead, never behind."""
     results = []
     for key in sorted(source.keys() | target.keys()):
         s, t = source.get(key), target.get(key)
@@ -225,14 +227,15 @@ def _compare_sequences(
     return results
 
 
-def _compare_large_objects(src: _Side, tgt: _Side) -> LargeObjectResult:
+def compare_large_objects(src: Side, tgt: Side) -> LargeObjectResult:
+    """The large objects of both sides: count and content."""
     digests: list[dict[int, str]] = []
     for side in (src, tgt):
         try:
-            with _savepoint(side.holder):
+            with savepoint(side.holder):
                 digests.append(side.large_objects())
         except psycopg.Error as exc:
-            return LargeObjectResult(0, 0, error=f"{side.info.role}: {_error_text(exc)}")
+            return LargeObjectResult(0, 0, error=f"{side.info.role}: {error_text(exc)}")
     s, t = digests
     return LargeObjectResult(
         source_count=len(s),

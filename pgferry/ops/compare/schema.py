@@ -18,7 +18,7 @@ from pgferry.ops.compare.scope import (
     read_schema_objects,
     scoped_definitions,
 )
-from pgferry.ops.compare.side import _begin
+from pgferry.ops.compare.side import begin_read
 from pgferry.pg.conninfo import ConnInfo
 
 
@@ -45,7 +45,7 @@ def _schema_objects(info: ConnInfo) -> dict[str, list[SchemaObject]]:
     """One side's objects, read on one snapshot."""
     conn = info.connect(f"pgferry compare {info.role}")
     try:
-        _begin(conn, None)
+        begin_read(conn, None)
         objects = read_schema_objects(conn)
         conn.execute("ROLLBACK")
     finally:

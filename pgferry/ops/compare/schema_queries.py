@@ -10,10 +10,10 @@ the migration.
 from __future__ import annotations
 
 from pgferry.catalog.queries import SYSTEM_SCHEMA_FILTER
-from pgferry.ops.compare.sqltext import _not_member
+from pgferry.ops.compare.sqltext import not_member
 
 _NS = SYSTEM_SCHEMA_FILTER
-_REL_MEMBER = _not_member("pg_class", "c.oid")
+_REL_MEMBER = not_member("pg_class", "c.oid")
 _NO_REFS = "'{}'::text[]"
 
 
@@ -48,7 +48,7 @@ SCHEMA_QUERIES: dict[str, str] = {
     "schemas": f"""
         SELECT n.nspname, NULL, {_NO_REFS}, ARRAY[n.nspname::text], ''
           FROM pg_catalog.pg_namespace n
-         WHERE {_NS} AND {_not_member("pg_namespace", "n.oid")}""",
+         WHERE {_NS} AND {not_member("pg_namespace", "n.oid")}""",
     "extensions": f"""
         SELECT n.nspname, NULL, {_NO_REFS}, ARRAY[e.extname::text], 'version ' || e.extversion
           FROM pg_catalog.pg_extension e
@@ -61,7 +61,7 @@ SCHEMA_QUERIES: dict[str, str] = {
                || CASE e.evtenabled WHEN 'D' THEN ' (disabled)' WHEN 'R' THEN ' (replica)'
                                     WHEN 'A' THEN ' (always)' ELSE '' END
           FROM pg_catalog.pg_event_trigger e
-         WHERE {_not_member("pg_event_trigger", "e.oid")}""",
+         WHERE {not_member("pg_event_trigger", "e.oid")}""",
     "types": f"""
         SELECT n.nspname, NULL, {_NO_REFS}, ARRAY[n.nspname::text, t.typname::text],
                CASE t.typtype
@@ -82,7 +82,7 @@ SCHEMA_QUERIES: dict[str, str] = {
            AND (t.typrelid = 0 OR c.relkind = 'c')
            AND NOT (t.typelem <> 0 AND t.typsubscript = 'pg_catalog.array_subscript_handler'::pg_catalog.regproc)
            AND t.typtype <> 'p'
-           AND {_not_member("pg_type", "t.oid")}""",  # noqa: E501
+           AND {not_member("pg_type", "t.oid")}""",  # noqa: E501
     "tables": f"""
         SELECT n.nspname, c.relname,
                coalesce((SELECT pg_catalog.array_agg(ARRAY[
@@ -156,7 +156,7 @@ SCHEMA_QUERIES: dict[str, str] = {
          WHERE (c.oid IS NOT NULL OR t.oid IS NOT NULL)
            AND {_NS}
            AND (c.oid IS NULL OR {_REL_MEMBER})
-           AND (t.oid IS NULL OR {_not_member("pg_type", "t.oid")})""",
+           AND (t.oid IS NULL OR {not_member("pg_type", "t.oid")})""",
     "sequences": f"""
         SELECT n.nspname, NULL, {_relation_refs("owned by", _OWNER_TABLE)},
                ARRAY[n.nspname::text, c.relname::text],
@@ -192,7 +192,7 @@ SCHEMA_QUERIES: dict[str, str] = {
           FROM pg_catalog.pg_proc p
           JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
           JOIN pg_catalog.pg_language l ON l.oid = p.prolang
-         WHERE {_NS} AND {_not_member("pg_proc", "p.oid")}""",
+         WHERE {_NS} AND {not_member("pg_proc", "p.oid")}""",
     "triggers": f"""
         SELECT n.nspname, c.relname, {_NO_REFS},
                ARRAY[n.nspname::text, c.relname::text, tg.tgname::text],
@@ -303,12 +303,12 @@ DECORATION_QUERIES: dict[str, str] = {
                pg_catalog.pg_get_userbyid(p.proowner)
           FROM pg_catalog.pg_proc p
           JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-         WHERE {_NS} AND {_not_member("pg_proc", "p.oid")}
+         WHERE {_NS} AND {not_member("pg_proc", "p.oid")}
         UNION ALL
         SELECT n.nspname, NULL, {_NO_REFS}, ARRAY['schema', pg_catalog.quote_ident(n.nspname)],
                pg_catalog.pg_get_userbyid(n.nspowner)
           FROM pg_catalog.pg_namespace n
-         WHERE {_NS} AND {_not_member("pg_namespace", "n.oid")}
+         WHERE {_NS} AND {not_member("pg_namespace", "n.oid")}
         UNION ALL
         SELECT n.nspname, NULL, {_NO_REFS},
                ARRAY['type', pg_catalog.format_type(t.oid, NULL)],
@@ -317,5 +317,5 @@ DECORATION_QUERIES: dict[str, str] = {
           JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
           LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
          WHERE (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND c.relkind = 'c'))
-           AND {_NS} AND {_not_member("pg_type", "t.oid")}""",
+           AND {_NS} AND {not_member("pg_type", "t.oid")}""",
 }

@@ -21,12 +21,13 @@ import psycopg
 from psycopg import sql
 
 from pgferry.ops.compare.sqltext import (
-    _LARGE_OBJECT_CHUNK_SQL,
-    _RELATIONS_SQL,
-    _SEQUENCES_SQL,
+    LARGE_OBJECT_CHUNK_SQL,
+    RELATIONS_SQL,
+    SEQUENCES_SQL,
     sequence_query,
 )
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.describe import error_text
 from pgferry.pg.query import with_params
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ LARGE_OBJECT_BATCH = 5000  # objects per query
 
 
 @dataclass(frozen=True)
-class _Relation:
+class Relation:
     schema: str
     name: str
     kind: str  # 'r' or 'm'
@@ -67,7 +68,7 @@ class _Relation:
     columns: tuple[str, ...]  # in attnum order, generated columns included
 
 
-def _begin(
+def begin_read(
     conn: psycopg.Connection[Any],
     snapshot: str | None,
     settings: Mapping[str, str] | None = None,
@@ -94,7 +95,7 @@ def _set_local(conn: psycopg.Connection[Any], settings: Mapping[str, str]) -> No
 
 
 @contextmanager
-def _savepoint(conn: psycopg.Connection[Any]) -> Iterator[None]:
+def savepoint(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """Keep the snapshot transaction usable when one statement fails."""
     conn.execute("SAVEPOINT pgferry_compare")
     try:
@@ -106,13 +107,7 @@ def _savepoint(conn: psycopg.Connection[Any]) -> Iterator[None]:
     conn.execute("RELEASE SAVEPOINT pgferry_compare")
 
 
-def _error_text(exc: psycopg.Error) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    state = getattr(exc, "sqlstate", None)
-    return f"{text} (SQLSTATE {state})" if state else text
-
-
-class _Side:
+class Side:
     """One side of the comparison: a snapshot-holding connection and the workers' ones.
 
     Workers (threads) each get their own connection on first use, importing the snapshot
@@ -150,23 +145,23 @@ class _Side:
             log.warning(
                 "%s: cannot share one snapshot between workers (%s); each reads its own",
                 info.role,
-                _error_text(exc),
+                error_text(exc),
             )
             self.holder.execute("ROLLBACK")
             self.holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         _set_local(self.holder, READ_SETTINGS)
 
     # -- catalog, sequences and large objects: on the holder --------------------------
-    def relations(self) -> dict[tuple[str, str], _Relation]:
-        rows = self.holder.execute(_RELATIONS_SQL).fetchall()
+    def relations(self) -> dict[tuple[str, str], Relation]:
+        rows = self.holder.execute(RELATIONS_SQL).fetchall()
         return {
-            (r[0], r[1]): _Relation(r[0], r[1], r[2], bool(r[3]), int(r[4]), tuple(r[5]))
+            (r[0], r[1]): Relation(r[0], r[1], r[2], bool(r[3]), int(r[4]), tuple(r[5]))
             for r in rows
         }
 
     def sequences(self) -> dict[tuple[str, str], tuple[int, bool, int] | str]:
         """(schema, name) -> (last_value, is_called, increment), or an error message."""
-        listed = self.holder.execute(_SEQUENCES_SQL).fetchall()
+        listed = self.holder.execute(SEQUENCES_SQL).fetchall()
         result: dict[tuple[str, str], tuple[int, bool, int] | str] = {}
         readable: list[tuple[str, str, int]] = []
         for schema, name, increment, can_read in listed:
@@ -180,7 +175,7 @@ class _Side:
                 rows = self.fetch(sequence_query([(s, n) for s, n, _ in batch]), None, len(batch))
             except psycopg.Error as exc:
                 for schema, name, _ in batch:
-                    result[(schema, name)] = f"{self.info.role}: {_error_text(exc)}"
+                    result[(schema, name)] = f"{self.info.role}: {error_text(exc)}"
                 continue
             for i, last_value, is_called in rows:
                 schema, name, increment = batch[i]
@@ -205,7 +200,7 @@ class _Side:
         pending, offset = list(oids), 0
         while pending:
             rows = self.holder.execute(
-                _LARGE_OBJECT_CHUNK_SQL, (pending, offset, LARGE_OBJECT_CHUNK)
+                LARGE_OBJECT_CHUNK_SQL, (pending, offset, LARGE_OBJECT_CHUNK)
             ).fetchall()
             pending = []
             for oid, digest, length in rows:
@@ -230,7 +225,7 @@ class _Side:
         connection (in the snapshot)."""
         conn = self._worker_conn()
         self._spend(conn, relations)
-        with _savepoint(conn):
+        with savepoint(conn):
             if params is None:
                 return conn.execute(query).fetchall()
             return conn.execute(with_params(query), params).fetchall()
@@ -241,7 +236,7 @@ class _Side:
         spent = getattr(self._local, "spent", 0)
         if self.snapshot is not None and spent and spent + relations > LOCK_BUDGET:
             conn.execute("COMMIT")
-            _begin(conn, self.snapshot, self.settings)
+            begin_read(conn, self.snapshot, self.settings)
             spent = 0
         self._local.spent = spent + relations
 
@@ -251,7 +246,7 @@ class _Side:
             conn = self.info.connect(self.purpose, settings=_SESSION_SETTINGS)
             with self._lock:
                 self._workers.append(conn)
-            _begin(conn, self.snapshot, self.settings)
+            begin_read(conn, self.snapshot, self.settings)
             self._local.conn = conn
         return conn
 

@@ -16,7 +16,7 @@ from psycopg import sql
 from pgferry.catalog.queries import SYSTEM_SCHEMA_FILTER
 
 
-def _not_member(classid: str, oid: str) -> str:
+def not_member(classid: str, oid: str) -> str:
     """SQL condition: the object is not part of an extension."""
     return (
         "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
@@ -62,7 +62,7 @@ def sequence_query(sequences: Sequence[tuple[str, str]]) -> sql.Composed:
     return sql.SQL(" UNION ALL ").join(parts)
 
 
-_RELATIONS_SQL = f"""
+RELATIONS_SQL = f"""
 SELECT n.nspname, c.relname, c.relkind::text, c.relispopulated,
        CASE WHEN c.relkind = 'r' OR c.relispopulated THEN pg_catalog.pg_relation_size(c.oid)
             ELSE 0 END,
@@ -74,10 +74,10 @@ SELECT n.nspname, c.relname, c.relkind::text, c.relispopulated,
  WHERE c.relkind IN ('r', 'm')
    AND c.relpersistence IN ('p', 'u')
    AND {SYSTEM_SCHEMA_FILTER}
-   AND {_not_member("pg_class", "c.oid")}
+   AND {not_member("pg_class", "c.oid")}
 """
 
-_SEQUENCES_SQL = f"""
+SEQUENCES_SQL = f"""
 SELECT n.nspname, c.relname, s.seqincrement,
        pg_catalog.has_sequence_privilege(c.oid, 'SELECT')
   FROM pg_catalog.pg_class c
@@ -85,11 +85,11 @@ SELECT n.nspname, c.relname, s.seqincrement,
   JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid
  WHERE c.relkind = 'S'
    AND {SYSTEM_SCHEMA_FILTER}
-   AND {_not_member("pg_class", "c.oid")}
+   AND {not_member("pg_class", "c.oid")}
  ORDER BY 1, 2
 """
 
-_LARGE_OBJECT_CHUNK_SQL = """
+LARGE_OBJECT_CHUNK_SQL = """
 SELECT m.oid::int8, pg_catalog.md5(c), pg_catalog.length(c)
   FROM pg_catalog.unnest(%s::pg_catalog.oid[]) AS m(oid),
        LATERAL pg_catalog.lo_get(m.oid, %s::int8, %s::int4) AS c

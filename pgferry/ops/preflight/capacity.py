@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from pgferry.catalog.plan import MAX_PARALLEL_MAINTENANCE
-from pgferry.ops.preflight.session import _checking
+from pgferry.ops.preflight.session import guarded_check
 from pgferry.ops.report import Check, Report, Verdict
 
 # Sessions pgferry opens besides the workers (catalog, snapshot, large objects, apply).
@@ -57,7 +57,7 @@ def judge_parallel_workers(
     return Check(name, Verdict.PASS, message)
 
 
-def _check_connections(
+def check_connections(
     report: Report,
     conn: psycopg.Connection[Any],
     side: str,
@@ -65,7 +65,8 @@ def _check_connections(
     needed: int,
     superuser: bool,
 ) -> None:
-    with _checking(report, f"{side}.connections"):
+    """Whether the server has enough free connection slots for pgferry's sessions."""
+    with guarded_check(report, f"{side}.connections"):
         used, mine, in_db, role_limit, db_limit = conn.execute(
             "SELECT count(*) FILTER (WHERE backend_type = 'client backend'), "
             "count(*) FILTER (WHERE usename = current_user), "

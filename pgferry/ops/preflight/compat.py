@@ -15,7 +15,7 @@ import psycopg
 from pgferry.catalog.filters import Filters
 from pgferry.ops.preflight.facts import SourceFacts
 from pgferry.ops.preflight.scope import extensions_in_scope, scoped_tables
-from pgferry.ops.preflight.session import _checking, _one
+from pgferry.ops.preflight.session import fetch_one, guarded_check
 from pgferry.ops.report import Check, Report, Verdict
 
 
@@ -84,7 +84,7 @@ def judge_extensions(
     )
 
 
-def _cross_checks(
+def cross_checks(
     report: Report,
     conn: psycopg.Connection[Any],
     target_major: int,
@@ -94,7 +94,7 @@ def _cross_checks(
 ) -> None:
     """Target checks that compare with what the source holds."""
     if src.extensions is not None:
-        with _checking(report, "target.extensions"):
+        with guarded_check(report, "target.extensions"):
             available: dict[str, AvailableExtension] = {}
             columns = "bool_and(superuser AND NOT trusted)" if target_major >= 13 else "false"
             for ext, versions, superuser_only in conn.execute(
@@ -132,8 +132,8 @@ def _cross_checks(
             "drop them on the target after the migration unless it must publish, or create "
             "them there by hand as an administrator",
         )
-    with _checking(report, "target.encoding"):
-        encoding = _one(
+    with guarded_check(report, "target.encoding"):
+        encoding = fetch_one(
             conn,
             "SELECT pg_encoding_to_char(encoding) FROM pg_database "
             "WHERE datname = current_database()",
@@ -153,7 +153,7 @@ def _cross_checks(
             - {"pg_default", "pg_global"}
         )
         if used:
-            with _checking(report, "target.tablespaces"):
+            with guarded_check(report, "target.tablespaces"):
                 have = {r[0] for r in conn.execute("SELECT spcname FROM pg_tablespace")}
                 missing = [ts for ts in used if ts not in have]
                 if missing:

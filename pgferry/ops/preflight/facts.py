@@ -15,7 +15,7 @@ from pgferry.catalog.filters import QualifiedName
 from pgferry.catalog.row_identity import RowIdentity
 from pgferry.state.workdir import default_dir
 
-_LISTED = 10  # names shown in one message
+LISTED = 10  # names shown in one message
 
 
 @dataclass(frozen=True)

@@ -14,21 +14,22 @@ import psycopg
 
 from pgferry.catalog.filters import Filters, parse_filters
 from pgferry.ops import providers
-from pgferry.ops.preflight.facts import _LISTED, SourceNames
-from pgferry.ops.preflight.session import _error_text
+from pgferry.ops.preflight.facts import LISTED, SourceNames
 from pgferry.ops.report import Report
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.describe import error_text
 
 
-def _check_provider(
+def check_provider(
     report: Report, info: ConnInfo, conn: psycopg.Connection[Any], filters: Filters
 ) -> str | None:
+    """What the managed service the server runs on needs for a migration."""
     name = "source.provider"
     try:
         markers = providers.read_markers(conn)
         names = markers_names(markers, conn)
     except psycopg.Error as exc:
-        report.warn(name, f"not checked: {_error_text(exc)}")
+        report.warn(name, f"not checked: {error_text(exc)}")
         return None
     provider = providers.identify_provider(markers)
     label = providers.describe(provider)
@@ -49,7 +50,7 @@ def _check_provider(
     if not left:
         report.ok(name, label)
         return provider
-    shown = ", ".join(f"{section} {n}" for section, n in left[:_LISTED])
+    shown = ", ".join(f"{section} {n}" for section, n in left[:LISTED])
     if filters.is_empty():
         fix = (
             f"pgferry filters init --for {provider} --output filters.ini, review it, and "

@@ -21,10 +21,11 @@ from psycopg import sql
 
 from pgferry.errors import PgferryError
 from pgferry.ops import providers
-from pgferry.ops.preflight.facts import _LISTED, PreflightOptions, RoleFacts, SourceFacts
-from pgferry.ops.preflight.session import _checking, _error_text, _one
+from pgferry.ops.preflight.facts import LISTED, PreflightOptions, RoleFacts, SourceFacts
+from pgferry.ops.preflight.session import fetch_one, guarded_check
 from pgferry.ops.report import Check, Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.describe import error_text
 from pgferry.pg.plugins import PLUGINS
 from pgferry.ui.format import human_bytes, human_duration
 
@@ -186,14 +187,15 @@ def judge_wal_sender_timeout(timeout_ms: int, *, follow: bool, user: str) -> Che
     )
 
 
-def _check_slots(
+def check_slots(
     report: Report,
     conn: psycopg.Connection[Any],
     settings: Mapping[str, str],
     opts: PreflightOptions,
     dbname: str,
 ) -> None:
-    with _checking(report, "source.replication_slots"):
+    """Replication slots: room for one more, and leftovers holding WAL."""
+    with guarded_check(report, "source.replication_slots"):
         wal_status = "wal_status" if int(settings["server_version_num"]) >= 130000 else "NULL"
         rows = conn.execute(
             f"SELECT slot_name, slot_type, database, plugin, active, {wal_status}, "
@@ -232,15 +234,15 @@ def _check_slots(
                 f"{s} ({slots[s].slot_type}, {human_bytes(retained[s])} retained"
                 + (f", {slots[s].wal_status}" if slots[s].wal_status else "")
                 + ")"
-                for s in stale[:_LISTED]
+                for s in stale[:LISTED]
             )
             report.warn(
                 "source.inactive_slots",
                 f"{len(stale)} inactive slot(s) hold back WAL on the source: {shown}",
                 "drop the ones nothing uses any more: SELECT pg_drop_replication_slot('name');",
             )
-    with _checking(report, "source.wal_senders"):
-        senders = int(_one(conn, "SELECT count(*) FROM pg_stat_replication"))
+    with guarded_check(report, "source.wal_senders"):
+        senders = int(fetch_one(conn, "SELECT count(*) FROM pg_stat_replication"))
         # The connection holding the slot's snapshot and the receiver stream at once.
         report.checks.append(
             judge_capacity(
@@ -255,9 +257,10 @@ def _check_slots(
         )
 
 
-def _check_max_slot_wal_keep_size(
+def check_max_slot_wal_keep_size(
     report: Report, settings: Mapping[str, str], opts: PreflightOptions
 ) -> None:
+    """Whether max_slot_wal_keep_size could invalidate the slot during the copy."""
     value = settings.get("max_slot_wal_keep_size")
     if value is None or not opts.follow:
         return
@@ -274,14 +277,15 @@ def _check_max_slot_wal_keep_size(
     )
 
 
-def _check_long_transactions(report: Report, conn: psycopg.Connection[Any]) -> None:
+def check_long_transactions(report: Report, conn: psycopg.Connection[Any]) -> None:
+    """Writing transactions running for long: creating the slot waits for them."""
     name = "source.long_transactions"
-    with _checking(report, name):
+    with guarded_check(report, name):
         rows = conn.execute(
             "SELECT pid, datname, usename, extract(epoch FROM now() - xact_start)::int8 "
             "FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
             "AND xact_start < now() - make_interval(secs => %s) ORDER BY xact_start LIMIT %s",
-            (LONG_TRANSACTION_SECONDS, _LISTED),
+            (LONG_TRANSACTION_SECONDS, LISTED),
         ).fetchall()
         if not rows:
             report.ok(name, "no long-running writing transactions (among the visible sessions)")
@@ -333,7 +337,7 @@ def probe_decoding_plugin(report: Report, info: ConnInfo, plugin: str) -> None:
     except pgerrors.UndefinedFile as exc:
         report.fail(
             name,
-            f"decoding plugin {plugin} is not installed on the source: {_error_text(exc)}",
+            f"decoding plugin {plugin} is not installed on the source: {error_text(exc)}",
             _plugin_fix(plugin),
         )
         return
@@ -348,12 +352,12 @@ def probe_decoding_plugin(report: Report, info: ConnInfo, plugin: str) -> None:
         )
         return
     except (pgerrors.InsufficientPrivilege, pgerrors.ConfigurationLimitExceeded) as exc:
-        report.skip(name, f"not probed: {_error_text(exc)}")
+        report.skip(name, f"not probed: {error_text(exc)}")
         return
     except psycopg.Error as exc:
         report.fail(
             name,
-            f"cannot create a {plugin} slot: {_error_text(exc)}",
+            f"cannot create a {plugin} slot: {error_text(exc)}",
             _plugin_fix(plugin),
         )
         return
@@ -378,7 +382,7 @@ def _probe_replication_connection(report: Report, info: ConnInfo) -> None:
     except psycopg.Error as exc:
         report.fail(
             name,
-            f"the replication protocol is refused: {_error_text(exc)}",
+            f"the replication protocol is refused: {error_text(exc)}",
             "connect directly to the server, not through a pooler (pgbouncer, RDS Proxy)",
         )
         return

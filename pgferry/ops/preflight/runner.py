@@ -16,11 +16,12 @@ from pgferry.catalog.filters import FilterError, Filters
 from pgferry.ops.preflight.facts import PreflightOptions, SourceFacts
 from pgferry.ops.preflight.local import check_filter_file, local_checks
 from pgferry.ops.preflight.replication import probe_replication
-from pgferry.ops.preflight.session import _error_text, _open
+from pgferry.ops.preflight.session import open_session
 from pgferry.ops.preflight.source import source_checks
 from pgferry.ops.preflight.target import target_checks
 from pgferry.ops.report import Report
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.describe import error_text
 from pgferry.pg.identity import read_identity, same_database_error
 from pgferry.state.workdir import default_dir
 
@@ -74,22 +75,22 @@ def run_preflight(
     check_filter_file(report, filters, filters_error)
     src: SourceFacts | None = None
     with contextlib.ExitStack() as stack:
-        src_conn = _open(report, source, stack)
+        src_conn = open_session(report, source, stack)
         if src_conn is not None:
             try:
                 src = source_checks(report, source, src_conn, filters, opts)
             except psycopg.Error as exc:
-                report.fail("source.checks", f"source checks stopped: {_error_text(exc)}")
+                report.fail("source.checks", f"source checks stopped: {error_text(exc)}")
             if src is not None and opts.follow:
                 probe_replication(report, source, src, opts)
-        tgt_conn = _open(report, target, stack)
+        tgt_conn = open_session(report, target, stack)
         if src_conn is not None and tgt_conn is not None:
             _check_not_same_database(report, src_conn, tgt_conn)
         if tgt_conn is not None:
             try:
                 target_checks(report, target, tgt_conn, src, filters, opts)
             except psycopg.Error as exc:
-                report.fail("target.checks", f"target checks stopped: {_error_text(exc)}")
+                report.fail("target.checks", f"target checks stopped: {error_text(exc)}")
     local_checks(report, src, filters, opts)
     return report
 
@@ -101,7 +102,7 @@ def _check_not_same_database(
     try:
         source, target = read_identity(src_conn), read_identity(tgt_conn)
     except psycopg.Error as exc:
-        report.fail(name, f"cannot tell whether the target is the source: {_error_text(exc)}")
+        report.fail(name, f"cannot tell whether the target is the source: {error_text(exc)}")
         return
     error = same_database_error(source, target)
     if error is not None:

@@ -17,6 +17,7 @@ import psycopg
 from pgferry.errors import PgferryError
 from pgferry.ops.report import Report
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.describe import error_text
 
 # The read-only belt: no writes, no hanging on a busy server.
 READ_ONLY_SETTINGS = {
@@ -27,7 +28,7 @@ READ_ONLY_SETTINGS = {
 }
 
 
-def _open(
+def open_session(
     report: Report, info: ConnInfo, stack: contextlib.ExitStack
 ) -> psycopg.Connection[Any] | None:
     """A read-only session, or a FAIL line saying why not."""
@@ -38,7 +39,7 @@ def _open(
         report.fail(name, exc.message + f" (the other {info.role} checks are skipped)", exc.fix)
         return None
     except psycopg.Error as exc:
-        report.fail(name, f"cannot set up the {info.role} session: {_error_text(exc)}")
+        report.fail(name, f"cannot set up the {info.role} session: {error_text(exc)}")
         return None
     stack.enter_context(conn)
     report.ok(name, f"connected to {info.short()}")
@@ -46,33 +47,28 @@ def _open(
 
 
 @contextlib.contextmanager
-def _checking(report: Report, name: str) -> Iterator[None]:
+def guarded_check(report: Report, name: str) -> Iterator[None]:
     """A failed query makes its check "not checked" (WARN), never a silent pass."""
     try:
         yield
     except psycopg.Error as exc:
         report.warn(
             name,
-            f"not checked: {_error_text(exc)}",
+            f"not checked: {error_text(exc)}",
             "check it by hand, or run preflight as a role that can read this",
         )
 
 
-def _error_text(exc: psycopg.Error) -> str:
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else type(exc).__name__
-    state = exc.sqlstate
-    return f"{text} (SQLSTATE {state})" if state else text
-
-
-def _settings(conn: psycopg.Connection[Any], names: Iterable[str]) -> dict[str, str]:
+def read_settings(conn: psycopg.Connection[Any], names: Iterable[str]) -> dict[str, str]:
+    """The named server settings, by name (pg_settings values)."""
     rows = conn.execute(
         "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(names),)
     ).fetchall()
     return {r[0]: r[1] for r in rows}
 
 
-def _one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+def fetch_one(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    """The single row of `query`: its one value, or the row when it has several."""
     row = conn.execute(query, params).fetchone()
     assert row is not None
     return row[0] if len(row) == 1 else row

@@ -17,31 +17,31 @@ from psycopg import sql
 
 from pgferry.catalog.filters import Filters, QualifiedName
 from pgferry.ops import providers
-from pgferry.ops.preflight.capacity import EXTRA_SOURCE_SESSIONS, _check_connections
+from pgferry.ops.preflight.capacity import EXTRA_SOURCE_SESSIONS, check_connections
 from pgferry.ops.preflight.facts import (
-    _LISTED,
+    LISTED,
     PreflightOptions,
     RoleFacts,
     SourceFacts,
     SourceNames,
 )
-from pgferry.ops.preflight.provider import _check_provider
+from pgferry.ops.preflight.provider import check_provider
 from pgferry.ops.preflight.replication import (
-    _check_long_transactions,
-    _check_max_slot_wal_keep_size,
-    _check_slots,
+    check_long_transactions,
+    check_max_slot_wal_keep_size,
+    check_slots,
     judge_replication_role,
     judge_wal_level,
     judge_wal_sender_timeout,
 )
 from pgferry.ops.preflight.scope import scoped_tables
-from pgferry.ops.preflight.session import _checking, _one, _settings
+from pgferry.ops.preflight.session import fetch_one, guarded_check, read_settings
 from pgferry.ops.preflight.tables import (
-    _check_large_objects,
-    _check_read_privileges,
-    _check_replica_identity,
-    _check_rls,
-    _check_special_tables,
+    check_large_objects,
+    check_read_privileges,
+    check_replica_identity,
+    check_rls,
+    check_special_tables,
     read_scope_tables,
 )
 from pgferry.ops.report import Check, Report, Verdict
@@ -105,7 +105,7 @@ def judge_prepared_transactions(prepared: list[tuple[str, str, int]], *, follow:
     if not prepared:
         return Check(name, Verdict.PASS, "no prepared transactions")
     shown = ", ".join(
-        f"{gid!r} in {db} ({human_duration(age)} old)" for gid, db, age in prepared[:_LISTED]
+        f"{gid!r} in {db} ({human_duration(age)} old)" for gid, db, age in prepared[:LISTED]
     )
     fix = "finish them: COMMIT PREPARED 'gid'; or ROLLBACK PREPARED 'gid'; (in their database)"
     if follow:
@@ -150,9 +150,9 @@ def source_checks(
     opts: PreflightOptions,
 ) -> SourceFacts:
     """Every source check that a read-only session can make; returns what it learnt."""
-    settings = _settings(conn, _SOURCE_SETTINGS)
+    settings = read_settings(conn, _SOURCE_SETTINGS)
     major = int(settings["server_version_num"]) // 10000
-    in_recovery = bool(_one(conn, "SELECT pg_is_in_recovery()"))
+    in_recovery = bool(fetch_one(conn, "SELECT pg_is_in_recovery()"))
     report.checks.append(
         judge_source_version(major, settings["server_version"], in_recovery, opts.follow)
     )
@@ -160,7 +160,7 @@ def source_checks(
         _ROLE_SQL, (list(providers.MANAGED_REPLICATION_ROLES),)
     ).fetchone()  # type: ignore[misc]
     role = RoleFacts(user, superuser, replication, bypassrls, tuple(managed))
-    provider = _check_provider(report, info, conn, filters)
+    provider = check_provider(report, info, conn, filters)
     facts = SourceFacts(
         major=major,
         version=settings["server_version"],
@@ -178,14 +178,14 @@ def source_checks(
     check = judge_replication_role(role, follow=opts.follow, provider=provider)
     facts.can_replicate = check.verdict == Verdict.PASS
     report.checks.append(check)
-    _check_slots(report, conn, settings, opts, info.dbname)
+    check_slots(report, conn, settings, opts, info.dbname)
     report.checks.append(
         judge_wal_sender_timeout(
             int(settings["wal_sender_timeout"]), follow=opts.follow, user=role.user
         )
     )
-    _check_max_slot_wal_keep_size(report, settings, opts)
-    with _checking(report, "source.prepared_transactions"):
+    check_max_slot_wal_keep_size(report, settings, opts)
+    with guarded_check(report, "source.prepared_transactions"):
         rows = conn.execute(
             "SELECT gid, database, extract(epoch FROM now() - prepared)::int8 "
             "FROM pg_prepared_xacts ORDER BY prepared"
@@ -194,17 +194,17 @@ def source_checks(
             judge_prepared_transactions([(r[0], r[1], r[2]) for r in rows], follow=opts.follow)
         )
     if opts.follow:
-        _check_long_transactions(report, conn)
-    with _checking(report, "source.xid_age"):
-        datname, age = _one(
+        check_long_transactions(report, conn)
+    with guarded_check(report, "source.xid_age"):
+        datname, age = fetch_one(
             conn, "SELECT datname, age(datfrozenxid)::int8 FROM pg_database ORDER BY 2 DESC LIMIT 1"
         )
         report.checks.append(judge_xid_age(datname, age))
-    _check_connections(
+    check_connections(
         report, conn, "source", settings, opts.table_jobs + EXTRA_SOURCE_SESSIONS, role.superuser
     )
-    with _checking(report, "source.connect_privilege"):
-        if _one(conn, "SELECT has_database_privilege(current_database(), 'CONNECT')"):
+    with guarded_check(report, "source.connect_privilege"):
+        if fetch_one(conn, "SELECT has_database_privilege(current_database(), 'CONNECT')"):
             report.ok("source.connect_privilege", "CONNECT on the database")
         else:
             report.fail(
@@ -215,15 +215,15 @@ def source_checks(
                 .format(sql.Identifier(info.dbname), sql.Identifier(role.user))
                 .as_string(conn),
             )
-    with _checking(report, "source.tables"):
+    with guarded_check(report, "source.tables"):
         facts.tables = read_scope_tables(conn)
     if facts.tables is not None:
         in_scope = scoped_tables(facts.tables, filters)
-        _check_read_privileges(report, conn, in_scope, role.user)
-        _check_rls(report, conn, in_scope, filters, role)
-        _check_replica_identity(report, in_scope, filters, opts)
-        _check_special_tables(report, in_scope, opts)
-    _check_large_objects(report, conn, opts)
+        check_read_privileges(report, conn, in_scope, role.user)
+        check_rls(report, conn, in_scope, filters, role)
+        check_replica_identity(report, in_scope, filters, opts)
+        check_special_tables(report, in_scope, opts)
+    check_large_objects(report, conn, opts)
     _read_source_facts(report, conn, facts, filters)
     return facts
 
@@ -232,8 +232,8 @@ def _read_source_facts(
     report: Report, conn: psycopg.Connection[Any], facts: SourceFacts, filters: Filters
 ) -> None:
     """What the target checks and the local checks compare against."""
-    with _checking(report, "source.catalog"):
-        facts.size = int(_one(conn, "SELECT pg_database_size(current_database())"))
+    with guarded_check(report, "source.catalog"):
+        facts.size = int(fetch_one(conn, "SELECT pg_database_size(current_database())"))
         facts.extensions = dict(
             conn.execute(
                 "SELECT extname, extversion FROM pg_extension WHERE extname <> 'plpgsql'"
@@ -244,7 +244,9 @@ def _read_source_facts(
             r[0] for r in conn.execute("SELECT pubname FROM pg_publication WHERE puballtables")
         ]
         facts.catalog_objects = int(
-            _one(conn, "SELECT (SELECT count(*) FROM pg_class) + (SELECT count(*) FROM pg_proc)")
+            fetch_one(
+                conn, "SELECT (SELECT count(*) FROM pg_class) + (SELECT count(*) FROM pg_proc)"
+            )
         )
         schemas = frozenset(r[0] for r in conn.execute("SELECT nspname FROM pg_namespace"))
         relations = frozenset(
@@ -267,7 +269,7 @@ def _read_source_facts(
             event_triggers=frozenset(facts.event_triggers),
         )
     if facts.major >= 14:
-        with _checking(report, "source.wal_rate"):
+        with guarded_check(report, "source.wal_rate"):
             row = conn.execute(
                 "SELECT wal_bytes::float8, extract(epoch FROM now() - stats_reset)::float8 "
                 "FROM pg_stat_wal WHERE stats_reset IS NOT NULL"

@@ -17,8 +17,8 @@ from pgferry.catalog.queries import SYSTEM_SCHEMA_FILTER
 from pgferry.catalog.row_identity import Problem, RowIdentity, identity_sql
 from pgferry.catalog.target import check_source_reads
 from pgferry.errors import InputError
-from pgferry.ops.preflight.facts import _LISTED, PreflightOptions, RoleFacts, ScopeTable
-from pgferry.ops.preflight.session import _checking
+from pgferry.ops.preflight.facts import LISTED, PreflightOptions, RoleFacts, ScopeTable
+from pgferry.ops.preflight.session import guarded_check
 from pgferry.ops.report import Report
 
 _TABLES_SQL = f"""
@@ -93,7 +93,7 @@ def read_scope_tables(conn: psycopg.Connection[Any]) -> list[ScopeTable]:
     ]
 
 
-def _check_read_privileges(
+def check_read_privileges(
     report: Report, conn: psycopg.Connection[Any], tables: list[ScopeTable], user: str
 ) -> None:
     """USAGE on every schema and SELECT on every table and sequence in scope.
@@ -125,7 +125,7 @@ def _check_read_privileges(
                 continue
             problems.append(
                 f"no SELECT on {len(denied)} {kind}(s) of {schema}: "
-                + ", ".join(str(t.qualname) for t in denied[:_LISTED])
+                + ", ".join(str(t.qualname) for t in denied[:LISTED])
             )
             if len(denied) <= 3:
                 targets = ", ".join(
@@ -146,7 +146,7 @@ def _check_read_privileges(
         report.ok(name, f"{user} can read the {count} tables and sequences in scope")
 
 
-def _check_rls(
+def check_rls(
     report: Report,
     conn: psycopg.Connection[Any],
     tables: list[ScopeTable],
@@ -166,7 +166,7 @@ def _check_rls(
     if not candidates:
         report.ok(name, "no table in scope has row-level security enabled")
         return
-    with _checking(report, name):
+    with guarded_check(report, name):
         try:
             check_source_reads(conn, [t.oid for t in candidates])
         except InputError as exc:
@@ -181,9 +181,10 @@ def _check_rls(
         report.ok(name, f"{len(candidates)} table(s) with row-level security: {role.user} is {why}")
 
 
-def _check_replica_identity(
+def check_replica_identity(
     report: Report, tables: list[ScopeTable], filters: Filters, opts: PreflightOptions
 ) -> None:
+    """Tables in scope whose UPDATEs and DELETEs CDC could not replay."""
     name = "source.replica_identity"
     problems = [
         (t, why)
@@ -196,8 +197,8 @@ def _check_replica_identity(
     if not problems:
         report.ok(name, "every table in scope has a usable replica identity")
         return
-    shown = ", ".join(f"{t.qualname} ({why})" for t, why in problems[:_LISTED]) + (
-        f" and {len(problems) - _LISTED} more" if len(problems) > _LISTED else ""
+    shown = ", ".join(f"{t.qualname} ({why})" for t, why in problems[:LISTED]) + (
+        f" and {len(problems) - LISTED} more" if len(problems) > LISTED else ""
     )
     message = f"{len(problems)} table(s) without a usable replica identity: {shown}"
     if not opts.follow:
@@ -214,14 +215,15 @@ def _check_replica_identity(
     )
 
 
-def _check_special_tables(report: Report, tables: list[ScopeTable], opts: PreflightOptions) -> None:
+def check_special_tables(report: Report, tables: list[ScopeTable], opts: PreflightOptions) -> None:
+    """Unlogged, foreign and other tables that need a decision."""
     unlogged = [t for t in tables if t.relkind in ("r", "p") and t.persistence == "u"]
     if unlogged and opts.follow:
         report.warn(
             "source.unlogged_tables",
             f"{len(unlogged)} unlogged table(s): their changes are not in the WAL, so CDC "
             "cannot replay them after the copy: "
-            + ", ".join(str(t.qualname) for t in unlogged[:_LISTED]),
+            + ", ".join(str(t.qualname) for t in unlogged[:LISTED]),
             "ALTER TABLE ... SET LOGGED on the source before starting, or exclude them, or "
             "accept that they are copied once",
         )
@@ -232,7 +234,7 @@ def _check_special_tables(report: Report, tables: list[ScopeTable], opts: Prefli
             f"{len(floats)} table(s) have numeric, real or double precision columns, and "
             "wal2json 2.5 decodes NaN and Infinity in them as NULL: changed rows holding "
             "such values would arrive wrong: "
-            + ", ".join(str(t.qualname) for t in floats[:_LISTED]),
+            + ", ".join(str(t.qualname) for t in floats[:LISTED]),
             "use --plugin test_decoding (the default), or wal2json >= 2.6 with "
             "--wal2json-numeric-as-string",
         )
@@ -241,15 +243,16 @@ def _check_special_tables(report: Report, tables: list[ScopeTable], opts: Prefli
         report.ok(
             "source.foreign_tables",
             f"{len(foreign)} foreign table(s): their definitions migrate, not their remote "
-            "data: " + ", ".join(str(t.qualname) for t in foreign[:_LISTED]),
+            "data: " + ", ".join(str(t.qualname) for t in foreign[:LISTED]),
         )
 
 
-def _check_large_objects(
+def check_large_objects(
     report: Report, conn: psycopg.Connection[Any], opts: PreflightOptions
 ) -> None:
+    """Large objects: whether this role can read every one."""
     name = "source.large_objects"
-    with _checking(report, name):
+    with guarded_check(report, name):
         count, unreadable = conn.execute(_LARGE_OBJECTS_SQL).fetchone()  # type: ignore[misc]
         if unreadable:
             report.fail(

@@ -19,13 +19,13 @@ from pgferry.catalog.target import user_objects
 from pgferry.ops import providers
 from pgferry.ops.preflight.capacity import (
     EXTRA_TARGET_SESSIONS,
-    _check_connections,
+    check_connections,
     judge_parallel_workers,
 )
-from pgferry.ops.preflight.compat import _cross_checks
-from pgferry.ops.preflight.facts import _LISTED, PreflightOptions, SourceFacts
+from pgferry.ops.preflight.compat import cross_checks
+from pgferry.ops.preflight.facts import LISTED, PreflightOptions, SourceFacts
 from pgferry.ops.preflight.scope import scoped_tables
-from pgferry.ops.preflight.session import _checking, _settings
+from pgferry.ops.preflight.session import guarded_check, read_settings
 from pgferry.ops.report import Check, Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
 
@@ -76,8 +76,8 @@ def judge_target_empty(
     name = "target.empty"
     if not objects:
         return Check(name, Verdict.PASS, f"target database {dbname} holds no user objects")
-    shown = ", ".join(objects[:_LISTED]) + (
-        f" and {len(objects) - _LISTED} more" if len(objects) > _LISTED else ""
+    shown = ", ".join(objects[:LISTED]) + (
+        f" and {len(objects) - LISTED} more" if len(objects) > LISTED else ""
     )
     if resume:
         return Check(
@@ -110,17 +110,17 @@ def target_checks(
     opts: PreflightOptions,
 ) -> None:
     """Every target check; the ones comparing with the source need `src`."""
-    settings = _settings(conn, _TARGET_SETTINGS)
+    settings = read_settings(conn, _TARGET_SETTINGS)
     major = int(settings["server_version_num"]) // 10000
     report.checks.append(
         judge_target_version(src.major if src else None, major, settings["server_version"])
     )
-    with _checking(report, "target.provider"):
+    with guarded_check(report, "target.provider"):
         report.facts["target provider"] = providers.describe(providers.detect_provider(conn))
     user, superuser = conn.execute(
         "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
     ).fetchone()  # type: ignore[misc]
-    with _checking(report, "target.writable"):
+    with guarded_check(report, "target.writable"):
         in_recovery, read_only = conn.execute(
             "SELECT pg_is_in_recovery(), (SELECT reset_val FROM pg_settings "
             "WHERE name = 'default_transaction_read_only')"
@@ -142,12 +142,12 @@ def target_checks(
     _check_target_privileges(report, conn, info, user, superuser, src, filters)
     if opts.follow:
         _check_cdc_privileges(report, conn, user, superuser)
-    with _checking(report, "target.origin"):
+    with guarded_check(report, "target.origin"):
         exists = conn.execute(
             "SELECT 1 FROM pg_replication_origin WHERE roname = %s", (opts.origin,)
         ).fetchone()
         _judge_origin(report, opts, exists is not None)
-    with _checking(report, "target.leftover_schema"):
+    with guarded_check(report, "target.leftover_schema"):
         found = [
             r[0]
             for r in conn.execute(
@@ -165,7 +165,7 @@ def target_checks(
                 )
                 + "; (after checking that nothing uses them)",
             )
-    with _checking(report, "target.empty"):
+    with guarded_check(report, "target.empty"):
         report.checks.append(
             judge_target_empty(
                 user_objects(conn, extensions=False),
@@ -174,7 +174,7 @@ def target_checks(
                 dbname=info.dbname,
             )
         )
-    _check_connections(
+    check_connections(
         report,
         conn,
         "target",
@@ -190,7 +190,7 @@ def target_checks(
         )
     )
     if src is not None:
-        _cross_checks(report, conn, major, superuser, src, filters)
+        cross_checks(report, conn, major, superuser, src, filters)
 
 
 def _judge_origin(report: Report, opts: PreflightOptions, exists: bool) -> None:
@@ -228,7 +228,7 @@ def _check_target_privileges(
     filters: Filters,
 ) -> None:
     name = "target.privileges"
-    with _checking(report, name):
+    with guarded_check(report, name):
         create_db, public_exists, create_public = conn.execute(
             "SELECT has_database_privilege(current_database(), 'CREATE'), "
             "to_regnamespace('public') IS NOT NULL, "
@@ -267,7 +267,7 @@ def _check_cdc_privileges(
         return
     role = sql.Identifier(user).as_string(conn)
     problems, fixes = [], []
-    with _checking(report, name):
+    with guarded_check(report, name):
         try:
             with conn.transaction(force_rollback=True):
                 conn.execute("SELECT set_config('session_replication_role', 'replica', true)")

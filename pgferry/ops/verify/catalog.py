@@ -1,6 +1,6 @@
 """What verify reads of each side's catalog: objects, and tables with sizes, estimates and keys.
 
-The tables are paired across sides with the key both can be read by (`_Pair`): the
+The tables are paired across sides with the key both can be read by (`Pair`): the
 input of every check that follows, so the choice of key is made once, here.
 """
 
@@ -14,9 +14,9 @@ from pgferry.ops.compare import (
     DECORATION_QUERIES,
     SCHEMA_QUERIES,
     SchemaObject,
-    _not_member,
-    _Side,
+    Side,
     display_name,
+    not_member,
     read_schema_objects,
 )
 from pgferry.ops.verify.queries import TableSpec
@@ -89,11 +89,11 @@ SELECT n.nspname, c.relname, c.relkind::text, c.relispopulated, c.reltuples::flo
   LEFT JOIN pg_catalog.pg_stat_all_tables st ON st.relid = c.oid
  WHERE c.relkind IN ('r', 'm') AND c.relpersistence IN ('p', 'u')
    AND {SYSTEM_SCHEMA_FILTER}
-   AND {_not_member("pg_class", "c.oid")}
+   AND {not_member("pg_class", "c.oid")}
 """
 
 
-def _relations(side: _Side) -> dict[tuple[str, str], _Rel]:
+def _relations(side: Side) -> dict[tuple[str, str], _Rel]:
     rows = side.holder.execute(_RELATIONS_SQL).fetchall()
     return {
         (r[0], r[1]): _Rel(
@@ -112,7 +112,7 @@ def _relations(side: _Side) -> dict[tuple[str, str], _Rel]:
 
 
 @dataclass(frozen=True)
-class _Pair:
+class Pair:
     """One table in the data scope, present on both sides."""
 
     source: _Rel
@@ -125,7 +125,8 @@ class _Pair:
         return self.spec.qualname
 
 
-def _pair(src: _Rel, tgt: _Rel) -> _Pair:
+def pair_tables(src: _Rel, tgt: _Rel) -> Pair:
+    """The columns and key a table is compared on, from both sides' catalogs."""
     columns = tuple(sorted(set(src.columns) & set(tgt.columns)))
     key: tuple[str, ...] = ()
     on_target = False
@@ -135,10 +136,12 @@ def _pair(src: _Rel, tgt: _Rel) -> _Pair:
             break
     if not key and src.keys and set(src.keys[0]) <= set(columns):
         key = src.keys[0]
-    return _Pair(src, tgt, TableSpec(src.schema, src.name, columns, key), on_target)
+    return Pair(src, tgt, TableSpec(src.schema, src.name, columns, key), on_target)
 
 
-def _catalog(side: _Side) -> tuple[int, dict[str, list[SchemaObject]], dict[tuple[str, str], _Rel]]:
+def read_side_catalog(
+    side: Side,
+) -> tuple[int, dict[str, list[SchemaObject]], dict[tuple[str, str], _Rel]]:
     """One side's server version, objects and tables, read on its holder (its snapshot)."""
     row = side.holder.execute("SELECT pg_catalog.current_setting('server_version_num')").fetchone()
     objects = read_schema_objects(side.holder, {**SCHEMA_QUERIES, **DECORATION_QUERIES})

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pgferry.ops.compare import (
     FilterScope,
     SchemaObject,
-    _compare_large_objects,
-    _compare_sequences,
-    _Side,
+    Side,
+    compare_large_objects,
+    compare_sequences,
 )
 from pgferry.ops.report import Report
-from pgferry.ops.verify.catalog import _Pair
+from pgferry.ops.verify.catalog import Pair
 from pgferry.ops.verify.options import VerifyOptions
-from pgferry.ops.verify.text import _listing, _size
+from pgferry.ops.verify.text import listing, size_text
 
 
 def estimate_drift(
@@ -34,7 +34,8 @@ def estimate_drift(
     return pct if pct > tolerance_pct else None
 
 
-def _check_estimates(report: Report, pairs: list[_Pair], opts: VerifyOptions) -> None:
+def check_estimates(report: Report, pairs: list[Pair], opts: VerifyOptions) -> None:
+    """Row estimates per table on both sides: a large drift is reported."""
     drifted = []
     unknown = []
     for p in pairs:
@@ -55,7 +56,7 @@ def _check_estimates(report: Report, pairs: list[_Pair], opts: VerifyOptions) ->
             "rows.estimates",
             f"estimated row counts differ by more than {opts.row_tolerance_pct:g}% in "
             f"{len(drifted)} of {len(pairs)} tables{note} (estimates: not proof)\n"
-            + _listing(lines, opts.max_listed),
+            + listing(lines, opts.max_listed),
             fix="run ANALYZE on both sides and verify again; use --full for exact counts",
             tables=[
                 {"table": n, "source": s, "target": t, "pct": round(pct, 1)}
@@ -73,7 +74,7 @@ def _check_estimates(report: Report, pairs: list[_Pair], opts: VerifyOptions) ->
         )
 
 
-def _check_sizes(report: Report, pairs: list[_Pair], opts: VerifyOptions) -> None:
+def check_sizes(report: Report, pairs: list[Pair], opts: VerifyOptions) -> None:
     """Sizes differ for good reasons (bloat, fill factor): only an empty target table
     whose source has rows is worth a warning."""
     s_total = sum(p.source.bytes for p in pairs)
@@ -83,12 +84,12 @@ def _check_sizes(report: Report, pairs: list[_Pair], opts: VerifyOptions) -> Non
         for p in pairs
         if p.target.bytes == 0 and p.source.bytes > 0 and (p.source.estimated_rows or 0) > 0
     ]
-    message = f"tables: {_size(s_total)} on source, {_size(t_total)} on target"
+    message = f"tables: {size_text(s_total)} on source, {size_text(t_total)} on target"
     if empty:
         report.warn(
             "sizes",
             f"{message}; {len(empty)} table(s) empty on target but not on source\n"
-            + _listing(empty, opts.max_listed),
+            + listing(empty, opts.max_listed),
             fix="compare them with --full",
             empty_on_target=empty,
         )
@@ -96,26 +97,27 @@ def _check_sizes(report: Report, pairs: list[_Pair], opts: VerifyOptions) -> Non
         report.ok("sizes", message, source_bytes=s_total, target_bytes=t_total)
 
 
-def _check_sequences(
+def check_sequences(
     report: Report,
-    src: _Side,
-    tgt: _Side,
+    src: Side,
+    tgt: Side,
     src_objects: dict[str, list[SchemaObject]],
     scope: FilterScope,
     opts: VerifyOptions,
 ) -> None:
+    """Sequences: the target's are not behind the source's."""
     wanted = {(o.parts[0], o.parts[1]) for o in src_objects["sequences"] if scope.keeps(o)}
     s_seqs = {k: v for k, v in src.sequences().items() if k in wanted}
     t_seqs = {k: v for k, v in tgt.sequences().items() if k in wanted}
     results = [
-        r for r in _compare_sequences(s_seqs, t_seqs) if r.target_last_value is not None or r.error
+        r for r in compare_sequences(s_seqs, t_seqs) if r.target_last_value is not None or r.error
     ]
     bad = [r for r in results if not r.ok]
     if bad:
         report.fail(
             "sequences",
             f"{len(bad)} sequence(s) behind on the target (it would hand out values the source "
-            "already used)\n" + _listing([r.problem() or "" for r in bad], opts.max_listed),
+            "already used)\n" + listing([r.problem() or "" for r in bad], opts.max_listed),
             fix="setval() them to at least the source's value (pgferry syncs them at cutover)",
             sequences=[r.qualname for r in bad],
         )
@@ -123,9 +125,10 @@ def _check_sequences(
         report.ok("sequences", f"{len(results)} sequence(s): target at or ahead of source")
 
 
-def _check_large_objects(report: Report, src: _Side, tgt: _Side, full: bool) -> None:
+def check_large_objects(report: Report, src: Side, tgt: Side, full: bool) -> None:
+    """Large objects: how many, and what copying them costs."""
     if full:
-        lo = _compare_large_objects(src, tgt)
+        lo = compare_large_objects(src, tgt)
         if lo.ok:
             report.ok("large_objects", f"{lo.source_count:,} large objects, same content")
         else:

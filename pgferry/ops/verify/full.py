@@ -15,29 +15,36 @@ from typing import Any
 
 import psycopg
 
-from pgferry.ops.compare import _error_text, _Side
+from pgferry.ops.compare import Side
 from pgferry.ops.report import Report, Verdict
-from pgferry.ops.verify.catalog import _Pair
+from pgferry.ops.verify.catalog import Pair
 from pgferry.ops.verify.options import VerifyOptions
-from pgferry.ops.verify.outcome import _guard, _locate, _report_table, _TableOutcome
+from pgferry.ops.verify.outcome import (
+    TableOutcome,
+    guarded_outcome,
+    locate_differences,
+    report_table,
+)
 from pgferry.ops.verify.queries import TableSpec
 from pgferry.ops.verify.ranges import KeyRange, chunk_count, sample_percent, split_range
-from pgferry.ops.verify.reader import _TableReader
+from pgferry.ops.verify.reader import TableReader
+from pgferry.pg.describe import error_text
 
 
-def _full_data(
-    report: Report, src: _Side, tgt: _Side, pairs: list[_Pair], jobs: int, opts: VerifyOptions
+def full_data(
+    report: Report, src: Side, tgt: Side, pairs: list[Pair], jobs: int, opts: VerifyOptions
 ) -> None:
+    """Every row of every table compared, chunk by chunk; differences located."""
     pools = (
         ThreadPoolExecutor(jobs, thread_name_prefix="verify-source"),
         ThreadPoolExecutor(jobs, thread_name_prefix="verify-target"),
     )
-    outcomes: list[_TableOutcome] = []
+    outcomes: list[TableOutcome] = []
     try:
         plans = [(p, pools[0].submit(_plan_chunks, p, src, opts)) for p in pairs]
-        work: list[tuple[_TableOutcome, list[tuple[KeyRange, Future[Any], Future[Any]]]]] = []
+        work: list[tuple[TableOutcome, list[tuple[KeyRange, Future[Any], Future[Any]]]]] = []
         for p, plan in plans:
-            outcome = _TableOutcome(p)
+            outcome = TableOutcome(p)
             outcomes.append(outcome)
             ranges = plan.result()
             if isinstance(ranges, str):
@@ -78,9 +85,9 @@ def _full_data(
             pool.shutdown(wait=True)
     for o in outcomes:
         if o.differing and not o.whole:
-            _guard(o, partial(_locate_chunks, o, src, tgt, opts))
+            guarded_outcome(o, partial(_locate_chunks, o, src, tgt, opts))
         if not o.ok:
-            _report_table(report, o, opts, "key ranges" if not o.whole else "tables")
+            report_table(report, o, opts, "key ranges" if not o.whole else "tables")
     bad = sum(1 for o in outcomes if o.verdict == Verdict.FAIL)
     rows = sum(o.rows for o in outcomes)
     compared = sum(o.ranges for o in outcomes)
@@ -95,22 +102,22 @@ def _full_data(
         report.ok("data.full", message, without_key=keyless)
 
 
-def _locate_chunks(o: _TableOutcome, src: _Side, tgt: _Side, opts: VerifyOptions) -> None:
+def _locate_chunks(o: TableOutcome, src: Side, tgt: Side, opts: VerifyOptions) -> None:
     """The differing rows of a table's first differing chunks (in the calling thread)."""
-    readers = _TableReader(src, o.pair.spec), _TableReader(tgt, o.pair.spec)
-    _locate(o, *readers, opts, opts.max_located_chunks)
+    readers = TableReader(src, o.pair.spec), TableReader(tgt, o.pair.spec)
+    locate_differences(o, *readers, opts, opts.max_located_chunks)
 
 
-def _plan_chunks(p: _Pair, src: _Side, opts: VerifyOptions) -> list[KeyRange] | str:
+def _plan_chunks(p: Pair, src: Side, opts: VerifyOptions) -> list[KeyRange] | str:
     """Key ranges of about chunk_rows rows, cut at keys sampled from the source (or an
     error message)."""
     try:
         return _chunk_ranges(p, src, opts)
     except psycopg.Error as exc:
-        return f"source: {_error_text(exc)}"
+        return f"source: {error_text(exc)}"
 
 
-def _chunk_ranges(p: _Pair, src: _Side, opts: VerifyOptions) -> list[KeyRange]:
+def _chunk_ranges(p: Pair, src: Side, opts: VerifyOptions) -> list[KeyRange]:
     spec = p.spec
     if not spec.key or not p.target_has_key:
         return [KeyRange()]
@@ -120,14 +127,14 @@ def _chunk_ranges(p: _Pair, src: _Side, opts: VerifyOptions) -> list[KeyRange]:
     parts = chunk_count(estimated, opts.chunk_rows)
     if parts <= 1:
         return [KeyRange()]
-    points = _TableReader(src, spec).split_points(
+    points = TableReader(src, spec).split_points(
         KeyRange(), parts, sample_percent(estimated, p.source.bytes // 8192, parts)
     )
     return split_range(KeyRange(), points)
 
 
-def _chunk(side: _Side, spec: TableSpec, rng: KeyRange) -> tuple[int, str] | str:
+def _chunk(side: Side, spec: TableSpec, rng: KeyRange) -> tuple[int, str] | str:
     try:
-        return _TableReader(side, spec).fingerprint(rng)
+        return TableReader(side, spec).fingerprint(rng)
     except psycopg.Error as exc:
-        return f"{side.info.role}: {_error_text(exc)}"
+        return f"{side.info.role}: {error_text(exc)}"

@@ -11,23 +11,23 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from pgferry.ops.compare import _error_text
 from pgferry.ops.report import Report, Verdict
-from pgferry.ops.verify.catalog import _Pair
+from pgferry.ops.verify.catalog import Pair
 from pgferry.ops.verify.locate import MOVED, RowDifference, locate_rows
 from pgferry.ops.verify.options import VerifyOptions
 from pgferry.ops.verify.ranges import KeyRange, key_text
-from pgferry.ops.verify.reader import _TableReader
-from pgferry.ops.verify.text import _listing
+from pgferry.ops.verify.reader import TableReader
+from pgferry.ops.verify.text import listing
+from pgferry.pg.describe import error_text
 
 _TIMEOUT_STATES = {"57014", "55P03"}  # query_canceled (statement_timeout), lock_not_available
 
 
 @dataclass
-class _TableOutcome:
+class TableOutcome:
     """The data comparison of one table."""
 
-    pair: _Pair
+    pair: Pair
     rows: int = 0  # source rows read
     ranges: int = 0  # key ranges compared
     differing: list[tuple[KeyRange, tuple[int, str], tuple[int, str]]] = field(default_factory=list)
@@ -62,23 +62,24 @@ class _TableOutcome:
         return Verdict.FAIL
 
 
-def _guard(outcome: _TableOutcome, work: Callable[[], None]) -> _TableOutcome:
+def guarded_outcome(outcome: TableOutcome, work: Callable[[], None]) -> TableOutcome:
     """Run one table's comparison; its query errors become its outcome."""
     try:
         work()
     except psycopg.Error as exc:
-        outcome.error = _error_text(exc)
+        outcome.error = error_text(exc)
         outcome.timed_out = getattr(exc, "sqlstate", None) in _TIMEOUT_STATES
     return outcome
 
 
-def _locate(
-    outcome: _TableOutcome,
-    src: _TableReader,
-    tgt: _TableReader,
+def locate_differences(
+    outcome: TableOutcome,
+    src: TableReader,
+    tgt: TableReader,
     opts: VerifyOptions,
     max_chunks: int,
 ) -> None:
+    """The rows that differ in one table, located by key."""
     for rng, s, t in outcome.differing[:max_chunks]:
         left = opts.max_keys - len(outcome.located)
         if left <= 0:
@@ -93,7 +94,7 @@ def _locate(
         outcome.complete = False
 
 
-def _report_table(report: Report, o: _TableOutcome, opts: VerifyOptions, mode: str) -> None:
+def report_table(report: Report, o: TableOutcome, opts: VerifyOptions, mode: str) -> None:
     """One FAIL (or WARN for a timeout / collation-only difference) line for a table."""
     key = o.pair.spec.key
     name = o.pair.qualname
@@ -143,7 +144,7 @@ def _report_table(report: Report, o: _TableOutcome, opts: VerifyOptions, mode: s
     )
     report.fail(
         "data.table",
-        summary + "\n" + _listing(lines, 10**6),
+        summary + "\n" + listing(lines, 10**6),
         fix="re-copy the table (or the listed rows) from the source",
         table=name,
         ranges=[

@@ -15,36 +15,40 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from pgferry.ops.compare import _Side
+from pgferry.ops.compare import Side
 from pgferry.ops.report import Report, Verdict
-from pgferry.ops.verify.catalog import _Pair
+from pgferry.ops.verify.catalog import Pair
 from pgferry.ops.verify.options import VerifyOptions
-from pgferry.ops.verify.outcome import _guard, _locate, _report_table, _TableOutcome
+from pgferry.ops.verify.outcome import (
+    TableOutcome,
+    guarded_outcome,
+    locate_differences,
+    report_table,
+)
 from pgferry.ops.verify.ranges import Key, KeyRange, spread_bounds
-from pgferry.ops.verify.reader import _TableReader
-from pgferry.ops.verify.text import _size
+from pgferry.ops.verify.reader import TableReader
+from pgferry.ops.verify.text import size_text
 
 
-def _quick_data(
+def quick_data(
     report: Report,
-    src: _Side,
-    tgt: _Side,
-    pairs: list[_Pair],
+    src: Side,
+    tgt: Side,
+    pairs: list[Pair],
     jobs: int,
     sample_tables: int,
     opts: VerifyOptions,
     deadline: float,
 ) -> None:
+    """A sample of small tables compared whole, and of large tables by key ranges."""
     rnd = random.Random()
     small = [p for p in pairs if max(p.source.bytes, p.target.bytes) <= opts.small_table_bytes]
     rnd.shuffle(small)
     small = small[: opts.small_tables]
     large = [p for p in pairs if max(p.source.bytes, p.target.bytes) > opts.small_table_bytes]
     sampled = large[:sample_tables]
-    tasks: list[tuple[str, _Pair]] = [("sample", p) for p in sampled] + [
-        ("whole", p) for p in small
-    ]
-    outcomes: list[tuple[str, _TableOutcome | None]] = []
+    tasks: list[tuple[str, Pair]] = [("sample", p) for p in sampled] + [("whole", p) for p in small]
+    outcomes: list[tuple[str, TableOutcome | None]] = []
     with ThreadPoolExecutor(jobs, thread_name_prefix="verify") as pool:
         futures = [
             (kind, pool.submit(_quick_table, kind, p, src, tgt, opts, deadline, rnd.random()))
@@ -61,42 +65,44 @@ def _quick_data(
     done = [(kind, o) for kind, o in outcomes if o is not None]
     for kind, o in done:
         if not o.ok:
-            _report_table(report, o, opts, "sampled key ranges" if kind == "sample" else "tables")
+            report_table(report, o, opts, "sampled key ranges" if kind == "sample" else "tables")
     small_total = len(pairs) - len(large)
     _quick_summary(report, done, len(sampled), len(large), len(small), small_total, skipped, opts)
 
 
 def _quick_table(
     kind: str,
-    p: _Pair,
-    src: _Side,
-    tgt: _Side,
+    p: Pair,
+    src: Side,
+    tgt: Side,
     opts: VerifyOptions,
     deadline: float,
     seed: float,
-) -> _TableOutcome | None:
+) -> TableOutcome | None:
     if time.monotonic() > deadline:
         return None
-    outcome = _TableOutcome(p)
+    outcome = TableOutcome(p)
     if kind == "whole" or not p.spec.key or not p.target_has_key:
         if kind == "sample":  # a large table that cannot be read by key range
             outcome.whole = True
             return outcome
-        return _guard(outcome, partial(_compare_whole, outcome, src, tgt, opts))
-    return _guard(outcome, partial(_sample_ranges, outcome, src, tgt, opts, deadline, seed))
+        return guarded_outcome(outcome, partial(_compare_whole, outcome, src, tgt, opts))
+    return guarded_outcome(
+        outcome, partial(_sample_ranges, outcome, src, tgt, opts, deadline, seed)
+    )
 
 
-def _compare_whole(outcome: _TableOutcome, src: _Side, tgt: _Side, opts: VerifyOptions) -> None:
+def _compare_whole(outcome: TableOutcome, src: Side, tgt: Side, opts: VerifyOptions) -> None:
     """A small table: its count and hash; its differing rows when it has a key."""
     spec = outcome.pair.spec
-    s_reader, t_reader = _TableReader(src, spec), _TableReader(tgt, spec)
+    s_reader, t_reader = TableReader(src, spec), TableReader(tgt, spec)
     s, t = s_reader.fingerprint(KeyRange()), t_reader.fingerprint(KeyRange())
     outcome.rows, outcome.ranges = s[0], 1
     outcome.whole = not (spec.key and outcome.pair.target_has_key)
     if s != t:
         outcome.differing.append((KeyRange(), s, t))
         if not outcome.whole:
-            _locate(outcome, s_reader, t_reader, opts, 1)
+            locate_differences(outcome, s_reader, t_reader, opts, 1)
 
 
 def quick_ranges(
@@ -126,16 +132,16 @@ def quick_ranges(
 
 
 def _sample_ranges(
-    outcome: _TableOutcome,
-    src: _Side,
-    tgt: _Side,
+    outcome: TableOutcome,
+    src: Side,
+    tgt: Side,
     opts: VerifyOptions,
     deadline: float,
     seed: float,
 ) -> None:
     spec = outcome.pair.spec
     limit = 2 * opts.range_rows + 1  # the target may hold more rows than the source
-    s_reader, t_reader = _TableReader(src, spec, limit), _TableReader(tgt, spec, limit)
+    s_reader, t_reader = TableReader(src, spec, limit), TableReader(tgt, spec, limit)
     n = opts.range_rows
     first = s_reader.edge(KeyRange(), n)
     last = s_reader.edge(KeyRange(), n, from_end=True)
@@ -157,12 +163,12 @@ def _sample_ranges(
             outcome.differing.append((rng, s, t))
     if outcome.differing:
         quick = VerifyOptions(leaf_rows=limit, max_keys=opts.max_keys)
-        _locate(outcome, s_reader, t_reader, quick, opts.ranges_per_table)
+        locate_differences(outcome, s_reader, t_reader, quick, opts.ranges_per_table)
 
 
 def _quick_summary(
     report: Report,
-    done: list[tuple[str, _TableOutcome]],
+    done: list[tuple[str, TableOutcome]],
     sampled: int,
     large: int,
     small: int,
@@ -179,7 +185,7 @@ def _quick_summary(
     lines = [
         f"{len(checked)} of the {sampled} largest tables sampled: {ranges} key ranges, "
         f"{rows:,} rows read by index",
-        f"{len(wholes)} small tables (<= {_size(opts.small_table_bytes)}) compared whole"
+        f"{len(wholes)} small tables (<= {size_text(opts.small_table_bytes)}) compared whole"
         + (f" (a random {small} of {small_total}: repeat to widen)" if small < small_total else ""),
     ]
     if large > sampled:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from pgferry.ops.compare import _Side
+from pgferry.ops.compare import Side
 from pgferry.ops.verify.queries import (
     HISTOGRAM_SQL,
     TableSpec,
@@ -22,10 +22,10 @@ from pgferry.ops.verify.queries import (
 from pgferry.ops.verify.ranges import Key, KeyRange
 
 
-class _TableReader:
-    """RangeReader over a _Side; `limit` bounds every range read (quick mode)."""
+class TableReader:
+    """RangeReader over a Side; `limit` bounds every range read (quick mode)."""
 
-    def __init__(self, side: _Side, table: TableSpec, limit: int | None = None) -> None:
+    def __init__(self, side: Side, table: TableSpec, limit: int | None = None) -> None:
         self.side = side
         self.table = table
         self.limit = limit

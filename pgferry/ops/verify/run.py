@@ -14,20 +14,21 @@ import psycopg
 
 from pgferry.catalog.filters import Filters
 from pgferry.errors import StepFailed
-from pgferry.ops.compare import FilterScope, SchemaObject, _error_text, _Side
+from pgferry.ops.compare import FilterScope, SchemaObject, Side
 from pgferry.ops.report import Report
-from pgferry.ops.verify.catalog import _catalog, _Pair, _pair
+from pgferry.ops.verify.catalog import Pair, pair_tables, read_side_catalog
 from pgferry.ops.verify.counts import (
-    _check_estimates,
-    _check_large_objects,
-    _check_sequences,
-    _check_sizes,
+    check_estimates,
+    check_large_objects,
+    check_sequences,
+    check_sizes,
 )
-from pgferry.ops.verify.full import _full_data
+from pgferry.ops.verify.full import full_data
 from pgferry.ops.verify.options import VerifyOptions
-from pgferry.ops.verify.quick import _quick_data
-from pgferry.ops.verify.schema import _check_schema
+from pgferry.ops.verify.quick import quick_data
+from pgferry.ops.verify.schema import check_schema
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.describe import error_text
 
 
 def run_verify(
@@ -63,9 +64,9 @@ def run_verify(
             # Sampled ranges must be index range scans: never a scan of a big table.
             enable_seqscan="off",
         )
-    src = _Side(source, "verify", data_settings)
+    src = Side(source, "verify", data_settings)
     try:
-        tgt = _Side(target, "verify", data_settings)
+        tgt = Side(target, "verify", data_settings)
     except BaseException:
         src.close()
         raise
@@ -73,7 +74,7 @@ def run_verify(
         _run(report, src, tgt, filters, full, max(1, jobs), sample_tables, opts, deadline)
     except psycopg.Error as exc:
         raise StepFailed(
-            f"verify stopped: a query failed: {_error_text(exc)}",
+            f"verify stopped: a query failed: {error_text(exc)}",
             fix="check the connection and privileges; nothing was compared as equal",
         ) from exc
     finally:
@@ -85,8 +86,8 @@ def run_verify(
 
 def _run(
     report: Report,
-    src: _Side,
-    tgt: _Side,
+    src: Side,
+    tgt: Side,
     filters: Filters,
     full: bool,
     jobs: int,
@@ -95,7 +96,7 @@ def _run(
     deadline: float,
 ) -> None:
     with ThreadPoolExecutor(2, thread_name_prefix="verify-catalog") as pool:
-        src_cat, tgt_cat = pool.submit(_catalog, src), pool.submit(_catalog, tgt)
+        src_cat, tgt_cat = pool.submit(read_side_catalog, src), pool.submit(read_side_catalog, tgt)
         (s_version, src_objects, src_rels), (t_version, tgt_objects, tgt_rels) = (
             src_cat.result(),
             tgt_cat.result(),
@@ -107,12 +108,12 @@ def _run(
     )
     for warning in [*filters.warnings, *_unmatched(filters, src_objects)]:
         report.warn("filters", warning, fix="use the same filters as the migration")
-    _check_schema(
+    check_schema(
         report, src_objects, tgt_objects, scope, versions[0] // 10000 != versions[1] // 10000, opts
     )
 
     in_scope = [k for k in src_rels if scope.copies_data(*k)]
-    pairs = [_pair(src_rels[k], tgt_rels[k]) for k in in_scope if k in tgt_rels]
+    pairs = [pair_tables(src_rels[k], tgt_rels[k]) for k in in_scope if k in tgt_rels]
     missing = len(in_scope) - len(pairs)
     report.facts["tables in scope"] = f"{len(in_scope)} with data" + (
         f" ({missing} missing on target)" if missing else ""
@@ -120,14 +121,14 @@ def _run(
     pairs = [p for p in pairs if _populated(report, p)]
     pairs.sort(key=lambda p: (-p.source.bytes, p.spec.schema, p.spec.name))
     if not full:
-        _check_estimates(report, pairs, opts)
-    _check_sizes(report, pairs, opts)
-    _check_sequences(report, src, tgt, src_objects, scope, opts)
-    _check_large_objects(report, src, tgt, full)
+        check_estimates(report, pairs, opts)
+    check_sizes(report, pairs, opts)
+    check_sequences(report, src, tgt, src_objects, scope, opts)
+    check_large_objects(report, src, tgt, full)
     if full:
-        _full_data(report, src, tgt, pairs, jobs, opts)
+        full_data(report, src, tgt, pairs, jobs, opts)
     else:
-        _quick_data(report, src, tgt, pairs, jobs, sample_tables, opts, deadline)
+        quick_data(report, src, tgt, pairs, jobs, sample_tables, opts, deadline)
 
 
 def _unmatched(filters: Filters, src_objects: dict[str, list[SchemaObject]]) -> list[str]:
@@ -157,7 +158,7 @@ def _unmatched(filters: Filters, src_objects: dict[str, list[SchemaObject]]) -> 
     ]
 
 
-def _populated(report: Report, p: _Pair) -> bool:
+def _populated(report: Report, p: Pair) -> bool:
     """Whether a materialized view's rows can be compared; FAIL when populated on the
     source only."""
     if p.source.populated and p.target.populated:

@@ -20,7 +20,7 @@ from pgferry.ops.compare import (
 )
 from pgferry.ops.report import Report
 from pgferry.ops.verify.options import VerifyOptions
-from pgferry.ops.verify.text import _clip, _listing
+from pgferry.ops.verify.text import clip, listing
 
 _LOOSE = re.compile(r"[\s()]+")
 
@@ -31,7 +31,7 @@ def loosely_equal(a: str, b: str) -> bool:
     return _LOOSE.sub("", a) == _LOOSE.sub("", b)
 
 
-def _check_schema(
+def check_schema(
     report: Report,
     src_objects: dict[str, list[SchemaObject]],
     tgt_objects: dict[str, list[SchemaObject]],
@@ -39,6 +39,7 @@ def _check_schema(
     cross_version: bool,
     opts: VerifyOptions,
 ) -> None:
+    """Schema objects of both sides compared by kind and definition."""
     src, tgt = scoped_definitions(src_objects, scope), scoped_definitions(tgt_objects, scope)
     for kind in SCHEMA_QUERIES:
         _schema_kind(report, diff_objects(kind, src[kind], tgt[kind]), cross_version, opts)
@@ -57,7 +58,7 @@ def _schema_kind(
     soft = k.kind == "extensions" or cross_version
     lines = [f"missing on target: {n}" for n in k.only_on_source]
     lines += [
-        f"definition differs: {n}: source {_clip(s)!r}, target {_clip(t)!r}" for n, s, t in changed
+        f"definition differs: {n}: source {clip(s)!r}, target {clip(t)!r}" for n, s, t in changed
     ]
     extra = [] if k.kind == "extensions" else list(k.only_on_target)
     details: dict[str, Any] = {
@@ -70,13 +71,13 @@ def _schema_kind(
         report.fail(
             name,
             f"{k.kind}: {len(k.only_on_source)} missing, {len(changed)} different ({counts})\n"
-            + _listing(lines, opts.max_listed),
+            + listing(lines, opts.max_listed),
             fix="re-create the missing objects on the target (pg_dump --schema-only of them)",
             **details,
         )
     elif changed or extra:
         lines += [f"only on target: {n}" for n in extra]
-        report.warn(name, f"{k.kind}: {counts}\n" + _listing(lines, opts.max_listed), **details)
+        report.warn(name, f"{k.kind}: {counts}\n" + listing(lines, opts.max_listed), **details)
     elif k.source_count == k.target_count:
         report.ok(name, f"{k.kind}: {k.source_count} on both sides, same definitions")
     else:
@@ -105,7 +106,7 @@ def _decoration_kind(report: Report, k: ObjectKindComparison, opts: VerifyOption
         name,
         f"{k.kind}: {len(k.only_on_source) + len(k.different) + len(k.only_on_target)} "
         f"difference(s) (expected after --no-{'owner' if k.kind == 'owners' else 'comments'})\n"
-        + _listing(lines, opts.max_listed),
+        + listing(lines, opts.max_listed),
         missing_on_target=list(k.only_on_source),
         only_on_target=list(k.only_on_target),
         different=[{"name": n, "source": s, "target": t} for n, s, t in k.different],

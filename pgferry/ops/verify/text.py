@@ -7,19 +7,22 @@ long list always ends with the same pointer to --json.
 from __future__ import annotations
 
 
-def _listing(lines: list[str], limit: int) -> str:
+def listing(lines: list[str], limit: int) -> str:
+    """At most `limit` lines, indented, and how many more there are."""
     shown = lines[:limit]
     if len(lines) > limit:
         shown.append(f"... and {len(lines) - limit} more (see --json)")
     return "\n".join(f"  {line}" for line in shown)
 
 
-def _clip(text: str, width: int = 120) -> str:
+def clip(text: str, width: int = 120) -> str:
+    """The text on one line, cut to `width` characters."""
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
+    """A byte count in B, kB, MB, GB or TB."""
     value = float(n)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if value < 1024 or unit == "TB":
