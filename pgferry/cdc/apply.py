@@ -55,20 +55,10 @@ from pgferry.cdc.sqlgen import (
 from pgferry.errors import StepFailed
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, parse_lsn
+from pgferry.pg.profiles import APPLY_WRITER
 
 log = logging.getLogger(__name__)
 
-APPLY_SETTINGS = {
-    "session_replication_role": "replica",
-    "synchronous_commit": "off",
-    "search_path": "",
-    "statement_timeout": "0",
-    "lock_timeout": "0",
-    "idle_in_transaction_session_timeout": "0",
-    "DateStyle": "ISO, MDY",
-    "IntervalStyle": "postgres",
-    "extra_float_digits": "3",
-}
 MAX_IN_FLIGHT = 1000  # transactions queued but not yet confirmed committed
 # Once at the limit, wait until only this many are left: one long wait instead of a
 # wake-up (send, select, receive) for every transaction while the target is the slower.
@@ -247,7 +237,7 @@ class Applier:
 
     # -- setup ------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
-        conn = self.target.connect("pgferry apply", settings=APPLY_SETTINGS)
+        conn = self.target.connect("pgferry apply", settings=APPLY_WRITER)
         try:
             row = conn.execute(
                 "SELECT pg_replication_origin_session_setup(%s), "
@@ -306,7 +296,7 @@ class Applier:
         """Apply until endpos (returns the applied LSN) or until stopped."""
         try:
             self.conn = self._connect()
-            self.meta = self.target.connect("pgferry apply-meta", settings=APPLY_SETTINGS)
+            self.meta = self.target.connect("pgferry apply-meta", settings=APPLY_WRITER)
         except BaseException:
             self._close()
             raise

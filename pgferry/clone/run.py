@@ -59,8 +59,9 @@ from pgferry.ops.preflight.local import NOTHING_INCLUDED, include_only_matches_n
 from pgferry.pg.binaries import DumpTools, find_dump_tools
 from pgferry.pg.identity import refuse_same_database_conns
 from pgferry.pg.lsn import lsn_or_none
+from pgferry.pg.profiles import SNAPSHOT_READER
 from pgferry.pg.sessions import dir_tag, terminate_orphans
-from pgferry.pg.snapshot import SOURCE_SETTINGS, Snapshot, SnapshotHolder, begin_on_snapshot
+from pgferry.pg.snapshot import Snapshot, SnapshotHolder, begin_on_snapshot
 from pgferry.state.store import Meta, StateStore, Status, UnitKind
 from pgferry.state.workdir import WorkDir
 from pgferry.ui.progress import make_reporter
@@ -124,7 +125,7 @@ class Clone:
 
     def _run_locked(self) -> dict[str, Any]:
         o = self.o
-        source = o.source.connect("pgferry check", settings=SOURCE_SETTINGS)
+        source = o.source.connect("pgferry check", settings=SNAPSHOT_READER)
         target = o.target.connect("pgferry check")
         try:
             refuse_same_database_conns(source, target)
@@ -450,7 +451,7 @@ class Clone:
         assert store is not None
         with self._phase("catalog") as todo:
             if todo:
-                conn = self.o.source.connect("pgferry catalog", settings=SOURCE_SETTINGS)
+                conn = self.o.source.connect("pgferry catalog", settings=SNAPSHOT_READER)
                 try:
                     begin_on_snapshot(conn, snapshot)
                     catalog = read_catalog(conn, estimate_sizes=self.o.estimate_table_sizes)
@@ -484,7 +485,7 @@ class Clone:
         assert store is not None
         if store.phase("pre-data") and store.phase("pre-data").status == Status.DONE:  # type: ignore[union-attr]
             return
-        source = self.o.source.connect("pgferry check", settings=SOURCE_SETTINGS)
+        source = self.o.source.connect("pgferry check", settings=SNAPSHOT_READER)
         target = self.o.target.connect("pgferry check")
         try:
             check_source_reads(source, sorted(p.scope.copy_tables))
@@ -518,7 +519,7 @@ class Clone:
             return
         lo_oids: list[int] = []
         if p.scope.large_objects:
-            conn = self.o.source.connect("pgferry catalog", settings=SOURCE_SETTINGS)
+            conn = self.o.source.connect("pgferry catalog", settings=SNAPSHOT_READER)
             try:
                 begin_on_snapshot(conn, snapshot)
                 lo_oids = [

@@ -20,19 +20,11 @@ from pgferry.clone.indexes import attach_constraint, build_index
 from pgferry.clone.maintenance import vacuum_analyze
 from pgferry.errors import Interrupted, TableRewritten
 from pgferry.pg.conninfo import ConnInfo
-from pgferry.pg.snapshot import SOURCE_SETTINGS, Snapshot, begin_on_snapshot
+from pgferry.pg.profiles import BULK_WRITER, SNAPSHOT_READER
+from pgferry.pg.snapshot import Snapshot, begin_on_snapshot
 from pgferry.state.store import StateStore, UnitKind, UnitRow
 
 log = logging.getLogger(__name__)
-
-TARGET_SETTINGS = {
-    "statement_timeout": "0",
-    "lock_timeout": "0",
-    "idle_in_transaction_session_timeout": "0",
-    "synchronous_commit": "off",
-    "search_path": "",
-    "extra_float_digits": "3",
-}
 
 
 @dataclass
@@ -94,7 +86,7 @@ class Session:
 
     def source(self) -> psycopg.Connection[Any]:
         if self._source is None or self._source.closed:
-            conn = self.ctx.source.connect(f"pgferry {self.name}", settings=SOURCE_SETTINGS)
+            conn = self.ctx.source.connect(f"pgferry {self.name}", settings=SNAPSHOT_READER)
             begin_on_snapshot(conn, self.ctx.snapshot)
             if self.ctx.lock_first:
                 try:
@@ -115,7 +107,7 @@ class Session:
 
     def target(self) -> psycopg.Connection[Any]:
         if self._target is None or self._target.closed:
-            settings = dict(TARGET_SETTINGS, maintenance_work_mem=self.ctx.maintenance_work_mem)
+            settings = dict(BULK_WRITER, maintenance_work_mem=self.ctx.maintenance_work_mem)
             self._target = self.ctx.target.connect(f"pgferry {self.name}", settings=settings)
             self.ctx.active[threading.get_ident()] = self._target
         return self._target

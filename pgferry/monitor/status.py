@@ -31,6 +31,7 @@ import psycopg
 
 from pgferry.errors import ExitCode
 from pgferry.pg.conninfo import ConnInfo, scrub
+from pgferry.pg.profiles import DASHBOARD
 from pgferry.pg.sessions import dir_tag
 from pgferry.state.store import Meta, StateStore, Status, TableRow, UnitKind, UnitRow
 from pgferry.state.workdir import WorkDir
@@ -39,14 +40,6 @@ RATE_WINDOW_SECONDS = 60.0
 LOG_TAIL_BYTES = 4 * 1024 * 1024
 LOG_TAIL_LINES = 10
 COPY_RATIO_BOUNDS = (0.2, 5.0)  # COPY bytes per heap byte: keep the estimate sane
-
-# The read-only belt of every connection `status` / `cdc-status` open: they must never
-# write to, or hang on, a live server.
-READ_ONLY_SETTINGS = {
-    "default_transaction_read_only": "on",
-    "statement_timeout": "5000",
-    "lock_timeout": "2000",
-}
 
 
 class RunState(StrEnum):
@@ -195,7 +188,7 @@ class Servers:
             self.errors[role] = failed[1]
             return None
         try:
-            conn = info.connect(f"pgferry {role} status", settings=READ_ONLY_SETTINGS)
+            conn = info.connect(f"pgferry {role} status", settings=DASHBOARD)
         except Exception as exc:
             self.errors[role] = _one_line(exc, info)
             self._failed_at[role] = (time.monotonic(), self.errors[role])

@@ -26,18 +26,8 @@ from rich.table import Table
 
 from pgferry.ops.report import Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.profiles import READ_ONLY
 from pgferry.ui.format import human_bytes, human_duration
-
-# Catalog text as UTF-8 even from a SQL_ASCII database (psycopg would return bytes).
-UTF8 = {"client_encoding": "UTF8"}
-
-# Diagnostics never write and never wait long (the pgcopydb helpers' "read-only belt").
-READ_ONLY_SETTINGS = {
-    **UTF8,
-    "default_transaction_read_only": "on",
-    "statement_timeout": "30s",
-    "lock_timeout": "5s",
-}
 
 DEFAULT_SLOW_RATE = 1024 * 1024  # bytes/s below which a COPY is called slow
 IDLE_IN_XACT_WARN = 600.0  # seconds: an idle transaction this old pins xmin for real
@@ -456,7 +446,7 @@ class _Side:
     def __init__(self, info: ConnInfo, pattern: str) -> None:
         self.info = info
         self.pattern = pattern
-        self.conn = info.connect("pgferry diagnose", settings=READ_ONLY_SETTINGS)
+        self.conn = info.connect("pgferry diagnose", settings=READ_ONLY)
         self.first: dict[int, Session] = {}
         self.second: dict[int, Session] = {}
         self.t0 = self.t1 = 0.0

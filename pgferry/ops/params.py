@@ -26,9 +26,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from pgferry.catalog.filters import Filters
-from pgferry.ops.diagnose import READ_ONLY_SETTINGS
 from pgferry.ops.report import Report
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.profiles import READ_ONLY
 
 
 def _words(text: str) -> list[str]:
@@ -829,9 +829,9 @@ def _check_preload(
 
 def compare_params(source: ConnInfo, target: ConnInfo, filters: Filters) -> ParamsComparison:
     """Read both servers (read-only, with timeouts) and compare them."""
-    with source.connect("pgferry params", settings=READ_ONLY_SETTINGS) as conn:
+    with source.connect("pgferry params", settings=READ_ONLY) as conn:
         src = read_facts(conn, filters)
-    with target.connect("pgferry params", settings=READ_ONLY_SETTINGS) as conn:
+    with target.connect("pgferry params", settings=READ_ONLY) as conn:
         tgt = read_facts(conn)
         tgt_collations = read_collations(conn, src.collations)
     rows = compare_settings(src, tgt)

@@ -33,8 +33,8 @@ from pgferry.catalog.row_identity import (
     identity_sql,
     key_columns_sql,
 )
-from pgferry.ops.diagnose import UTF8
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.profiles import UTF8
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from psycopg import sql
 
 from pgferry.catalog.filters import quote_ident
 from pgferry.errors import InputError
-from pgferry.ops.diagnose import UTF8
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.profiles import UTF8
 
 ALWAYS_KEPT_EXTENSIONS = frozenset({"plpgsql"})
 DEFAULT_ORIGINS = ("pgferry",)

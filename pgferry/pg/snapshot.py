@@ -15,15 +15,9 @@ from psycopg import sql
 
 from pgferry.errors import InputError
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.profiles import SNAPSHOT_READER
 
 log = logging.getLogger(__name__)
-
-SOURCE_SETTINGS = {
-    "statement_timeout": "0",
-    "lock_timeout": "0",
-    "idle_in_transaction_session_timeout": "0",
-    "extra_float_digits": "3",
-}
 
 
 @dataclass(frozen=True)
@@ -42,7 +36,7 @@ class SnapshotHolder:
         self.conn: psycopg.Connection[Any] | None = None
 
     def export(self) -> Snapshot:
-        conn = self.source.connect("pgferry snapshot", settings=SOURCE_SETTINGS)
+        conn = self.source.connect("pgferry snapshot", settings=SNAPSHOT_READER)
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = conn.execute("SELECT pg_export_snapshot(), pg_current_wal_lsn()::text").fetchone()
         assert row is not None

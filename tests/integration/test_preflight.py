@@ -21,9 +21,9 @@ import pytest
 from psycopg import sql
 
 from pgferry.catalog.filters import load_filters, no_filters, parse_filters
-from pgferry.ops import preflight
 from pgferry.ops.preflight import probe_decoding_plugin, run_preflight
 from pgferry.ops.report import Check, Report, Verdict
+from pgferry.pg import profiles
 from pgferry.pg.conninfo import ConnInfo
 from tests.helpers.cli import run_pgferry
 
@@ -262,7 +262,7 @@ def test_slot_probe_waits_for_a_running_transaction(
     dbpair: DbPair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = dbpair
-    monkeypatch.setitem(preflight.PROBE_SETTINGS, "statement_timeout", "1s")
+    monkeypatch.setitem(profiles.PROBE, "statement_timeout", "1s")
     with p.src_conn(autocommit=False) as busy:
         busy.execute("SELECT txid_current()")  # a transaction with an ID, still open
         report = Report("probe")

@@ -2,7 +2,7 @@
 
 A holder connection exports a snapshot and each worker thread imports it on a connection
 of its own, so that every table of one side is read as of the same moment. Reads run with
-fixed output settings (READ_SETTINGS) so that values render the same way on both servers,
+fixed output settings (COMPARE_OUTPUT) so that values render the same way on both servers,
 and worker transactions restart on the snapshot every LOCK_BUDGET relations so that
 thousands of tables do not exhaust the server's lock table.
 """
@@ -28,26 +28,11 @@ from pgferry.ops.compare.sqltext import (
 )
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.describe import error_text
+from pgferry.pg.profiles import COMPARE_HOLDER, COMPARE_OUTPUT
 from pgferry.pg.query import with_params
 
 log = logging.getLogger(__name__)
 
-# Values must render identically on both sides whatever the servers' defaults are;
-# row_security off makes a read that RLS would filter fail instead of lying.
-READ_SETTINGS = {
-    "TimeZone": "UTC",
-    "DateStyle": "ISO, MDY",
-    "IntervalStyle": "postgres",
-    "extra_float_digits": "3",
-    "bytea_output": "hex",
-    "lc_monetary": "C",
-    "xmloption": "content",
-    "row_security": "off",
-    "search_path": "",
-    "statement_timeout": "0",
-}
-# Connection-level: the snapshot-holding transaction idles while the workers read.
-_SESSION_SETTINGS = {"idle_in_transaction_session_timeout": "0"}
 
 # Relations a worker's transaction reads before it starts a new one on the same snapshot:
 # each read keeps a lock on the relation (and its indexes) until the transaction ends, and
@@ -75,12 +60,12 @@ def begin_read(
 ) -> None:
     """Open the read-only transaction every read of one side runs in.
 
-    `settings` (transaction-local) come after READ_SETTINGS and may override them.
+    `settings` (transaction-local) come after COMPARE_OUTPUT and may override them.
     """
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     if snapshot is not None:
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-    _set_local(conn, {**READ_SETTINGS, **(settings or {})})
+    _set_local(conn, {**COMPARE_OUTPUT, **(settings or {})})
 
 
 def _set_local(conn: psycopg.Connection[Any], settings: Mapping[str, str]) -> None:
@@ -122,8 +107,8 @@ class Side:
     ) -> None:
         self.info = info
         self.purpose = f"pgferry {purpose} {info.role}"
-        self.settings = dict(settings or {})  # transaction-local, on top of READ_SETTINGS
-        self.holder = info.connect(self.purpose, settings=_SESSION_SETTINGS)
+        self.settings = dict(settings or {})  # transaction-local, on top of COMPARE_OUTPUT
+        self.holder = info.connect(self.purpose, settings=COMPARE_HOLDER)
         self.snapshot: str | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -149,7 +134,7 @@ class Side:
             )
             self.holder.execute("ROLLBACK")
             self.holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        _set_local(self.holder, READ_SETTINGS)
+        _set_local(self.holder, COMPARE_OUTPUT)
 
     # -- catalog, sequences and large objects: on the holder --------------------------
     def relations(self) -> dict[tuple[str, str], Relation]:
@@ -243,7 +228,7 @@ class Side:
     def _worker_conn(self) -> psycopg.Connection[Any]:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self.info.connect(self.purpose, settings=_SESSION_SETTINGS)
+            conn = self.info.connect(self.purpose, settings=COMPARE_HOLDER)
             with self._lock:
                 self._workers.append(conn)
             begin_read(conn, self.snapshot, self.settings)

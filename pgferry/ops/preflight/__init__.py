@@ -35,7 +35,6 @@ from pgferry.ops.preflight.local import (
 from pgferry.ops.preflight.provider import markers_names, provider_internals
 from pgferry.ops.preflight.replication import (
     LONG_TRANSACTION_SECONDS,
-    PROBE_SETTINGS,
     SlotFacts,
     judge_capacity,
     judge_leftover_slot,
@@ -47,7 +46,6 @@ from pgferry.ops.preflight.replication import (
 )
 from pgferry.ops.preflight.runner import run_preflight
 from pgferry.ops.preflight.scope import extensions_in_scope, unmatched_filter_names
-from pgferry.ops.preflight.session import READ_ONLY_SETTINGS
 from pgferry.ops.preflight.source import (
     MIN_SOURCE_MAJOR,
     XID_FAIL_FRACTION,
@@ -74,8 +72,6 @@ __all__ = [
     "LONG_TRANSACTION_SECONDS",
     "MIN_SOURCE_MAJOR",
     "ORIGIN_FUNCTIONS",
-    "PROBE_SETTINGS",
-    "READ_ONLY_SETTINGS",
     "XID_FAIL_FRACTION",
     "XID_LIMIT",
     "XID_WARN_FRACTION",

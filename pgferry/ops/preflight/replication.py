@@ -27,10 +27,8 @@ from pgferry.ops.report import Check, Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.describe import error_text
 from pgferry.pg.plugins import PLUGINS
+from pgferry.pg.profiles import PROBE
 from pgferry.ui.format import human_bytes, human_duration
-
-# Creating a logical slot waits for every transaction running at that moment.
-PROBE_SETTINGS = {"statement_timeout": "10s", "lock_timeout": "5s"}
 
 LONG_TRANSACTION_SECONDS = 300
 
@@ -328,7 +326,7 @@ def probe_decoding_plugin(report: Report, info: ConnInfo, plugin: str) -> None:
     name = "source.decoding_plugin"
     probe = f"pgferry_preflight_{os.getpid()}_{secrets.token_hex(4)}"
     try:
-        with info.connect("pgferry preflight probe", settings=PROBE_SETTINGS) as conn:
+        with info.connect("pgferry preflight probe", settings=PROBE) as conn:
             conn.execute("SELECT pg_create_logical_replication_slot(%s, %s, true)", (probe, plugin))
             conn.execute("SELECT pg_drop_replication_slot(%s)", (probe,))
     except PgferryError as exc:
@@ -345,7 +343,7 @@ def probe_decoding_plugin(report: Report, info: ConnInfo, plugin: str) -> None:
         report.warn(
             name,
             f"not confirmed: creating a test slot waited more than "
-            f"{PROBE_SETTINGS['statement_timeout']} for running transactions to end; the "
+            f"{PROBE['statement_timeout']} for running transactions to end; the "
             "migration's slot creation will wait for them too",
             "look for long or prepared transactions on the source (pg_stat_activity, "
             "pg_prepared_xacts) and end them before starting",

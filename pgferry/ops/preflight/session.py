@@ -18,14 +18,7 @@ from pgferry.errors import PgferryError
 from pgferry.ops.report import Report
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.describe import error_text
-
-# The read-only belt: no writes, no hanging on a busy server.
-READ_ONLY_SETTINGS = {
-    "default_transaction_read_only": "on",
-    "statement_timeout": "30s",
-    "lock_timeout": "5s",
-    "idle_in_transaction_session_timeout": "60s",
-}
+from pgferry.pg.profiles import READ_ONLY
 
 
 def open_session(
@@ -34,7 +27,7 @@ def open_session(
     """A read-only session, or a FAIL line saying why not."""
     name = f"{info.role}.connect"
     try:
-        conn = info.connect("pgferry preflight", settings=READ_ONLY_SETTINGS)
+        conn = info.connect("pgferry preflight", settings=READ_ONLY)
     except PgferryError as exc:
         report.fail(name, exc.message + f" (the other {info.role} checks are skipped)", exc.fix)
         return None
