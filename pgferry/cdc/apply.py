@@ -56,6 +56,7 @@ from pgferry.errors import StepFailed
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, parse_lsn
 from pgferry.pg.profiles import APPLY_WRITER
+from pgferry.pg.replication import origin_progress, origin_session_setup
 
 log = logging.getLogger(__name__)
 
@@ -239,15 +240,10 @@ class Applier:
     def _connect(self) -> psycopg.Connection[Any]:
         conn = self.target.connect("pgferry apply", settings=APPLY_WRITER)
         try:
-            row = conn.execute(
-                "SELECT pg_replication_origin_session_setup(%s), "
-                "pg_replication_origin_progress(%s, false)::text",
-                (self.origin, self.origin),
-            ).fetchone()
+            progress = origin_session_setup(conn, self.origin)
         except BaseException:
             conn.close()
             raise
-        progress = row[1] if row else None
         self.applied_lsn = parse_lsn(progress) if progress else 0
         self._previous = format_lsn(self.applied_lsn).encode()
         return conn
@@ -508,10 +504,8 @@ class Applier:
         """The origin's position on the target (0: none); `flush` first flushes the
         target's WAL up to it."""
         assert self.meta is not None
-        row = self.meta.execute(
-            "SELECT pg_replication_origin_progress(%s, %s)::text", (self.origin, flush)
-        ).fetchone()
-        return parse_lsn(row[0]) if row and row[0] else 0
+        position = origin_progress(self.meta, self.origin, flush=flush)
+        return parse_lsn(position) if position else 0
 
     def _advance_origin(self, pipe: Pipeline, lsn: int) -> None:
         """Nothing left to apply up to `lsn`: record it (idle source, filtered changes).

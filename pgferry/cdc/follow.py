@@ -26,6 +26,15 @@ from pgferry.faults import crash_point
 from pgferry.ops.verify import run_verify
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
+from pgferry.pg.replication import (
+    advance_origin,
+    create_origin,
+    drop_origin,
+    drop_slot,
+    origin_exists,
+    slot_exists,
+    slot_user,
+)
 from pgferry.pg.snapshot import Snapshot
 from pgferry.state.store import Meta, Sentinel, StateStore
 from pgferry.state.workdir import WorkDir
@@ -45,18 +54,6 @@ class CdcOptions:
     group_txns: int = 1  # source transactions per target transaction, at most
 
 
-def slot_exists(conn: psycopg.Connection[Any], slot: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-    ).fetchone()
-    return row is not None
-
-
-def origin_exists(conn: psycopg.Connection[Any], origin: str) -> bool:
-    row = conn.execute("SELECT pg_replication_origin_oid(%s)", (origin,)).fetchone()
-    return row is not None and row[0] is not None
-
-
 def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore) -> None:
     """Before starting afresh in DIR: drop the slot and origin an earlier attempt there
     created (recorded in its store before creating them) and nothing uses now. Left in
@@ -65,22 +62,20 @@ def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore
     slot, origin = created.get("slot"), created.get("origin")
     if slot:
         with source.connect("pgferry cleanup") as conn:
-            row = conn.execute(
-                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-            ).fetchone()
-            if row is not None:
-                if row[0] is not None:
+            exists, pid = slot_user(conn, slot)
+            if exists:
+                if pid is not None:
                     raise InputError(
                         f"replication slot {slot}, created by the earlier attempt in "
-                        f"{store.path.parent}, is in use (walsender PID {row[0]})",
+                        f"{store.path.parent}, is in use (walsender PID {pid})",
                         fix="stop what uses it, or drop it with pgferry cleanup",
                     )
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                drop_slot(conn, slot)
                 log.info("dropped replication slot %s, left by the earlier attempt", slot)
     if origin:
         with target.connect("pgferry cleanup") as conn:
             if origin_exists(conn, origin):
-                conn.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+                drop_origin(conn, origin)
                 log.info("dropped replication origin %s, left by the earlier attempt", origin)
     store.set_json(Meta.CDC_CREATED, {})
 
@@ -182,11 +177,8 @@ class Cdc:
     def _create_origin(self, start: int) -> None:
         with self.target.connect("pgferry origin") as conn:
             if not origin_exists(conn, self.options.origin):
-                conn.execute("SELECT pg_replication_origin_create(%s)", (self.options.origin,))
-            conn.execute(
-                "SELECT pg_replication_origin_advance(%s, %s::pg_lsn)",
-                (self.options.origin, format_lsn(start)),
-            )
+                create_origin(conn, self.options.origin, None)
+            advance_origin(conn, self.options.origin, format_lsn(start))
 
     def ensure_origin(self) -> None:
         """On resume: the origin must still be there (its progress is the truth)."""

@@ -19,12 +19,18 @@ from pgferry.cdc.follow import (
     Cdc,
     CdcOptions,
     drop_interrupted_setup,
-    origin_exists,
-    slot_exists,
 )
 from pgferry.errors import InputError, Interrupted, PgferryError
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import lsn_or_none
+from pgferry.pg.replication import (
+    drop_origin,
+    drop_slot,
+    end_slot_user,
+    origin_exists,
+    slot_exists,
+    slot_user,
+)
 from pgferry.pg.sessions import dir_tag, terminate_orphans
 from pgferry.state.store import Meta, StateStore
 from pgferry.state.workdir import WorkDir
@@ -158,22 +164,13 @@ def cleanup(source: ConnInfo, target: ConnInfo, slot: str, origin: str) -> Clean
     dropped: list[str] = []
     absent: list[str] = []
     with source.connect("pgferry cleanup") as conn:
-        row = conn.execute(
-            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-        ).fetchone()
-        if row is None:
+        exists, pid = slot_user(conn, slot)
+        if not exists:
             absent.append(f"replication slot {slot} on the source")
         else:
-            if row[0] is not None:
-                conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
-                for _ in range(100):
-                    busy = conn.execute(
-                        "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-                    ).fetchone()
-                    if not busy or not busy[0]:
-                        break
-                    time.sleep(0.1)
-            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            if pid is not None:
+                end_slot_user(conn, slot, pid)
+            drop_slot(conn, slot)
             dropped.append(f"replication slot {slot} on the source")
         if slot_exists(conn, slot):
             raise InputError(f"replication slot {slot} is still there")
@@ -186,6 +183,6 @@ def cleanup(source: ConnInfo, target: ConnInfo, slot: str, origin: str) -> Clean
             ).fetchall()
             for (pid,) in rows:
                 conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
-            conn.execute("SELECT pg_replication_origin_drop(%s)", (origin,))
+            drop_origin(conn, origin)
             dropped.append(f"replication origin {origin} on the target")
     return CleanupResult(dropped, absent)

@@ -19,7 +19,6 @@ import socket
 import stat
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -29,6 +28,7 @@ import psycopg.errors
 from psycopg import sql
 
 from pgferry.errors import EnvironmentProblem
+from pgferry.pg.replication import drop_slot, end_slot_user, list_slots, slot_user
 
 SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 SERVER_OS_USER = "postgres"
@@ -254,21 +254,14 @@ class LocalCluster:
     @staticmethod
     def _drop_slots(conn: psycopg.Connection, dbname: str) -> None:
         # DROP DATABASE ... FORCE refuses a database that has logical slots.
-        for _ in range(50):
-            conn.execute(
-                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
-                " WHERE database = %s AND active_pid IS NOT NULL",
-                (dbname,),
-            )
-            try:
-                conn.execute(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                    " WHERE database = %s",
-                    (dbname,),
-                )
-                return
-            except psycopg.errors.ObjectInUse:
-                time.sleep(0.1)  # the terminated walsender has not released it yet
+        for slot in list_slots(conn):
+            if slot.database != dbname:
+                continue
+            exists, pid = slot_user(conn, slot.name)
+            if pid is not None:
+                end_slot_user(conn, slot.name, pid)
+            if exists:
+                drop_slot(conn, slot.name)
 
     def psql_hint(self, dbname: str = "postgres") -> str:
         """A psql command line a human can paste to look at `dbname`."""

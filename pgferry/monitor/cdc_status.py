@@ -43,6 +43,7 @@ from pgferry.cdc.spool import SpoolBacklog, spool_backlog
 from pgferry.errors import InputError
 from pgferry.monitor.status import RunInfo, RunState, Servers, log_summary, run_info
 from pgferry.ops.report import Report
+from pgferry.pg import replication
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none
 from pgferry.state.store import Meta, StateStore, Status, UnitKind
@@ -90,22 +91,16 @@ class CdcSample:
         return applied
 
 
-_ORIGIN_SQL = (
-    "SELECT CASE WHEN pg_replication_origin_oid(%(o)s) IS NULL THEN NULL "
-    "ELSE pg_replication_origin_progress(%(o)s, false)::text END"
-)
-
-
 def origin_progress(servers: Servers, origin: str | None) -> int | None:
     conn = servers.conn("target")
     if conn is None or not origin:
         return None
     try:
-        row = conn.execute(_ORIGIN_SQL, {"o": origin}).fetchone()
+        position = replication.origin_progress(conn, origin, flush=False)
     except psycopg.Error as exc:
         servers.failed("target", exc)
         return None
-    return lsn_or_none(row[0]) if row else None
+    return lsn_or_none(position)
 
 
 def source_current(servers: Servers) -> int | None:
@@ -191,70 +186,19 @@ class CdcHistory:
 # -- slot health -----------------------------------------------------------------------
 
 
-# wal_status, safe_wal_size and max_slot_wal_keep_size exist from PostgreSQL 13 on.
-_SLOT_COLUMNS_13 = {
-    "wal_status": "s.wal_status",
-    "safe_wal_size": "s.safe_wal_size",
-    "keep_size": "current_setting('max_slot_wal_keep_size')",
-}
-_SLOT_COLUMNS_OLD = {
-    "wal_status": "NULL::text",
-    "safe_wal_size": "NULL::bigint",
-    "keep_size": "NULL",
-}
-_SLOT_SQL = """
-SELECT s.active, s.active_pid, {wal_status}, {safe_wal_size}, {keep_size},
-       s.restart_lsn::text, s.confirmed_flush_lsn::text,
-       pg_wal_lsn_diff(cur.lsn, s.restart_lsn)::bigint,
-       pg_wal_lsn_diff(cur.lsn, s.confirmed_flush_lsn)::bigint,
-       s.plugin, r.state,
-       extract(epoch FROM r.write_lag)::float8,
-       extract(epoch FROM r.flush_lag)::float8,
-       extract(epoch FROM r.replay_lag)::float8,
-       extract(epoch FROM clock_timestamp() - r.reply_time)::float8,
-       cur.lsn::text
-  FROM pg_replication_slots s
- CROSS JOIN (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
-                         ELSE pg_current_wal_lsn() END AS lsn) cur
-  LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
- WHERE s.slot_name = %s
-"""
-
-
 def slot_health(servers: Servers, slot: str | None) -> dict[str, Any] | None:
     """The slot on the source: activity, WAL retention, and its walsender's lags."""
     conn = servers.conn("source")
     if conn is None or not slot:
         return None
-    query = _SLOT_SQL.format(
-        **(_SLOT_COLUMNS_13 if conn.info.server_version >= 130000 else _SLOT_COLUMNS_OLD)
-    )
     try:
-        row = conn.execute(query, (slot,)).fetchone()  # type: ignore[arg-type]
+        health = replication.slot_health(conn, slot)
     except psycopg.Error as exc:
         servers.failed("source", exc)
         return None
-    if row is None:
+    if health is None:
         return {"name": slot, "exists": False}
-    keys = (
-        "active",
-        "active_pid",
-        "wal_status",
-        "safe_wal_size",
-        "max_slot_wal_keep_size",
-        "restart_lsn",
-        "confirmed_flush_lsn",
-        "retained_wal_bytes",
-        "unconfirmed_bytes",
-        "plugin",
-        "walsender_state",
-        "write_lag_seconds",
-        "flush_lag_seconds",
-        "replay_lag_seconds",
-        "seconds_since_reply",
-        "source_current_lsn",
-    )
-    return {"name": slot, "exists": True, **dict(zip(keys, row, strict=True))}
+    return {"name": slot, "exists": True, **health}
 
 
 def _database_size(servers: Servers) -> int | None:

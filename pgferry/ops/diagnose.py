@@ -27,6 +27,7 @@ from rich.table import Table
 from pgferry.ops.report import Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.profiles import READ_ONLY
+from pgferry.pg.replication import list_slots
 from pgferry.ui.format import human_bytes, human_duration
 
 DEFAULT_SLOW_RATE = 1024 * 1024  # bytes/s below which a COPY is called slow
@@ -329,15 +330,6 @@ SELECT pid, usename, application_name, state, age(backend_xmin),
  LIMIT 10
 """
 
-_SLOTS_SQL = """
-SELECT slot_name, plugin, slot_type, active, wal_status,
-       pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
-                            ELSE pg_current_wal_lsn() END, restart_lsn)::bigint,
-       safe_wal_size
-  FROM pg_replication_slots
- ORDER BY slot_name
-"""
-
 
 def session_pattern(tag: str | None) -> str:
     """The application_name pattern of one work directory's sessions, or of every run."""
@@ -533,19 +525,18 @@ def _fill_source(side: _Side, diag: SideDiagnosis) -> None:
         _OLD_XMIN_SQL,
         ("pid", "user", "application_name", "state", "xmin_age", "xact_seconds", "query"),
     )
-    diag.slots = _rows(
-        conn,
-        _SLOTS_SQL,
-        (
-            "slot_name",
-            "plugin",
-            "slot_type",
-            "active",
-            "wal_status",
-            "retained_bytes",
-            "safe_wal_size",
-        ),
-    )
+    diag.slots = [
+        {
+            "slot_name": r.name,
+            "plugin": r.plugin,
+            "slot_type": r.slot_type,
+            "active": r.active,
+            "wal_status": r.wal_status,
+            "retained_bytes": r.retained_bytes,
+            "safe_wal_size": r.safe_wal_size,
+        }
+        for r in list_slots(conn)
+    ]
     diag.waits = _rows(
         conn, _WAITS_SQL, ("backend_type", "state", "wait_event_type", "wait_event", "count")
     )

@@ -32,6 +32,7 @@ from pgferry.catalog.filters import quote_ident
 from pgferry.errors import InputError
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.profiles import UTF8
+from pgferry.pg.replication import drop_origin_sql, list_origins
 
 ALWAYS_KEPT_EXTENSIONS = frozenset({"plpgsql"})
 DEFAULT_ORIGINS = ("pgferry",)
@@ -132,10 +133,6 @@ def drop_identified(obj_type: str, identity: str) -> sql.Composed | None:
     if keyword is None:
         return None
     return sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(keyword), sql.SQL(identity))
-
-
-def drop_origin(name: str) -> sql.Composed:
-    return sql.SQL("SELECT pg_replication_origin_drop({})").format(sql.Literal(name))
 
 
 # -- the plan --------------------------------------------------------------------------
@@ -479,10 +476,10 @@ def _add_schemas(conn: psycopg.Connection[Any], out: _Items, keep: _Keep) -> Non
 def _add_origins(conn: psycopg.Connection[Any], out: _Items, wanted: list[str]) -> list[str]:
     """The replication origins asked for; returns the cluster's other origins."""
     others = []
-    for (name,) in conn.execute("SELECT roname FROM pg_replication_origin ORDER BY roname"):
+    for name in list_origins(conn):
         if name in wanted:
             detail = "cluster-wide: no other database may use it"
-            out.add(Item(Kind.ORIGIN, name, detail, (drop_origin(name),)))
+            out.add(Item(Kind.ORIGIN, name, detail, (drop_origin_sql(name),)))
         else:
             others.append(name)
     return others

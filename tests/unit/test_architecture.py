@@ -6,6 +6,7 @@ not count."""
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -111,3 +112,40 @@ def test_no_module_imports_another_modules_private_name() -> None:
 def test_the_check_sees_a_cycle() -> None:
     """The cycle finder itself finds one (the test above could not fail otherwise)."""
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# SQL about replication slots and origins has one home (plus apply's SQL text, which
+# advances the origin with each transaction it commits).
+SLOT_ORIGIN_SQL = re.compile(
+    r"pg_replication_slots|pg_(?:create_logical|drop)_replication_slot\s*\("
+    r"|pg_replication_origin(?:_\w+\s*\(|\b)"
+)
+SLOT_ORIGIN_HOMES = {"pgferry/pg/replication.py", "pgferry/cdc/sqlgen.py"}
+_STATEMENT = re.compile(r"^\s*(SELECT|WITH|INSERT|UPDATE|DELETE)\b|\bFROM\s+pg_replication", re.I)
+
+
+def _sql_strings(tree: ast.Module) -> list[str]:
+    """String constants that read as SQL statements (messages and fix hints do not)."""
+    out = []
+    for node in ast.walk(tree):
+        is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if is_text and _STATEMENT.search(node.value):
+            out.append(node.value)
+    return out
+
+
+def test_slot_and_origin_sql_live_in_their_module() -> None:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = str(path.relative_to(PACKAGE.parent))
+        if rel in SLOT_ORIGIN_HOMES:
+            continue
+        for text in _sql_strings(ast.parse(path.read_text())):
+            if SLOT_ORIGIN_SQL.search(text):
+                found.append(f"{rel}: {' '.join(text.split())[:80]}")
+    assert found == []
+
+
+def test_the_sql_home_check_sees_slot_sql() -> None:
+    tree = ast.parse('q = "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s"')
+    assert [t for t in _sql_strings(tree) if SLOT_ORIGIN_SQL.search(t)]

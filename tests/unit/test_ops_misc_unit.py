@@ -21,6 +21,7 @@ from pgferry.ops import stop as st
 from pgferry.ops import target_clean as tc
 from pgferry.ops.diagnose import Session, judge, wait_meaning
 from pgferry.ops.report import Verdict
+from pgferry.pg.replication import drop_origin_sql
 
 HOSTILE = ['a"b', "x; DROP TABLE t; --", "Ünïcödé 表", "with.dot", "MixedCase", "y" * 63]
 
@@ -298,7 +299,7 @@ def test_target_clean_statements_quote_hostile_names(name):
         f"DROP SUBSCRIPTION IF EXISTS {q}",
     ]
     literal = "'" + name.replace("'", "''") + "'"
-    assert tc.drop_origin(name).as_string() == f"SELECT pg_replication_origin_drop({literal})"
+    assert drop_origin_sql(name).as_string() == f"SELECT pg_replication_origin_drop({literal})"
 
 
 def test_subscription_without_slot_or_disabled_is_just_dropped():

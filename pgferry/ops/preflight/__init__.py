@@ -58,7 +58,6 @@ from pgferry.ops.preflight.source import (
 )
 from pgferry.ops.preflight.tables import replica_identity_problem
 from pgferry.ops.preflight.target import (
-    ORIGIN_FUNCTIONS,
     judge_target_empty,
     judge_target_version,
     target_checks,
@@ -71,7 +70,6 @@ __all__ = [
     "EXTRA_TARGET_SESSIONS",
     "LONG_TRANSACTION_SECONDS",
     "MIN_SOURCE_MAJOR",
-    "ORIGIN_FUNCTIONS",
     "XID_FAIL_FRACTION",
     "XID_LIMIT",
     "XID_WARN_FRACTION",

@@ -28,6 +28,7 @@ from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.describe import error_text
 from pgferry.pg.plugins import PLUGINS
 from pgferry.pg.profiles import PROBE
+from pgferry.pg.replication import create_temporary_slot, drop_slot, list_slots
 from pgferry.ui.format import human_bytes, human_duration
 
 LONG_TRANSACTION_SECONDS = 300
@@ -194,15 +195,12 @@ def check_slots(
 ) -> None:
     """Replication slots: room for one more, and leftovers holding WAL."""
     with guarded_check(report, "source.replication_slots"):
-        wal_status = "wal_status" if int(settings["server_version_num"]) >= 130000 else "NULL"
-        rows = conn.execute(
-            f"SELECT slot_name, slot_type, database, plugin, active, {wal_status}, "
-            "coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN NULL "
-            "ELSE pg_current_wal_lsn() END, restart_lsn), 0)::int8 "
-            "FROM pg_replication_slots ORDER BY slot_name"
-        ).fetchall()
-        slots = {r[0]: SlotFacts(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
-        retained = {r[0]: r[6] for r in rows}
+        rows = list_slots(conn)
+        slots = {
+            r.name: SlotFacts(r.name, r.slot_type, r.database, r.plugin, r.active, r.wal_status)
+            for r in rows
+        }
+        retained = {r.name: r.retained_bytes or 0 for r in rows}
         # The slot itself, and a temporary one when a resume redoes interrupted work.
         report.checks.append(
             judge_capacity(
@@ -327,8 +325,8 @@ def probe_decoding_plugin(report: Report, info: ConnInfo, plugin: str) -> None:
     probe = f"pgferry_preflight_{os.getpid()}_{secrets.token_hex(4)}"
     try:
         with info.connect("pgferry preflight probe", settings=PROBE) as conn:
-            conn.execute("SELECT pg_create_logical_replication_slot(%s, %s, true)", (probe, plugin))
-            conn.execute("SELECT pg_drop_replication_slot(%s)", (probe,))
+            create_temporary_slot(conn, probe, plugin)
+            drop_slot(conn, probe)
     except PgferryError as exc:
         report.warn(name, f"not probed: {exc.message}", exc.fix)
         return

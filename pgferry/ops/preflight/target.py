@@ -28,20 +28,9 @@ from pgferry.ops.preflight.scope import scoped_tables
 from pgferry.ops.preflight.session import guarded_check, read_settings
 from pgferry.ops.report import Check, Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
+from pgferry.pg.replication import ORIGIN_FUNCTIONS, list_origins
 
 _LEFTOVER_SCHEMAS = ("pgferry", "pgcopydb")
-
-# What the CDC apply session calls on the target (cdc/apply.py, cdc/follow.py).
-ORIGIN_FUNCTIONS = (
-    "pg_replication_origin_create(text)",
-    "pg_replication_origin_advance(text, pg_lsn)",
-    "pg_replication_origin_oid(text)",
-    "pg_replication_origin_progress(text, boolean)",
-    "pg_replication_origin_session_setup(text)",
-    "pg_replication_origin_session_progress(boolean)",
-    "pg_replication_origin_xact_setup(pg_lsn, timestamp with time zone)",
-    "pg_replication_origin_drop(text)",
-)
 
 _TARGET_SETTINGS = (
     "server_version",
@@ -143,10 +132,7 @@ def target_checks(
     if opts.follow:
         _check_cdc_privileges(report, conn, user, superuser)
     with guarded_check(report, "target.origin"):
-        exists = conn.execute(
-            "SELECT 1 FROM pg_replication_origin WHERE roname = %s", (opts.origin,)
-        ).fetchone()
-        _judge_origin(report, opts, exists is not None)
+        _judge_origin(report, opts, opts.origin in list_origins(conn))
     with guarded_check(report, "target.leftover_schema"):
         found = [
             r[0]
