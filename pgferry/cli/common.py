@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from pgferry.catalog.filters import FilterError, Filters, load_filters, no_filters
 from pgferry.cli.env import env_bool, env_value
@@ -153,3 +156,24 @@ def add_logging_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--verbose", "-v", "--notice", action="store_true", help="more detail")
     g.add_argument("--debug", action="store_true", help="debug output and tracebacks")
     g.add_argument("--quiet", "-q", action="store_true", help="errors only")
+
+
+def print_json(payload: Any) -> None:
+    """One JSON document on stdout (values json cannot encode are written as text)."""
+    json.dump(payload, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def confirm(question: str, *, yes: bool, refusal: str) -> bool:
+    """True when the user agrees (or --yes); refuse outright when nobody can answer."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{refusal}: stdin is not a terminal, so nobody can confirm",
+            fix="pass --yes to confirm non-interactively (or --dry-run to only look)",
+        )
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")

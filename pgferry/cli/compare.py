@@ -6,14 +6,17 @@ Exit 0 when source and target hold the same, 1 when a difference is found.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from typing import Any
 
-from rich.console import Console
-
-from pgferry.cli.common import add_logging_flags, add_source, add_target, positive, resolve_conn
+from pgferry.cli.common import (
+    add_logging_flags,
+    add_source,
+    add_target,
+    positive,
+    print_json,
+    resolve_conn,
+)
 from pgferry.cli.env import env_int
 from pgferry.errors import ExitCode
 from pgferry.ops.compare import compare_data, compare_schema
@@ -59,9 +62,9 @@ def handle_data(args: argparse.Namespace) -> int:
     log.info("comparing data: %s -> %s (%d workers per side)", source.short(), target.short(), jobs)
     result = compare_data(source, target, jobs=jobs)
     if args.json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
     else:
-        console = _console()
+        console = make_console()
         render_data(console, result)
         render_verdict(console, result.problems(), "data")
     return _exit_code(result.ok)
@@ -72,21 +75,12 @@ def handle_schema(args: argparse.Namespace) -> int:
     log.info("comparing schemas: %s -> %s", source.short(), target.short())
     result = compare_schema(source, target)
     if args.json:
-        _print_json(result.to_json())
+        print_json(result.to_json())
     else:
-        console = _console()
+        console = make_console()
         render_schema(console, result)
         render_verdict(console, result.problems(), "schema")
     return _exit_code(result.ok)
-
-
-def _console() -> Console:
-    return make_console()
-
-
-def _print_json(payload: dict[str, Any]) -> None:
-    json.dump(payload, sys.stdout, indent=2)
-    sys.stdout.write("\n")
 
 
 def _exit_code(ok: bool) -> int:

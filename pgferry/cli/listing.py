@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from pgferry.cli.common import add_dir, add_logging_flags, resolve_dir
+from pgferry.cli.common import add_dir, add_logging_flags, print_json, resolve_dir
 from pgferry.errors import InputError
 from pgferry.ui.progress_report import progress_report, render_progress
 
@@ -35,8 +34,7 @@ def handle_progress(args: argparse.Namespace) -> int:
         return 0
     report = progress_report(workdir)
     if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(report)
     else:
         render_progress(report)
     return 0

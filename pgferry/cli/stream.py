@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from pgferry.cdc.follow import parse_endpos, set_endpos_current
-from pgferry.cli.common import add_dir, add_logging_flags, add_source, resolve_conn, resolve_dir
+from pgferry.cli.common import (
+    add_dir,
+    add_logging_flags,
+    add_source,
+    print_json,
+    resolve_conn,
+    resolve_dir,
+)
 from pgferry.errors import InputError, UsageError
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn
@@ -101,8 +107,7 @@ def handle_get(args: argparse.Namespace) -> int:
         for k in only:
             print(values[k] if values[k] is not None else "")
     elif args.json:
-        json.dump(values, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(values)
     else:
         for k in SENTINEL_FIELDS:
             print(f"{k:<11} {values[k] if values[k] is not None else '-'}")

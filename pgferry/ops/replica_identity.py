@@ -285,6 +285,10 @@ class FixPlan:
         me = sql.Identifier(self.role).as_string()
         return [f"GRANT {sql.Identifier(o).as_string()} TO {me}" for o in owners]
 
+    def full_cost_note(self) -> str | None:
+        """What REPLICA IDENTITY FULL costs, when a fix proposes it."""
+        return FULL_COST if any(f.identity == Identity.FULL for f in self.fixes) else None
+
 
 def plan_fixes(info: ConnInfo, filters: Filters) -> FixPlan:
     """Read the source and propose a fix for every table CDC could not update/delete."""
