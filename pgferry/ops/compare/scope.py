@@ -47,7 +47,7 @@ class SchemaObject:
 def read_schema_objects(
     conn: psycopg.Connection[Any], queries: Mapping[str, str] = SCHEMA_QUERIES
 ) -> dict[str, list[SchemaObject]]:
-    """Every object type's objects on one side (run inside a `_begin` transaction)."""
+    """Every object type's objects on one side (run inside a `begin_read` transaction)."""
     objects: dict[str, list[SchemaObject]] = {}
     for kind, query in queries.items():
         objects[kind] = [

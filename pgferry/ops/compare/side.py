@@ -45,6 +45,8 @@ LARGE_OBJECT_BATCH = 5000  # objects per query
 
 @dataclass(frozen=True)
 class Relation:
+    """One table or materialized view on one side, as data compare reads it."""
+
     schema: str
     name: str
     kind: str  # 'r' or 'm'
