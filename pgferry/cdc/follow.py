@@ -156,6 +156,17 @@ class Cdc:
             Meta.CDC_NUMERIC_AS_STRING, "1" if self.options.numeric_as_string else "0"
         )
         endpos = format_lsn(self.options.endpos) if self.options.endpos else None
+        earlier = self.store.sentinel()
+        if endpos is None and earlier is not None and earlier.endpos:
+            endpos = earlier.endpos  # set (stop-cdc) before this slot existed: kept
+            if (lsn_or_none(endpos) or 0) < slot.consistent_point:
+                log.warning(
+                    "the end position %s was set before the slot was created at %s: the "
+                    "copy holds the source as of %s",
+                    endpos,
+                    start,
+                    start,
+                )
         self.store.set_sentinel(
             startpos=start,
             endpos=endpos,

@@ -257,9 +257,16 @@ class Clone:
                 "previous run in %s never wrote to the target; starting afresh", self.workdir.path
             )
             drop_interrupted_setup(o.source, o.target, self.store)
+            carried = self.store.sentinel()
+            endpos_kind = self.store.get_meta(Meta.ENDPOS_KIND)
             self.store.close()
             self.workdir.wipe()
             self.store = StateStore.open_dir(self.workdir.path)
+            if carried is not None and carried.endpos:
+                # stop-cdc (or sentinel set endpos) reached the attempt that stopped: the
+                # fresh start keeps the end position it was given.
+                self.store.set_sentinel(endpos=carried.endpos)
+                self.store.set_meta(Meta.ENDPOS_KIND, endpos_kind or "lsn")
         if started and not o.resume:
             raise InputError(
                 f"{self.workdir.path} holds a previous clone (status: "
@@ -478,6 +485,7 @@ class Clone:
                     snapshot=snapshot.name,
                     large_objects=not self.o.skip_large_objects,
                 )
+            crash_point("dumped")  # nothing written to the target yet
 
     def _preflight(self, p: Prepared) -> None:
         """Checks that need the scope; nothing has been written to the target yet."""

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ class RestoreOptions:
     ignore_errors: int = 0
 
 
+# pg_dump attempts when it loses a lock conflict (deadlock) with another session.
+DUMP_ATTEMPTS = 5
+_LOCK_CONFLICT = re.compile(r"deadlock detected|could not obtain lock|lock timeout")
+
+
 def dump_schema(
     tools: DumpTools,
     source: ConnInfo,
@@ -54,7 +60,21 @@ def dump_schema(
     if snapshot:
         argv += ["--snapshot", snapshot]
     argv += ["--dbname", source.dsn_without_password()]
-    _run_tool(argv, source, "pg_dump")
+    for attempt in range(1, DUMP_ATTEMPTS + 1):
+        proc = _spawn(argv, source)
+        if proc.returncode == 0:
+            break
+        if attempt == DUMP_ATTEMPTS or not _LOCK_CONFLICT.search(proc.stderr):
+            raise StepFailed(f"pg_dump failed: {_tail(scrub(proc.stderr, source.secrets()))}")
+        # pg_dump locks every table (ACCESS SHARE) as it starts: a session locking tables
+        # in another order (TRUNCATE, DDL) can deadlock with it, and pg_dump is then the
+        # one cancelled. The snapshot is still held: dump again on it.
+        log.warning(
+            "pg_dump lost a lock conflict with another session (%s); dumping again in %ds",
+            _LOCK_CONFLICT.search(proc.stderr).group(0),  # type: ignore[union-attr]
+            attempt,
+        )
+        time.sleep(attempt)
     os.chmod(partial, 0o600)
     partial.replace(dump_file)
 
@@ -140,12 +160,6 @@ def _spawn(argv: list[str], conn: ConnInfo) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         argv, capture_output=True, text=True, errors="replace", env=conn.child_env(), check=False
     )
-
-
-def _run_tool(argv: list[str], conn: ConnInfo, name: str) -> None:
-    proc = _spawn(argv, conn)
-    if proc.returncode != 0:
-        raise StepFailed(f"{name} failed: {_tail(scrub(proc.stderr, conn.secrets()))}")
 
 
 def _tail(text: str) -> str:

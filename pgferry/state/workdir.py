@@ -107,9 +107,10 @@ class WorkDir:
             )
 
     def wipe(self) -> None:
-        """Remove everything pgferry keeps in DIR (for --restart); keep the lock file."""
+        """Remove everything pgferry keeps in DIR (for --restart); keep the lock file and
+        the log (the history of every run in DIR, this one's included: it is open)."""
         for child in self.path.iterdir():
-            if child.name == PIDFILE:
+            if child.name in (PIDFILE, self.log_file.name):
                 continue
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)

@@ -86,6 +86,9 @@ class Limits:
     pause: float = 0.01  # at most this long between two workload transactions
 
 
+STOP_CDC_TRIES = 20  # stop-cdc while a fresh start has no sentinel yet: try again
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything one seed determines, before anything runs."""
@@ -645,20 +648,26 @@ class SeedRun:
         if self.thread_errors:
             raise Outcome(Status.ERROR, "\n".join(self.thread_errors))
         self._check_running("before the cutover")
-        self._wait_sentinel()
-        try:
-            result = run_pgferry(
-                "stop-cdc",
-                "--yes",
-                "--dir",
-                str(self.workdir),
-                "--source",
-                self.source_uri,
-                check=False,
-                timeout=max(5.0, self.left(60)),
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise Outcome(Status.HANG, f"stop-cdc did not return: {exc}") from exc
+        for _ in range(STOP_CDC_TRIES):
+            self._wait_sentinel()
+            try:
+                result = run_pgferry(
+                    "stop-cdc",
+                    "--yes",
+                    "--dir",
+                    str(self.workdir),
+                    "--source",
+                    self.source_uri,
+                    check=False,
+                    timeout=max(5.0, self.left(60)),
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise Outcome(Status.HANG, f"stop-cdc did not return: {exc}") from exc
+            # A start that stopped before writing to the target begins afresh (a new
+            # slot, a new sentinel): like a user, try again once it is there.
+            if result.returncode == 0 or "has no CDC sentinel" not in result.stderr:
+                break
+            time.sleep(0.5)
         if result.returncode != 0:
             raise Outcome(Status.FAIL, f"stop-cdc failed: {result.stderr.strip()[-2000:]}")
         for fault in self.plan.faults:

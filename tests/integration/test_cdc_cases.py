@@ -793,3 +793,26 @@ def test_full_identity_rows_differing_only_in_nulls(dbpair: DbPair, plugin: str)
     cutover(p, proc)
     _equal(p)
     _cleanup(p)
+
+
+def test_stop_cdc_before_a_fresh_start_is_kept(dbpair: DbPair) -> None:
+    """Killed after the dump, before anything reached the target: stop-cdc sets the end
+    position on that attempt's sentinel, and --resume (which starts afresh: a new slot,
+    a new sentinel) keeps it, reaches it and exits. It used to lose it and follow on
+    forever (explorer, seed 111 with wal2json)."""
+    p = dbpair
+    _table_t(p, 50)
+    args = follow_args(p, "test_decoding")
+    crashed = start_pgferry(*args, env={"PGFERRY_TEST_CRASH_AT": "dumped"})
+    crashed.communicate(timeout=120)
+    assert crashed.returncode == -9, "the fault injection did not fire"
+    with p.src_conn() as conn:
+        conn.execute("UPDATE t SET v = 'before stop-cdc' WHERE id < 5")
+    run_pgferry("stop-cdc", "--yes", "--dir", str(p.workdir), "--source", p.source_uri)
+    endpos = sentinel(p.workdir).get("endpos")
+    assert endpos
+    result = run_pgferry(*args, "--resume", timeout=180)
+    assert "starting afresh" in result.stderr
+    assert sentinel(p.workdir).get("endpos") == endpos
+    _equal(p)
+    _cleanup(p)
