@@ -33,22 +33,27 @@ def display_name(*parts: str) -> str:
     return ".".join(p if _PLAIN_IDENT.match(p) else '"' + p.replace('"', '""') + '"' for p in parts)
 
 
-def fingerprint_query(schema: str, name: str, columns: Sequence[str]) -> sql.Composed:
-    """Row count and content hash of one relation's own rows (not its children's).
+def row_hash(columns: Sequence[str], alias: str = "r") -> sql.Composed:
+    """One row's md5, the row built from `columns` in the given order, each referenced
+    through the alias (a column named like the alias cannot be mistaken for it)."""
+    cols = sql.SQL(", ").join(sql.Identifier(alias, c) for c in columns)
+    return sql.SQL("pg_catalog.md5(ROW({})::text)").format(cols)
 
-    The hash is the sum of the first 64 bits of each row's md5: independent of row order,
-    sensitive to duplicates. Rows are built from `columns` in the given order, referenced
-    through the alias so that a column named like the alias cannot be mistaken for it.
-    """
-    row = sql.SQL("ROW({})").format(
-        sql.SQL(", ").join(sql.Identifier("r", column) for column in columns)
-    )
+
+def hash_sum(columns: Sequence[str], alias: str = "r") -> sql.Composed:
+    """The content hash of a set of rows: the sum of the first 64 bits of each row's md5,
+    independent of row order, sensitive to duplicates. compare and verify both use it."""
     return sql.SQL(
-        "SELECT pg_catalog.count(*), "
-        "coalesce(pg_catalog.sum(('x' || pg_catalog.substr(pg_catalog.md5({row}::text), 1, 16))"
-        "::bit(64)::bigint::numeric), 0)::text "
-        "FROM ONLY {table} AS r"
-    ).format(row=row, table=sql.Identifier(schema, name))
+        "coalesce(pg_catalog.sum(('x' || pg_catalog.substr({}, 1, 16))"
+        "::bit(64)::bigint::numeric), 0)::text"
+    ).format(row_hash(columns, alias))
+
+
+def fingerprint_query(schema: str, name: str, columns: Sequence[str]) -> sql.Composed:
+    """Row count and content hash of one relation's own rows (not its children's)."""
+    return sql.SQL("SELECT pg_catalog.count(*), {} FROM ONLY {} AS r").format(
+        hash_sum(columns), sql.Identifier(schema, name)
+    )
 
 
 def sequence_query(sequences: Sequence[tuple[str, str]]) -> sql.Composed:

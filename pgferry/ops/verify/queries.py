@@ -14,6 +14,7 @@ from typing import Any
 from psycopg import sql
 
 from pgferry.ops.compare import display_name
+from pgferry.ops.compare.sqltext import hash_sum, row_hash
 from pgferry.ops.verify.ranges import KeyRange
 
 
@@ -37,18 +38,6 @@ class TableSpec:
 
 def _cols(names: Sequence[str], alias: str = "r") -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(alias, c) for c in names)
-
-
-def _row_hash(columns: Sequence[str], alias: str = "r") -> sql.Composable:
-    return sql.SQL("pg_catalog.md5(ROW({})::text)").format(_cols(columns, alias))
-
-
-def _hash_sum(columns: Sequence[str]) -> sql.Composable:
-    """Order-independent, multiplicity-sensitive: the sum of each row's md5 (64 bits)."""
-    return sql.SQL(
-        "coalesce(pg_catalog.sum(('x' || pg_catalog.substr({}, 1, 16))"
-        "::bit(64)::bigint::numeric), 0)::text"
-    ).format(_row_hash(columns))
 
 
 def _tuple(items: Sequence[sql.Composable]) -> sql.Composable:
@@ -94,14 +83,14 @@ def fingerprint_range_query(
     cond, params = range_condition(t.key, rng)
     if limit is None:
         query = sql.SQL("SELECT pg_catalog.count(*), {h} FROM ONLY {t} AS r WHERE {c}").format(
-            h=_hash_sum(t.columns), t=t.ident, c=cond
+            h=hash_sum(t.columns), t=t.ident, c=cond
         )
         return query, params
     query = sql.SQL(
         "SELECT pg_catalog.count(*), {h} FROM "
         "(SELECT {cols} FROM ONLY {t} AS r WHERE {c} ORDER BY {o} LIMIT {n}) AS r"
     ).format(
-        h=_hash_sum(t.columns),
+        h=hash_sum(t.columns),
         cols=_cols(t.columns),
         t=t.ident,
         c=cond,
@@ -118,7 +107,7 @@ def rows_query(
     cond, params = range_condition(t.key, rng)
     query = sql.SQL("SELECT {k}, {h} FROM ONLY {t} AS r WHERE {c} ORDER BY {o}{lim}").format(
         k=sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier("r", c)) for c in t.key),
-        h=_row_hash(t.columns),
+        h=row_hash(t.columns),
         t=t.ident,
         c=cond,
         o=_order(t.key),
@@ -130,7 +119,7 @@ def rows_query(
 def lookup_query(t: TableSpec) -> sql.Composed:
     """Content hash of the row with a given key (parameters: the key's values)."""
     return sql.SQL("SELECT {h} FROM ONLY {t} AS r WHERE {k} = {p}").format(
-        h=_row_hash(t.columns),
+        h=row_hash(t.columns),
         t=t.ident,
         k=_tuple([sql.Identifier("r", c) for c in t.key]),
         p=_tuple([sql.Placeholder()] * len(t.key)),
