@@ -17,7 +17,8 @@ from pgferry.ops.compare import (
 from pgferry.ops.report import Report
 from pgferry.ops.verify.catalog import Pair
 from pgferry.ops.verify.options import VerifyOptions
-from pgferry.ops.verify.text import listing, size_text
+from pgferry.ops.verify.text import listing
+from pgferry.ui.format import human_bytes
 
 
 def estimate_drift(
@@ -84,7 +85,7 @@ def check_sizes(report: Report, pairs: list[Pair], opts: VerifyOptions) -> None:
         for p in pairs
         if p.target.bytes == 0 and p.source.bytes > 0 and (p.source.estimated_rows or 0) > 0
     ]
-    message = f"tables: {size_text(s_total)} on source, {size_text(t_total)} on target"
+    message = f"tables: {human_bytes(s_total)} on source, {human_bytes(t_total)} on target"
     if empty:
         report.warn(
             "sizes",

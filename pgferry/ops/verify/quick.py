@@ -27,7 +27,7 @@ from pgferry.ops.verify.outcome import (
 )
 from pgferry.ops.verify.ranges import Key, KeyRange, spread_bounds
 from pgferry.ops.verify.reader import TableReader
-from pgferry.ops.verify.text import size_text
+from pgferry.ui.format import human_bytes
 
 
 def quick_data(
@@ -185,7 +185,7 @@ def _quick_summary(
     lines = [
         f"{len(checked)} of the {sampled} largest tables sampled: {ranges} key ranges, "
         f"{rows:,} rows read by index",
-        f"{len(wholes)} small tables (<= {size_text(opts.small_table_bytes)}) compared whole"
+        f"{len(wholes)} small tables (<= {human_bytes(opts.small_table_bytes)}) compared whole"
         + (f" (a random {small} of {small_total}: repeat to widen)" if small < small_total else ""),
     ]
     if large > sampled:
