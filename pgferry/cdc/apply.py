@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import os
-import signal
 import threading
 import time
 from collections import deque
@@ -53,6 +51,7 @@ from pgferry.cdc.sqlgen import (
     update_sql,
 )
 from pgferry.errors import StepFailed
+from pgferry.faults import crash_after_commits, die
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, parse_lsn
 from pgferry.pg.profiles import APPLY_WRITER
@@ -71,7 +70,7 @@ GROUP_MAX_CHANGES = 1000
 ORIGIN_SETUP_SQL = origin_setup_sql(1)
 # Tests only: SIGKILL ourselves once this many transactions are committed, before the
 # position is recorded anywhere but in the target's replication origin.
-_CRASH_AFTER_COMMIT = int(os.environ.get("PGFERRY_TEST_CRASH_AFTER_COMMITS", "0") or 0)
+_CRASH_AFTER_COMMIT = crash_after_commits()
 SYNC_EVERY_STATEMENTS = 2000
 GC_THRESHOLD = 100_000  # container allocations between two young-generation collections
 
@@ -408,7 +407,7 @@ class Applier:
         if last is not None:
             if _CRASH_AFTER_COMMIT and self.applied_txns + done >= _CRASH_AFTER_COMMIT:
                 # Fault injection for tests: die after the commit, before recording it.
-                os.kill(os.getpid(), signal.SIGKILL)
+                die()
             self.applied_lsn = max(self.applied_lsn, last.commit_lsn)
             self.applied_txns += done
             self.on_progress(self.applied_lsn, done)

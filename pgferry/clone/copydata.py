@@ -8,7 +8,6 @@ and memory stays at a few MB per worker whatever the table size.
 
 from __future__ import annotations
 
-import os
 import queue
 import select
 import threading
@@ -23,11 +22,12 @@ from psycopg import pq, sql
 
 from pgferry.catalog.model import Table
 from pgferry.errors import Interrupted
+from pgferry.faults import copy_chunk_delay
 
 CHUNK = 256 * 1024  # bytes handed from reader to writer at a time
 QUEUE_DEPTH = 8  # chunks in flight per worker: bounds memory
 # Tests only: seconds to pause after each chunk, so a crash test can land mid-copy.
-_TEST_CHUNK_DELAY = float(os.environ.get("PGFERRY_TEST_COPY_CHUNK_DELAY", "0") or 0)
+_TEST_CHUNK_DELAY = copy_chunk_delay()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pgferry.clone.copydata import CopySpec, copy_table
 from pgferry.clone.indexes import attach_constraint, build_index
 from pgferry.clone.maintenance import vacuum_analyze
 from pgferry.errors import Interrupted, TableRewritten
+from pgferry.faults import copy_lock_timeout
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.profiles import BULK_WRITER, SNAPSHOT_READER
 from pgferry.pg.snapshot import Snapshot, begin_on_snapshot
@@ -170,7 +170,7 @@ def _copy(session: Session, unit: UnitRow, _pw: int) -> Outcome:
 # How long a copy waits for its table's lock. A wait that long is an ACCESS EXCLUSIVE
 # request (TRUNCATE, ALTER TABLE) queued ahead of it, itself waiting for a lock another
 # worker holds until the copy ends: it would never end.
-COPY_LOCK_TIMEOUT = os.environ.get("PGFERRY_TEST_COPY_LOCK_TIMEOUT") or "20s"
+COPY_LOCK_TIMEOUT = copy_lock_timeout()
 
 
 def lock_for_copy(source: psycopg.Connection[Any], tables: tuple[sql.Identifier, ...]) -> None:
