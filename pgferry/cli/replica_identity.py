@@ -83,7 +83,7 @@ def handle_fix_replica_identity(args: argparse.Namespace) -> int:
     report.facts["source"] = plan.server
     for r in results:
         name = str(r.fix.table.qualname)
-        if r.outcome == ri.Outcome.APPLIED:
+        if r.outcome == ri.FixOutcome.APPLIED:
             report.ok(name, f"REPLICA IDENTITY {r.fix.proposal}")
         else:
             state = f" [{r.sqlstate}]" if r.sqlstate else ""

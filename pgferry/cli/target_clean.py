@@ -156,10 +156,10 @@ def _recorded_origin(args: argparse.Namespace) -> str | None:
 def _clean_report(plan: tc.CleanPlan, results: list[tc.ItemResult], after: tc.CleanPlan) -> Report:
     report = Report("Target clean")
     report.facts["target"] = f"{plan.server} (database {plan.database})"
-    dropped = [r for r in results if r.outcome == tc.Outcome.DROPPED]
+    dropped = [r for r in results if r.outcome == tc.DropOutcome.DROPPED]
     report.ok("dropped", f"{len(dropped)} of {len(results)} item(s) dropped")
     for r in results:
-        if r.outcome == tc.Outcome.FAILED:
+        if r.outcome == tc.DropOutcome.FAILED:
             state = f" [{r.sqlstate}]" if r.sqlstate else ""
             fix = None
             if r.sqlstate == "55P03":

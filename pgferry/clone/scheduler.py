@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pgferry.catalog.plan import MAX_PARALLEL_MAINTENANCE
-from pgferry.clone.workers import Outcome, RunContext, Session, run_unit
+from pgferry.clone.workers import RunContext, UnitOutcome, WorkerSession, run_unit
 from pgferry.errors import Interrupted, StepFailed, TableRewritten
 from pgferry.state.store import Status, UnitKind, UnitRow
 
@@ -59,7 +59,7 @@ class Pool:
 
 
 @dataclass
-class Snapshot:
+class ProgressCounts:
     """Counts the progress display needs (one consistent read per tick)."""
 
     done: dict[UnitKind, int]
@@ -78,13 +78,13 @@ class Scheduler:
         ctx: RunContext,
         sizes: dict[str, int],
         *,
-        on_tick: Callable[[Snapshot], None] | None = None,
+        on_tick: Callable[[ProgressCounts], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.store = ctx.store
         self.on_tick = on_tick
         self.pools = {name: Pool(name, max(1, size)) for name, size in sizes.items()}
-        self.results: queue.Queue[Outcome] = queue.Queue()
+        self.results: queue.Queue[UnitOutcome] = queue.Queue()
         self.units: dict[int, UnitRow] = {}
         self.status: dict[int, Status] = {}
         self.by_table: dict[int, dict[UnitKind, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -222,7 +222,7 @@ class Scheduler:
         return max(0, min(spare, MAX_PARALLEL_MAINTENANCE))
 
     def _worker(self, pool: Pool, n: int) -> None:
-        session = Session(self.ctx, f"{pool.name}-{n}")
+        session = WorkerSession(self.ctx, f"{pool.name}-{n}")
         try:
             while True:
                 item = pool.inbox.get()
@@ -234,7 +234,7 @@ class Scheduler:
         finally:
             session.close()
 
-    def _record(self, outcome: Outcome, stopping: bool) -> None:
+    def _record(self, outcome: UnitOutcome, stopping: bool) -> None:
         unit = outcome.unit
         pool = self.pools[POOL_OF[unit.kind]]
         pool.running -= 1
@@ -289,7 +289,7 @@ class Scheduler:
         if self.on_tick is not None:
             self.on_tick(self.snapshot())
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> ProgressCounts:
         done: dict[UnitKind, int] = defaultdict(int)
         total: dict[UnitKind, int] = defaultdict(int)
         running: dict[UnitKind, list[str]] = defaultdict(list)
@@ -304,7 +304,7 @@ class Scheduler:
         tables_done = sum(1 for t in tables if self._all_done(self.by_table[t][UnitKind.COPY]))
         bytes_total = sum(t.bytes for t in self.ctx.catalog.tables if t.oid in tables)
         bytes_done = self.copied_bytes + sum(self.ctx.progress.values())
-        return Snapshot(
+        return ProgressCounts(
             done=dict(done),
             total=dict(total),
             running=dict(running),

@@ -66,7 +66,7 @@ class RunContext:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class UnitOutcome:
     unit: UnitRow
     ok: bool
     bytes: int = 0
@@ -75,7 +75,7 @@ class Outcome:
     note: str | None = None
 
 
-class Session:
+class WorkerSession:
     """One worker's connections: a source transaction on the snapshot, a target session."""
 
     def __init__(self, ctx: RunContext, name: str) -> None:
@@ -125,7 +125,7 @@ class Session:
         self.reset_target()
 
 
-def run_unit(session: Session, unit: UnitRow, parallel_workers: int = 0) -> Outcome:
+def run_unit(session: WorkerSession, unit: UnitRow, parallel_workers: int = 0) -> UnitOutcome:
     """Execute one unit; any failure is returned, never raised."""
     try:
         handler = _HANDLERS[unit.kind]
@@ -137,10 +137,10 @@ def run_unit(session: Session, unit: UnitRow, parallel_workers: int = 0) -> Outc
                 session.reset_target()
         else:
             session.close()
-        return Outcome(unit, ok=False, error=exc)
+        return UnitOutcome(unit, ok=False, error=exc)
 
 
-def _copy(session: Session, unit: UnitRow, _pw: int) -> Outcome:
+def _copy(session: WorkerSession, unit: UnitRow, _pw: int) -> UnitOutcome:
     ctx = session.ctx
     table = ctx.catalog.table(unit.table_oid)
     parts = int(unit.detail.get("parts", 1))
@@ -164,7 +164,7 @@ def _copy(session: Session, unit: UnitRow, _pw: int) -> Outcome:
     result = copy_table(source, session.target(), spec, on_progress=progress, stop=ctx.stop)
     if ctx.snapshot.name is None:
         session.reset_source()  # without a shared snapshot each unit reads the latest data
-    return Outcome(unit, ok=True, bytes=result.bytes, rows=result.rows)
+    return UnitOutcome(unit, ok=True, bytes=result.bytes, rows=result.rows)
 
 
 # How long a copy waits for its table's lock. A wait that long is an ACCESS EXCLUSIVE
@@ -219,7 +219,7 @@ def _check_not_rewritten(source: psycopg.Connection[Any], oid: int, name: str) -
         )
 
 
-def _truncate_once(session: Session, table_oid: int) -> None:
+def _truncate_once(session: WorkerSession, table_oid: int) -> None:
     """A split table is emptied once, before its first part starts."""
     ctx = session.ctx
     with ctx.truncate_lock:
@@ -231,7 +231,7 @@ def _truncate_once(session: Session, table_oid: int) -> None:
         ctx.truncated.add(table_oid)
 
 
-def _index(session: Session, unit: UnitRow, parallel_workers: int) -> Outcome:
+def _index(session: WorkerSession, unit: UnitRow, parallel_workers: int) -> UnitOutcome:
     ctx = session.ctx
     idx = ctx.indexes[unit.obj_oid]
     built = build_index(
@@ -242,39 +242,41 @@ def _index(session: Session, unit: UnitRow, parallel_workers: int) -> Outcome:
         parallel_workers=parallel_workers,
         use_tablespace=ctx.use_tablespaces,
     )
-    return Outcome(unit, ok=True, note=None if built else "already there")
+    return UnitOutcome(unit, ok=True, note=None if built else "already there")
 
 
-def _constraint(session: Session, unit: UnitRow, _pw: int) -> Outcome:
+def _constraint(session: WorkerSession, unit: UnitRow, _pw: int) -> UnitOutcome:
     ctx = session.ctx
     idx = ctx.indexes[unit.obj_oid]
     done = attach_constraint(
         session.target(), idx, ctx.catalog.table(idx.table_oid), resuming=unit.attempts > 0
     )
-    return Outcome(unit, ok=True, note=None if done else "already there")
+    return UnitOutcome(unit, ok=True, note=None if done else "already there")
 
 
-def _vacuum(session: Session, unit: UnitRow, _pw: int) -> Outcome:
+def _vacuum(session: WorkerSession, unit: UnitRow, _pw: int) -> UnitOutcome:
     vacuum_analyze(session.target(), session.ctx.catalog.table(unit.table_oid))
-    return Outcome(unit, ok=True)
+    return UnitOutcome(unit, ok=True)
 
 
-def _sequence(session: Session, unit: UnitRow, _pw: int) -> Outcome:
+def _sequence(session: WorkerSession, unit: UnitRow, _pw: int) -> UnitOutcome:
     ctx = session.ctx
     seq = next(s for s in ctx.catalog.sequences if s.oid == unit.obj_oid)
     last_value, is_called = read_sequence(session.source(), seq)
     set_sequence(session.target(), seq, last_value, is_called)
-    return Outcome(unit, ok=True, note=f"{last_value} {'called' if is_called else 'not called'}")
+    return UnitOutcome(
+        unit, ok=True, note=f"{last_value} {'called' if is_called else 'not called'}"
+    )
 
 
-def _blobs(session: Session, unit: UnitRow, _pw: int) -> Outcome:
+def _blobs(session: WorkerSession, unit: UnitRow, _pw: int) -> UnitOutcome:
     count, total = copy_large_objects(
         session.source(), session.target(), int(unit.detail["first"]), int(unit.detail["last"])
     )
-    return Outcome(unit, ok=True, bytes=total, rows=count)
+    return UnitOutcome(unit, ok=True, bytes=total, rows=count)
 
 
-_HANDLERS: dict[UnitKind, Callable[[Session, UnitRow, int], Outcome]] = {
+_HANDLERS: dict[UnitKind, Callable[[WorkerSession, UnitRow, int], UnitOutcome]] = {
     UnitKind.COPY: _copy,
     UnitKind.INDEX: _index,
     UnitKind.CONSTRAINT: _constraint,

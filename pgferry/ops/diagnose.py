@@ -81,7 +81,7 @@ class Blocker:
 
 
 @dataclass(frozen=True)
-class Session:
+class SampledSession:
     """One pgferry backend at one moment: what it runs and how far it got."""
 
     pid: int
@@ -112,8 +112,8 @@ class Session:
 class SessionDiagnosis:
     """A pgferry session over the window, and the verdict on it."""
 
-    before: Session
-    after: Session | None  # None: the statement ended during the window
+    before: SampledSession
+    after: SampledSession | None  # None: the statement ended during the window
     seconds: float
     verdict: Verdict
     message: str
@@ -143,7 +143,7 @@ class SessionDiagnosis:
         }
 
 
-def bytes_delta(before: Session, after: Session | None) -> int | None:
+def bytes_delta(before: SampledSession, after: SampledSession | None) -> int | None:
     """Bytes a COPY moved between two samples of one statement; None when unknown."""
     if after is None or before.bytes_processed is None or after.bytes_processed is None:
         return None
@@ -152,7 +152,7 @@ def bytes_delta(before: Session, after: Session | None) -> int | None:
     return after.bytes_processed - before.bytes_processed
 
 
-def progressed(before: Session, after: Session) -> bool | None:
+def progressed(before: SampledSession, after: SampledSession) -> bool | None:
     """True/False when the progress views tell; None when they cannot (no counters)."""
     if after.query_start != before.query_start:
         return True  # the statement finished and the session moved on
@@ -167,8 +167,8 @@ def progressed(before: Session, after: Session) -> bool | None:
 
 
 def judge(
-    before: Session,
-    after: Session | None,
+    before: SampledSession,
+    after: SampledSession | None,
     seconds: float,
     slow_rate: float = DEFAULT_SLOW_RATE,
 ) -> tuple[Verdict, str]:
@@ -336,11 +336,11 @@ def session_pattern(tag: str | None) -> str:
     return f"pgferry:{tag} %" if tag else "pgferry:%"
 
 
-def _sessions(conn: psycopg.Connection[Any], pattern: str) -> dict[int, Session]:
+def _sessions(conn: psycopg.Connection[Any], pattern: str) -> dict[int, SampledSession]:
     query = _SESSIONS_SQL if conn.info.server_version >= 140000 else _SESSIONS_SQL_13
     out = {}
     for r in conn.execute(query, {"pattern": pattern}):
-        out[r[0]] = Session(
+        out[r[0]] = SampledSession(
             pid=r[0],
             application_name=r[1],
             command=r[2],
@@ -439,8 +439,8 @@ class _Side:
         self.info = info
         self.pattern = pattern
         self.conn = info.connect("pgferry diagnose", settings=READ_ONLY)
-        self.first: dict[int, Session] = {}
-        self.second: dict[int, Session] = {}
+        self.first: dict[int, SampledSession] = {}
+        self.second: dict[int, SampledSession] = {}
         self.t0 = self.t1 = 0.0
         self.wal0: str | None = None
         self.size0: int | None = None

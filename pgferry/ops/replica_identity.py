@@ -303,7 +303,7 @@ def plan_fixes(info: ConnInfo, filters: Filters) -> FixPlan:
 # -- applying --------------------------------------------------------------------------------
 
 
-class Outcome(StrEnum):
+class FixOutcome(StrEnum):
     APPLIED = "applied"
     FAILED = "failed"
     NOT_RUN = "not run"
@@ -312,7 +312,7 @@ class Outcome(StrEnum):
 @dataclass(frozen=True)
 class FixResult:
     fix: Fix
-    outcome: Outcome
+    outcome: FixOutcome
     error: str | None = None
     sqlstate: str | None = None
     hint: str | None = None
@@ -357,17 +357,17 @@ def apply_fixes(
                 state = exc.sqlstate
                 message = (exc.diag.message_primary or str(exc)).strip()
                 results.append(
-                    FixResult(fix, Outcome.FAILED, message, state, _hint(state, fix, role))
+                    FixResult(fix, FixOutcome.FAILED, message, state, _hint(state, fix, role))
                 )
                 continue
-            results.append(FixResult(fix, Outcome.APPLIED))
+            results.append(FixResult(fix, FixOutcome.APPLIED))
         actual = _identities(conn, [r.fix.table.oid for r in results])
     checked: list[FixResult] = []
     for r in results:
-        if r.outcome == Outcome.APPLIED and actual.get(r.fix.table.oid) != _expected(r.fix):
+        if r.outcome == FixOutcome.APPLIED and actual.get(r.fix.table.oid) != _expected(r.fix):
             r = FixResult(
                 r.fix,
-                Outcome.FAILED,
+                FixOutcome.FAILED,
                 f"the statement ran but the table's identity is {actual.get(r.fix.table.oid)}",
             )
         checked.append(r)

@@ -549,7 +549,7 @@ def _collateral(
 # -- running it ------------------------------------------------------------------------
 
 
-class Outcome(StrEnum):
+class DropOutcome(StrEnum):
     DROPPED = "dropped"
     FAILED = "failed"
 
@@ -557,7 +557,7 @@ class Outcome(StrEnum):
 @dataclass(frozen=True)
 class ItemResult:
     item: Item
-    outcome: Outcome
+    outcome: DropOutcome
     error: str | None = None
     sqlstate: str | None = None
 
@@ -592,9 +592,9 @@ def execute_plan(
                     conn.execute(stmt)
         except psycopg.Error as exc:
             message = (exc.diag.message_primary or str(exc)).strip()
-            results.append(ItemResult(item, Outcome.FAILED, message, exc.sqlstate))
+            results.append(ItemResult(item, DropOutcome.FAILED, message, exc.sqlstate))
             continue
-        results.append(ItemResult(item, Outcome.DROPPED))
+        results.append(ItemResult(item, DropOutcome.DROPPED))
     return results
 
 

@@ -19,7 +19,7 @@ from pgferry.ops import params as p
 from pgferry.ops import replica_identity as ri
 from pgferry.ops import stop as st
 from pgferry.ops import target_clean as tc
-from pgferry.ops.diagnose import Session, judge, wait_meaning
+from pgferry.ops.diagnose import SampledSession, judge, wait_meaning
 from pgferry.ops.report import Verdict
 from pgferry.pg.replication import drop_origin_sql
 
@@ -350,7 +350,7 @@ def test_keep_decides_whole_emptied_and_dropped_schemas():
 # -- diagnose ----------------------------------------------------------------------------------
 
 
-def _session(**kw: Any) -> Session:
+def _session(**kw: Any) -> SampledSession:
     base: dict[str, Any] = {
         "pid": 10,
         "application_name": "pgferry:abc copy-1",
@@ -365,7 +365,7 @@ def _session(**kw: Any) -> Session:
         "query": "COPY app.t FROM STDIN",
     }
     base.update(kw)
-    return Session(**base)
+    return SampledSession(**base)
 
 
 def test_blocked_without_progress_fails():
