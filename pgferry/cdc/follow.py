@@ -1,435 +1,188 @@
-"""Change data capture for one work directory: slot, origin, receive, apply, cutover.
-
-Used by `clone --follow` (the slot's exported snapshot is the clone's snapshot; changes
-are prefetched during the copy and applied after it) and by `follow` on its own.
-"""
+"""`pgferry follow`: change data capture on its own, and `pgferry cleanup`."""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-import psycopg
-
-from pgferry.catalog.filters import Filters
-from pgferry.catalog.model import Sequence
-from pgferry.catalog.sequences import read_sequence, set_sequence
-from pgferry.cdc.apply import Applier, ApplyInterrupted, ApplyScope
-from pgferry.cdc.protocol import create_slot, current_wal_lsn
-from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
-from pgferry.errors import InputError, Interrupted, StepFailed, from_os_error
-from pgferry.faults import crash_point
-from pgferry.ops.verify import run_verify
+from pgferry import log as pflog
+from pgferry.catalog.filters import Filters, no_filters
+from pgferry.catalog.inscope import read_ancestors
+from pgferry.catalog.model import Catalog, Sequence
+from pgferry.catalog.queries import SEQUENCES_SQL
+from pgferry.cdc.apply import ApplyScope
+from pgferry.cdc.engine import (
+    Cdc,
+    CdcOptions,
+    drop_interrupted_setup,
+)
+from pgferry.errors import InputError, Interrupted, PgferryError
 from pgferry.pg.conninfo import ConnInfo
-from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
+from pgferry.pg.lsn import lsn_or_none
 from pgferry.pg.replication import (
-    advance_origin,
-    create_origin,
     drop_origin,
     drop_slot,
+    end_slot_user,
     origin_exists,
     slot_exists,
     slot_user,
 )
-from pgferry.pg.snapshot import Snapshot
-from pgferry.state.store import Meta, Sentinel, StateStore
+from pgferry.pg.sessions import dir_tag, terminate_orphans
+from pgferry.state.store import Meta, StateStore
 from pgferry.state.workdir import WorkDir
 
 log = logging.getLogger(__name__)
 
-MAX_GROUP_TXNS = 256  # below apply's in-flight margin: a group never holds up a wait
+
+@dataclass(frozen=True)
+class FollowOptions:
+    source: ConnInfo
+    target: ConnInfo
+    dir: Path
+    cdc: CdcOptions = field(default_factory=CdcOptions)
+    filters: Filters = field(default_factory=no_filters)
+    resume: bool = False
+    restart: bool = False
+
+
+def run_follow(options: FollowOptions, stop: threading.Event | None = None) -> int:
+    """Receive and apply changes until the end position; returns the applied LSN."""
+    tag = dir_tag(options.dir)
+    o = replace(options, source=options.source.with_tag(tag), target=options.target.with_tag(tag))
+    pflog.add_secret(o.source.password)
+    pflog.add_secret(o.target.password)
+    workdir = WorkDir(o.dir)
+    workdir.create()
+    workdir.lock()
+    pflog.log_to_file(workdir.log_file)
+    stop = stop or threading.Event()
+    store = StateStore.open_dir(workdir.path)
+    cdc = Cdc(o.source, o.target, workdir, store, o.cdc, stop)
+    run_id = store.begin_run("follow", os.getpid())
+    try:
+        for side in (o.source, o.target):
+            terminate_orphans(side, tag)
+        scope = _prepare(o, store, cdc)
+        cdc.start_receiver()
+        if store.get_meta(Meta.APPLY_HOLD) != "1":
+            store.set_sentinel(apply=1)
+        applied = cdc.cutover(scope, _sequences(o, store), o.filters)
+        store.end_run(run_id, "done")
+        return applied
+    except Interrupted as exc:
+        store.end_run(run_id, "interrupted", exc.message)
+        raise
+    except PgferryError as exc:
+        store.end_run(run_id, "failed", exc.one_line())
+        raise
+    finally:
+        cdc.stop_receiver()
+        cdc.release_snapshot()
+        store.close()
+        workdir.unlock()
+
+
+def _prepare(o: FollowOptions, store: StateStore, cdc: Cdc) -> ApplyScope:
+    if cdc.is_set_up:
+        if not o.resume:
+            raise InputError(f"{o.dir} already holds a CDC setup", fix="continue it with --resume")
+        if store.get_meta(Meta.CDC_DONE) == "1" and not o.resume:
+            raise InputError(
+                f"{o.dir} holds a finished migration",
+                fix="nothing to follow; start a new one in another --dir",
+            )
+        cdc.ensure_slot()
+        cdc.ensure_origin()
+        if store.has_plan() and not _copy_done(store):
+            raise InputError(
+                "the clone in this directory has not finished copying",
+                fix="resume it with pgferry clone --follow --resume",
+            )
+        log.info("following changes from slot %s (resuming)", store.get_meta(Meta.CDC_SLOT))
+    else:
+        drop_interrupted_setup(o.source, o.target, store)
+        cdc.check_fresh()
+        snapshot = cdc.create()
+        cdc.release_snapshot()
+        store.set_meta(Meta.STARTED_AT, str(time.time()))
+        log.warning(
+            "new slot at %s: changes committed before it are not captured; the target must "
+            "already hold the source's data as of that point",
+            snapshot.lsn,
+        )
+        store.set_json(Meta.FOLLOW_FILTERS, o.filters.to_json())
+    return _scope(o, store)
+
+
+def _copy_done(store: StateStore) -> bool:
+    return all(u.status == "done" for u in store.units() if u.kind == "copy")
+
+
+def _scope(o: FollowOptions, store: StateStore) -> ApplyScope:
+    if store.has_plan():
+        tables = {
+            (t.nspname, t.relname): lsn_or_none(t.snapshot_lsn) or 0
+            for t in store.tables()
+            if t.copy_data
+        }
+        return ApplyScope(tables=tables)
+    return _everything(o)
+
+
+def _everything(o: FollowOptions) -> ApplyScope:
+    """`follow` without a clone in DIR: every table the filters keep on the source."""
+    if o.filters.is_empty():
+        return ApplyScope(tables={}, everything=True, filters=o.filters)
+    with o.source.connect("pgferry scope") as conn:
+        ancestors = read_ancestors(conn)
+    return ApplyScope(tables={}, everything=True, filters=o.filters, ancestors=ancestors)
+
+
+def _sequences(o: FollowOptions, store: StateStore) -> list[Sequence]:
+    catalog = store.get_json(Meta.CATALOG)
+    if catalog is not None:
+        return list(Catalog.from_json(catalog).sequences)
+    with o.source.connect("pgferry sequences") as conn:
+        conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+        rows = conn.execute(SEQUENCES_SQL).fetchall()
+    scope = _everything(o)
+    return [Sequence(r[0], r[1], r[2], r[3]) for r in rows if scope.applies(r[1], r[2])]
 
 
 @dataclass(frozen=True)
-class CdcOptions:
-    slot: str = "pgferry"
-    plugin: str = "test_decoding"
-    origin: str = "pgferry"
-    endpos: int | None = None
-    numeric_as_string: bool = False
-    group_txns: int = 1  # source transactions per target transaction, at most
+class CleanupResult:
+    dropped: list[str]
+    absent: list[str]
 
 
-def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore) -> None:
-    """Before starting afresh in DIR: drop the slot and origin an earlier attempt there
-    created (recorded in its store before creating them) and nothing uses now. Left in
-    place they would block the new start, and only this directory's run can use them."""
-    created = store.get_json(Meta.CDC_CREATED) or {}
-    slot, origin = created.get("slot"), created.get("origin")
-    if slot:
-        with source.connect("pgferry cleanup") as conn:
-            exists, pid = slot_user(conn, slot)
-            if exists:
-                if pid is not None:
-                    raise InputError(
-                        f"replication slot {slot}, created by the earlier attempt in "
-                        f"{store.path.parent}, is in use (walsender PID {pid})",
-                        fix="stop what uses it, or drop it with pgferry cleanup",
-                    )
-                drop_slot(conn, slot)
-                log.info("dropped replication slot %s, left by the earlier attempt", slot)
-    if origin:
-        with target.connect("pgferry cleanup") as conn:
-            if origin_exists(conn, origin):
-                drop_origin(conn, origin)
-                log.info("dropped replication origin %s, left by the earlier attempt", origin)
-    store.set_json(Meta.CDC_CREATED, {})
-
-
-class Cdc:
-    """The CDC side of a migration in DIR."""
-
-    def __init__(
-        self,
-        source: ConnInfo,
-        target: ConnInfo,
-        workdir: WorkDir,
-        store: StateStore,
-        options: CdcOptions,
-        stop: threading.Event,
-    ) -> None:
-        self.source = source
-        self.target = target
-        self.workdir = workdir
-        self.store = store
-        self.options = options
-        self.stop = stop
-        self.holder: psycopg.Connection[Any] | None = None
-        self.receiver: Receiver | None = None
-        self._sentinel_row: Sentinel | None = None
-        self._sentinel_at = 0.0
-        self._pending_txns = 0
-        self._pending_lsn = 0
-        self._recorded_lsn = -1  # the replay_lsn last written to the sentinel
-        self._progress_at = 0.0
-
-    # -- setup ----------------------------------------------------------------------------
-    @property
-    def is_set_up(self) -> bool:
-        return self.store.get_meta(Meta.CDC_SLOT) is not None
-
-    def check_fresh(self) -> None:
-        """Before a new migration: no leftover slot on the source, no origin on the target."""
-        with self.source.connect("pgferry check") as conn:
-            if slot_exists(conn, self.options.slot):
-                raise InputError(
-                    f"replication slot {self.options.slot} already exists on the source",
-                    fix="drop it with pgferry cleanup (if it is a leftover), or use --slot-name",
-                )
-        with self.target.connect("pgferry check") as conn:
-            if origin_exists(conn, self.options.origin):
-                raise InputError(
-                    f"replication origin {self.options.origin} already exists on the target",
-                    fix="drop it with pgferry cleanup (if it is a leftover), or use --origin",
-                )
-
-    def create(self) -> Snapshot:
-        """Create the slot and export its snapshot: the one the whole copy uses.
-
-        The slot and origin names are recorded before they are created, and the setup
-        counts as done (`is_set_up`) only once both exist: a start interrupted in between
-        leaves objects `drop_interrupted_setup` knows are this directory's own."""
-        created = {"slot": self.options.slot, "origin": self.options.origin}
-        self.store.set_json(Meta.CDC_CREATED, created)
-        conn = self.source.connect_replication("pgferry snapshot")
-        try:
-            slot = create_slot(conn, self.options.slot, self.options.plugin)
-        except psycopg.Error as exc:
-            conn.close()
-            self.store.set_json(Meta.CDC_CREATED, {})  # not ours: never drop it
-            raise StepFailed(
-                f"cannot create replication slot {self.options.slot}: {str(exc).strip()}",
-                fix="check wal_level = logical, max_replication_slots and the REPLICATION "
-                "privilege of the source role",
-            ) from None
-        self.holder = conn
-        start = format_lsn(slot.consistent_point)
-        self._create_origin(slot.consistent_point)
-        crash_point("cdc-setup")  # both exist, the setup is not recorded yet
-        self.store.set_meta(Meta.CDC_PLUGIN, slot.plugin)
-        self.store.set_meta(Meta.CDC_ORIGIN, self.options.origin)
-        self.store.set_meta(
-            Meta.CDC_NUMERIC_AS_STRING, "1" if self.options.numeric_as_string else "0"
-        )
-        endpos = format_lsn(self.options.endpos) if self.options.endpos else None
-        earlier = self.store.sentinel()
-        if endpos is None and earlier is not None and earlier.endpos:
-            endpos = earlier.endpos  # set (stop-cdc) before this slot existed: kept
-            if (lsn_or_none(endpos) or 0) < slot.consistent_point:
-                log.warning(
-                    "the end position %s was set before the slot was created at %s: the "
-                    "copy holds the source as of %s",
-                    endpos,
-                    start,
-                    start,
-                )
-        self.store.set_sentinel(
-            startpos=start,
-            endpos=endpos,
-            apply=0,
-            write_lsn=start,
-            flush_lsn=start,
-            replay_lsn=start,
-        )
-        self.store.set_meta(Meta.CDC_SLOT, slot.name)  # last: the setup is complete
-        log.info(
-            "created replication slot %s (%s) at %s, snapshot %s",
-            slot.name,
-            slot.plugin,
-            start,
-            slot.snapshot,
-        )
-        return Snapshot(name=slot.snapshot, lsn=start)
-
-    def _create_origin(self, start: int) -> None:
-        with self.target.connect("pgferry origin") as conn:
-            if not origin_exists(conn, self.options.origin):
-                create_origin(conn, self.options.origin, None)
-            advance_origin(conn, self.options.origin, format_lsn(start))
-
-    def ensure_origin(self) -> None:
-        """On resume: the origin must still be there (its progress is the truth)."""
-        with self.target.connect("pgferry origin") as conn:
-            if not origin_exists(conn, self.options.origin):
-                raise InputError(
-                    f"replication origin {self.options.origin} is missing on the target: the "
-                    "applied position is lost",
-                    fix="start over: pgferry cleanup, empty the target, clone --follow --restart",
-                )
-
-    def ensure_slot(self) -> None:
-        with self.source.connect("pgferry check") as conn:
-            if not slot_exists(conn, self.options.slot):
-                raise InputError(
-                    f"replication slot {self.options.slot} is missing on the source: changes "
-                    "since it was dropped are lost",
-                    fix="start over: pgferry cleanup, empty the target, clone --follow --restart",
-                )
-
-    def fresh_snapshot(self) -> Snapshot:
-        """For work redone after a crash: a snapshot and the exact LSN it corresponds to.
-
-        A temporary slot exports it; changes to the redone tables committed at or before
-        its consistent point are in the copy, so apply skips them (like native logical
-        replication's table sync).
-        """
-        conn = self.source.connect_replication("pgferry snapshot")
-        name = f"pgferry_resync_{int(time.time())}"
-        slot = create_slot(conn, name, "test_decoding", temporary=True)
-        self.holder = conn
-        log.info(
-            "resume: new snapshot %s at %s for the work to redo",
-            slot.snapshot,
-            format_lsn(slot.consistent_point),
-        )
-        return Snapshot(name=slot.snapshot, lsn=format_lsn(slot.consistent_point))
-
-    def release_snapshot(self) -> None:
-        if self.holder is not None:
-            self.holder.close()
-            self.holder = None
-
-    # -- running --------------------------------------------------------------------------
-    def receive_options(self) -> ReceiveOptions:
-        return ReceiveOptions(
-            slot=self.store.get_meta(Meta.CDC_SLOT) or self.options.slot,
-            plugin=self.store.get_meta(Meta.CDC_PLUGIN) or self.options.plugin,
-            numeric_as_string=self.store.get_meta(Meta.CDC_NUMERIC_AS_STRING) == "1",
-        )
-
-    def start_receiver(self) -> None:
-        row = self.store.sentinel()
-        if row is None:
-            raise StepFailed(f"{self.store.path} has no CDC sentinel: the slot was never set up")
-        start = lsn_or_none(row.flush_lsn) or lsn_or_none(row.startpos) or 0
-        self.receiver = Receiver(
-            self.source, self.receive_options(), self.workdir.cdc_dir, self.store, start
-        )
-        self.receiver.start()
-
-    def stop_receiver(self) -> None:
-        if self.receiver is not None:
-            self.receiver.stop()
-            self.receiver.join(timeout=60)
-
-    def _received(self) -> int:
-        r = self.receiver
-        if r is not None and r.error is not None:
-            problem = from_os_error(r.error)
-            if problem is not None:
-                raise problem from None
-            raise StepFailed(f"receiving changes failed: {' '.join(str(r.error).split())}")
-        return r.durable if r is not None else 0
-
-    def _sentinel(self) -> Sentinel | None:
-        """The sentinel row, re-read at most every 200 ms (apply asks per transaction)."""
-        now = time.monotonic()
-        if now - self._sentinel_at > 0.2:
-            self._sentinel_row = self.store.sentinel()
-            self._sentinel_at = now
-        return self._sentinel_row
-
-    def _endpos(self) -> int | None:
-        row = self._sentinel()
-        return lsn_or_none(row.endpos) if row is not None else None
-
-    def _may_apply(self) -> bool:
-        row = self._sentinel()
-        return row.apply if row is not None else False
-
-    def _progress(self, lsn: int, txns: int, *, force: bool = False) -> None:
-        """Record the applied position (informational: the origin is the truth), at most
-        twice a second."""
-        self._pending_txns += txns
-        self._pending_lsn = max(self._pending_lsn, lsn)
-        now = time.monotonic()
-        if not force and now - self._progress_at < 0.5:
-            return
-        if not self._pending_txns and self._pending_lsn == self._recorded_lsn:
-            return  # nothing new (apply is idle and says so every 100 ms)
-        self._progress_at = now
-        self.store.set_sentinel(replay_lsn=format_lsn(self._pending_lsn))
-        self._recorded_lsn = self._pending_lsn
-        if self._pending_txns:
-            count = int(self.store.get_meta(Meta.CDC_APPLIED_TXNS, "0") or 0) + self._pending_txns
-            self.store.set_meta(Meta.CDC_APPLIED_TXNS, str(count))
-            self._pending_txns = 0
-
-    def apply_until_endpos(self, scope: ApplyScope) -> int:
-        """Apply until the end position is reached (or a stop); returns the applied LSN.
-
-        A lost target connection (restart, failover, a terminated backend) is retried
-        with growing pauses, as the receiver does: apply starts again from the
-        replication origin's position, so nothing is applied twice."""
-        origin = self.store.get_meta(Meta.CDC_ORIGIN) or self.options.origin
-        self.store.set_meta(Meta.CDC_GROUP_TXNS, str(self.options.group_txns))
-        log.info(
-            "applying changes (set the end position with pgferry stop-cdc)%s",
-            f"; up to {self.options.group_txns} source transactions per target transaction"
-            if self.options.group_txns > 1
-            else "",
-        )
-        attempt = applied = 0
-        while True:
-            applier = Applier(
-                self.target,
-                origin,
-                self.workdir.cdc_dir,
-                self.receive_options().plugin,
-                scope,
-                endpos=self._endpos,
-                may_apply=self._may_apply,
-                received=self._received,
-                on_progress=self._progress,
-                stop=self.stop,
-                group_txns=self.options.group_txns,
-            )
-            try:
-                applied = applier.run()
-                break
-            except (psycopg.OperationalError, ApplyInterrupted) as exc:
-                if applier.applied_txns:
-                    attempt = 0
-                wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
-                attempt += 1
-                log.warning(
-                    "apply interrupted (%s); reconnecting in %ds to go on from the "
-                    "replication origin's position",
-                    " ".join(str(exc).split()),
-                    wait,
-                )
-                if self.stop.wait(wait):
-                    break
-            finally:
-                self._progress(applier.applied_lsn, 0, force=True)
-        if self.stop.is_set():
-            raise Interrupted("stopped; the work directory is resumable (--resume)")
-        return applied
-
-    def cutover(
-        self,
-        scope: ApplyScope,
-        sequences: list[Sequence],
-        filters: Filters,
-        *,
-        after_apply: Callable[[], None] | None = None,
-    ) -> int:
-        """The cutover, one sequence for `clone --follow` and `follow`: apply up to the
-        end position, (`after_apply`), sync the sequences, stop receiving, record that CDC
-        is done, then verify the target against the source. Returns the applied LSN."""
-        applied = self.apply_until_endpos(scope)
-        if after_apply is not None:
-            after_apply()
-        self.sync_sequences(sequences)
-        self.stop_receiver()
-        self.store.set_meta(Meta.CDC_DONE, "1")
-        verify_after_cutover(self.source, self.target, filters, self.store)
-        log.info(
-            "cutover point reached: every change committed up to %s is applied; "
-            "sequences are synced",
-            format_lsn(applied),
-        )
-        return applied
-
-    def sync_sequences(self, sequences: list[Sequence]) -> None:
-        """At cutover: sequences take the source's current values (not the snapshot's)."""
-        if not sequences:
-            return
-        with (
-            self.source.connect("pgferry sequences") as src,
-            self.target.connect("pgferry sequences") as tgt,
-        ):
-            for seq in sequences:
-                last_value, is_called = read_sequence(src, seq)
-                set_sequence(tgt, seq, last_value, is_called)
-        log.info("synced %d sequences from the source", len(sequences))
-
-
-def verify_after_cutover(
-    source: ConnInfo, target: ConnInfo, filters: Filters, store: StateStore
-) -> None:
-    """pgferry verify (quick mode) right after the cutover; a FAIL fails the run.
-
-    Only when the end position was the source's position at the time (stop-cdc, set
-    endpos --current: writes had stopped): an earlier end position leaves later changes
-    out on purpose, and the source cannot be compared with.
-    """
-
-    if store.get_meta(Meta.ENDPOS_KIND) != "current":
-        log.info(
-            "end position given as an LSN: skipping the verification against the "
-            "source (run pgferry verify once writes have stopped)"
-        )
-        return
-
-    report = run_verify(source, target, filters)
-    for check in report.warnings:
-        log.warning("verify: %s: %s", check.name, check.message)
-    if report.failed:
-        for check in report.failed:
-            log.error("verify: %s: %s", check.name, check.message)
-        raise StepFailed(
-            f"verification after cutover found {len(report.failed)} difference(s): "
-            f"{report.failed[0].message}",
-            fix="run pgferry verify --full to locate the rows",
-        )
-    log.info("verify: the target matches the source (%d checks)", len(report.checks))
-
-
-def set_endpos_current(source: ConnInfo, store: StateStore) -> int:
-    with source.connect("pgferry stop-cdc") as conn:
-        lsn = current_wal_lsn(conn)
-    store.set_sentinel(endpos=format_lsn(lsn))
-    store.set_meta(Meta.ENDPOS_KIND, "current")
-    return lsn
-
-
-def parse_endpos(text: str) -> int:
-    try:
-        return parse_lsn(text)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+def cleanup(source: ConnInfo, target: ConnInfo, slot: str, origin: str) -> CleanupResult:
+    """Drop the slot (ending its walsender) and the origin; idempotent."""
+    dropped: list[str] = []
+    absent: list[str] = []
+    with source.connect("pgferry cleanup") as conn:
+        exists, pid = slot_user(conn, slot)
+        if not exists:
+            absent.append(f"replication slot {slot} on the source")
+        else:
+            if pid is not None:
+                end_slot_user(conn, slot, pid)
+            drop_slot(conn, slot)
+            dropped.append(f"replication slot {slot} on the source")
+        if slot_exists(conn, slot):
+            raise InputError(f"replication slot {slot} is still there")
+    with target.connect("pgferry cleanup") as conn:
+        if not origin_exists(conn, origin):
+            absent.append(f"replication origin {origin} on the target")
+        else:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pgferry:% apply'"
+            ).fetchall()
+            for (pid,) in rows:
+                conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
+            drop_origin(conn, origin)
+            dropped.append(f"replication origin {origin} on the target")
+    return CleanupResult(dropped, absent)

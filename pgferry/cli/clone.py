@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from pgferry.cdc.follow import MAX_GROUP_TXNS, CdcOptions, parse_endpos
+from pgferry.cdc.engine import MAX_GROUP_TXNS, CdcOptions, parse_endpos
 from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,

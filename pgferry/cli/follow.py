@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
 
 
 def handle_follow(args: argparse.Namespace) -> int:
-    from pgferry.cdc.run import FollowOptions, run_follow
+    from pgferry.cdc.follow import FollowOptions, run_follow
 
     if args.resume and args.restart:
         raise UsageError(
@@ -76,7 +76,7 @@ def handle_follow(args: argparse.Namespace) -> int:
 
 
 def handle_cleanup(args: argparse.Namespace) -> int:
-    from pgferry.cdc.run import cleanup
+    from pgferry.cdc.follow import cleanup
 
     workdir = resolve_dir(args)
     slot, origin = args.slot_name, args.origin

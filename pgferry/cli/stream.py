@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from pgferry.cdc.follow import parse_endpos, set_endpos_current
+from pgferry.cdc.engine import parse_endpos, set_endpos_current
 from pgferry.cli.common import (
     add_dir,
     add_logging_flags,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pgferry.catalog.filters import Filters, no_filters
-from pgferry.cdc.follow import CdcOptions
+from pgferry.cdc.engine import CdcOptions
 from pgferry.pg.conninfo import ConnInfo
 
 PHASES = (

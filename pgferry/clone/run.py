@@ -36,7 +36,7 @@ from pgferry.catalog.target import (
 )
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
 from pgferry.cdc.apply import ApplyScope
-from pgferry.cdc.follow import Cdc, drop_interrupted_setup
+from pgferry.cdc.engine import Cdc, drop_interrupted_setup
 from pgferry.clone.foreign_keys import (
     ForeignKey,
     add_not_valid,

@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 from rich.console import Console
 from rich.table import Table
 
-from pgferry.cdc.follow import set_endpos_current
+from pgferry.cdc.engine import set_endpos_current
 from pgferry.clone.options import CloneOptions
 from pgferry.clone.run import run_clone
 from pgferry.demo.clusters import LocalCluster, find_server_bindir, server_major
