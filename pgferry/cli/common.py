@@ -16,7 +16,7 @@ from pgferry.errors import InputError, UsageError
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.plugins import PLUGINS
 from pgferry.state.workdir import default_dir
-from pgferry.ui.format import parse_size
+from pgferry.text import parse_size
 
 log = logging.getLogger("pgferry")
 

@@ -21,6 +21,7 @@ from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.sessions import dir_tag
 from pgferry.state.store import StateStore
 from pgferry.ui.console import make_console
+from pgferry.ui.diagnose import render_diagnosis
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def handle_diagnose(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json())
     else:
-        diag_ops.render(make_console(), result)
+        render_diagnosis(make_console(), result)
     return result.exit_code()
 
 

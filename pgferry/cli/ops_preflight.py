@@ -23,6 +23,7 @@ from pgferry.cli.common import (
 from pgferry.cli.env import env_int
 from pgferry.errors import InputError
 from pgferry.ops.providers import PROVIDERS, provider_filters
+from pgferry.ui.report import render_report
 
 
 def register(sub: Any) -> None:
@@ -108,7 +109,7 @@ def handle_preflight(args: argparse.Namespace) -> int:
     if args.json:
         report.print_json()
     else:
-        report.render()
+        render_report(report)
     return report.exit_code()
 
 

@@ -24,6 +24,7 @@ from pgferry.cli.env import env_int, env_value
 from pgferry.errors import InputError
 from pgferry.ops.verify import VerifyOptions, run_verify
 from pgferry.state.store import Meta
+from pgferry.ui.report import render_report
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         report.print_json()
     else:
-        report.render()
+        render_report(report)
     return report.exit_code()
 
 

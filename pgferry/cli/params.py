@@ -17,6 +17,7 @@ from pgferry.cli.common import (
 )
 from pgferry.ops import params as params_ops
 from pgferry.ui.console import make_console
+from pgferry.ui.params import render_params
 
 log = logging.getLogger(__name__)
 
@@ -47,5 +48,5 @@ def handle_params(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json(args.all))
     else:
-        params_ops.render(make_console(), result, show_all=args.all)
+        render_params(make_console(), result, show_all=args.all)
     return result.exit_code()

@@ -20,6 +20,7 @@ from pgferry.ops import replica_identity as ri
 from pgferry.ops.report import Report
 from pgferry.ui.admin import render_fix_plan
 from pgferry.ui.console import make_console
+from pgferry.ui.report import render_report
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def handle_fix_replica_identity(args: argparse.Namespace) -> int:
         payload.update(report.to_json())
         print_json(payload)
     else:
-        report.render()
+        render_report(report)
     return report.exit_code()
 
 

@@ -24,6 +24,7 @@ from pgferry.pg.identity import refuse_same_database
 from pgferry.state.store import Meta, StateStore
 from pgferry.ui.admin import render_clean_plan
 from pgferry.ui.console import make_console
+from pgferry.ui.report import render_report
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def handle_target_clean(args: argparse.Namespace) -> int:
             }
         )
     else:
-        report.render()
+        render_report(report)
     return report.exit_code()
 
 

@@ -50,7 +50,7 @@ from pgferry.clone.options import PHASES, CloneOptions
 from pgferry.clone.partitioned import PartitionedPass, partitioned_pass
 from pgferry.clone.scheduler import Scheduler
 from pgferry.clone.schema import RestoreOptions, apply_database_settings, dump_schema, restore
-from pgferry.clone.summary import build_summary, print_summary
+from pgferry.clone.summary import build_summary
 from pgferry.clone.workers import RunContext
 from pgferry.errors import InputError, Interrupted, PgferryError, TableRewritten
 from pgferry.faults import crash_point
@@ -65,6 +65,7 @@ from pgferry.pg.snapshot import Snapshot, SnapshotHolder, begin_on_snapshot
 from pgferry.state.store import Meta, StateStore, Status, UnitKind
 from pgferry.state.workdir import WorkDir
 from pgferry.ui.progress import make_reporter
+from pgferry.ui.summary import print_summary
 
 log = logging.getLogger(__name__)
 

@@ -44,9 +44,9 @@ from pgferry.ops.compare import DataComparison, SchemaComparison, compare_data, 
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import lsn_or_none
 from pgferry.state.store import StateStore
+from pgferry.text import human_bytes, human_duration
 from pgferry.ui.compare import render_data, render_verdict
 from pgferry.ui.console import make_console
-from pgferry.ui.format import human_bytes, human_duration
 
 DATABASE = "shop"
 BIG_TABLE = "shop.order_items"

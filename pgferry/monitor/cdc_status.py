@@ -48,7 +48,7 @@ from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none
 from pgferry.state.store import Meta, StateStore, Status, UnitKind
 from pgferry.state.workdir import WorkDir
-from pgferry.ui.format import human_bytes, human_duration
+from pgferry.text import human_bytes, human_duration
 
 CAUGHT_UP_BYTES = 16 * 1024 * 1024
 CAUGHT_UP_SECONDS = 10.0

@@ -18,12 +18,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TextIO, cast
+from typing import Any
 
 import psycopg
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from pgferry.catalog.filters import Filters
 from pgferry.ops.report import Report
@@ -840,43 +837,3 @@ def compare_params(source: ConnInfo, target: ConnInfo, filters: Filters) -> Para
     report.facts["target"] = f"{target.short()} PostgreSQL {tgt.version}"
     check_behaviour(report, src, tgt, rows, filters, tgt_collations)
     return ParamsComparison(src, tgt, rows, report, source.short(), target.short())
-
-
-# -- rendering -----------------------------------------------------------------------------
-
-
-def render(console: Console, result: ParamsComparison, *, show_all: bool = False) -> None:
-    """One table per group (differences highlighted), then the behaviour verdicts."""
-    rows = result.visible(show_all)
-    for group in Group:
-        members = [r for r in rows if r.group == group]
-        if not members:
-            continue
-        table = Table(title=str(group), title_justify="left")
-        table.add_column("Setting", no_wrap=True)
-        table.add_column("Source", overflow="fold")
-        table.add_column("Target", overflow="fold")
-        table.add_column("Change needs", no_wrap=True)
-        table.add_column("Note", overflow="fold")
-        for r in members:
-            note = []
-            if r.differs:
-                note.append("target " + r.direction if r.direction else "differs")
-            if r.behaviour and r.differs:
-                note.append(r.behaviour)
-            style = "yellow" if r.differs else ""
-            table.add_row(
-                r.name,
-                escape(r.shown(r.source)),
-                f"[{style}]{escape(r.shown(r.target))}[/]" if style else escape(r.shown(r.target)),
-                r.restart,
-                "; ".join(note),
-            )
-        console.print(table)
-    differing = sum(1 for r in result.rows if r.differs and r.name not in NOISE)
-    console.print(
-        f"{differing} setting(s) differ"
-        + ("" if show_all else " (shown: differences and key settings; --all for every one)"),
-        soft_wrap=True,
-    )
-    result.report.render(cast(TextIO, console.file))

@@ -12,11 +12,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, TextIO
 
-from rich.table import Table
-from rich.text import Text
-
 from pgferry.errors import ExitCode
-from pgferry.ui.console import make_console
 
 
 class Verdict(StrEnum):
@@ -26,7 +22,7 @@ class Verdict(StrEnum):
     SKIP = "SKIP"  # not applicable here (e.g. CDC checks without --follow)
 
 
-_STYLE = {
+VERDICT_STYLE = {  # the colour of each verdict in a terminal
     Verdict.PASS: "green",
     Verdict.WARN: "yellow",
     Verdict.FAIL: "bold red",
@@ -101,23 +97,3 @@ class Report:
         out = out or sys.stdout
         json.dump(self.to_json(), out, indent=2, default=str)
         out.write("\n")
-
-    def render(self, out: TextIO | None = None) -> None:
-        """A table; colour only when writing to a terminal."""
-        out = out or sys.stdout
-        console = make_console(out, soft_wrap=True)
-        console.print(Text(self.title, style="bold"))
-        for key, value in self.facts.items():
-            console.print(Text(f"  {key}: {value}"))
-        table = Table(show_header=True, header_style="bold")
-        table.add_column("Result", no_wrap=True)
-        table.add_column("Check", no_wrap=True)
-        table.add_column("Details")
-        for c in self.checks:
-            # Names of objects may hold brackets: never let them be read as markup.
-            text = c.message + (f"\nfix: {c.fix}" if c.fix and c.verdict != Verdict.PASS else "")
-            table.add_row(Text(str(c.verdict), style=_STYLE[c.verdict]), Text(c.name), Text(text))
-        console.print(table)
-        counts = {v: sum(1 for c in self.checks if c.verdict == v) for v in Verdict}
-        summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-        console.print(f"[{_STYLE[self.verdict]}]{self.verdict}[/] ({summary})")

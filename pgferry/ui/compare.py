@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
-from pgferry.ui.format import human_duration
+from pgferry.text import human_duration
 
 if TYPE_CHECKING:
     from pgferry.ops.compare import DataComparison, SchemaComparison, SequenceResult, TableResult

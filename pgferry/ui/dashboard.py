@@ -18,8 +18,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from pgferry.text import human_bytes, human_duration
 from pgferry.ui.console import make_console
-from pgferry.ui.format import human_bytes, human_duration
 
 STATE_STYLE = {
     "running": "bold green",

@@ -17,8 +17,8 @@ from rich.progress import (
 
 from pgferry import log as pflog
 from pgferry.state.store import UnitKind
+from pgferry.text import human_bytes, human_duration
 from pgferry.ui.console import make_console
-from pgferry.ui.format import human_bytes, human_duration
 
 log = logging.getLogger("pgferry.progress")
 

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from pgferry.state.store import Meta, StateStore, Status
 from pgferry.state.workdir import WorkDir
+from pgferry.text import human_bytes, human_duration
 from pgferry.ui.console import make_console
-from pgferry.ui.format import human_bytes, human_duration
 
 
 def progress_report(path: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pgferry.pg.lsn import format_lsn, parse_lsn
-from pgferry.ui.format import human_bytes, human_duration, parse_size
+from pgferry.text import human_bytes, human_duration, parse_size
 
 
 @pytest.mark.parametrize(

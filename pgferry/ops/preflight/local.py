@@ -18,7 +18,7 @@ from pgferry.ops.preflight.scope import unmatched_filter_names
 from pgferry.ops.report import Check, Report, Verdict
 from pgferry.pg.binaries import find_dump_tools
 from pgferry.state.workdir import WorkDir
-from pgferry.ui.format import human_bytes, human_duration
+from pgferry.text import human_bytes, human_duration
 
 # DIR holds the schema dump, logs and the state store at least; CDC files come on top.
 DISK_HEADROOM = 256 * 1024 * 1024

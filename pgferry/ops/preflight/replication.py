@@ -29,7 +29,7 @@ from pgferry.pg.describe import error_text
 from pgferry.pg.plugins import PLUGINS
 from pgferry.pg.profiles import PROBE
 from pgferry.pg.replication import create_temporary_slot, drop_slot, list_slots
-from pgferry.ui.format import human_bytes, human_duration
+from pgferry.text import human_bytes, human_duration
 
 LONG_TRANSACTION_SECONDS = 300
 

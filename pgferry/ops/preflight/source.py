@@ -46,7 +46,7 @@ from pgferry.ops.preflight.tables import (
 )
 from pgferry.ops.report import Check, Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
-from pgferry.ui.format import human_duration
+from pgferry.text import human_duration
 
 # pgferry's catalog queries use pg_attribute.attgenerated (PostgreSQL 12).
 MIN_SOURCE_MAJOR = 12

@@ -18,7 +18,7 @@ from pgferry.ops.report import Report
 from pgferry.ops.verify.catalog import Pair
 from pgferry.ops.verify.options import VerifyOptions
 from pgferry.ops.verify.text import listing
-from pgferry.ui.format import human_bytes
+from pgferry.text import human_bytes
 
 
 def estimate_drift(

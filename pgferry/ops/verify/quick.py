@@ -27,7 +27,7 @@ from pgferry.ops.verify.outcome import (
 )
 from pgferry.ops.verify.ranges import Key, KeyRange, spread_bounds
 from pgferry.ops.verify.reader import TableReader
-from pgferry.ui.format import human_bytes
+from pgferry.text import human_bytes
 
 
 def quick_data(
