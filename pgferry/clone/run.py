@@ -258,16 +258,10 @@ class Clone:
                 "previous run in %s never wrote to the target; starting afresh", self.workdir.path
             )
             drop_interrupted_setup(o.source, o.target, self.store)
-            carried = self.store.sentinel()
-            endpos_kind = self.store.get_meta(Meta.ENDPOS_KIND)
-            self.store.close()
-            self.workdir.wipe()
-            self.store = StateStore.open_dir(self.workdir.path)
-            if carried is not None and carried.endpos:
-                # stop-cdc (or sentinel set endpos) reached the attempt that stopped: the
-                # fresh start keeps the end position it was given.
-                self.store.set_sentinel(endpos=carried.endpos)
-                self.store.set_meta(Meta.ENDPOS_KIND, endpos_kind or "lsn")
+            # In place, in one transaction: an end position stop-cdc gave the attempt that
+            # stopped (or gives right now) is kept for this one.
+            self.store.reset_keeping_endpos()
+            self.workdir.wipe(keep_state=True)
         if started and not o.resume:
             raise InputError(
                 f"{self.workdir.path} holds a previous clone (status: "

@@ -300,6 +300,23 @@ class StateStore:
         with self._lock:
             return self._db.execute(sql, tuple(args)).fetchall()
 
+    def reset_keeping_endpos(self) -> None:
+        """Forget a previous attempt (it wrote nothing to the target) in one transaction,
+        except an end position already given: a stop-cdc running at the same moment either
+        lands before this (and is kept) or after it (on the fresh state), never in a
+        store about to be deleted."""
+        with self._write() as db:
+            for table in ("runs", "phases", "tables", "units"):
+                db.execute(f"DELETE FROM {table}")
+            db.execute(
+                "DELETE FROM meta WHERE key NOT IN ('schema_version', ?)", (Meta.ENDPOS_KIND,)
+            )
+            db.execute(
+                "UPDATE sentinel SET startpos = NULL, apply = 0, write_lsn = NULL, "
+                "flush_lsn = NULL, replay_lsn = NULL, updated_at = ?",
+                (time.time(),),
+            )
+
     # -- meta ---------------------------------------------------------------------------
     def get_meta(self, key: Meta, default: str | None = None) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))

@@ -106,11 +106,15 @@ class WorkDir:
                 fix="choose a --dir this user can write to, on a writable file system",
             )
 
-    def wipe(self) -> None:
+    def wipe(self, *, keep_state: bool = False) -> None:
         """Remove everything pgferry keeps in DIR (for --restart); keep the lock file and
-        the log (the history of every run in DIR, this one's included: it is open)."""
+        the log (the history of every run in DIR, this one's included: it is open), and
+        with `keep_state` the state store (reset in place by its owner)."""
+        kept = {PIDFILE, self.log_file.name}
+        if keep_state:
+            kept |= {p.name for p in self.path.glob(self.state_file.name + "*")}
         for child in self.path.iterdir():
-            if child.name in (PIDFILE, self.log_file.name):
+            if child.name in kept:
                 continue
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
