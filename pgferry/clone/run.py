@@ -626,16 +626,22 @@ class Clone:
             if not todo:
                 return
             single = len(p.scope.restore_ids) <= SINGLE_TRANSACTION_MAX_ENTRIES
-            restore(
-                p.tools,
-                self.o.target,
-                self.workdir.dump_file,
-                self.pre_list,
-                section="pre-data",
-                options=self._restore_options(),
-                single_transaction=single,
-                clean=self.o.drop_if_exists or (tried and not single),
-            )
+            if tried and single and not self.o.drop_if_exists and self._pre_data_committed():
+                # One transaction, on a target that was empty: it committed, and the
+                # previous attempt stopped before recording it (killed, or DIR full).
+                log.info("pre-data: restored by the previous attempt")
+            else:
+                restore(
+                    p.tools,
+                    self.o.target,
+                    self.workdir.dump_file,
+                    self.pre_list,
+                    section="pre-data",
+                    options=self._restore_options(),
+                    single_transaction=single,
+                    clean=self.o.drop_if_exists or (tried and not single),
+                )
+            crash_point("pre-data-restored")  # restored, not yet recorded
             if not self.o.skip_db_properties and p.catalog.settings:
                 target = self.o.target.connect("pgferry pre-data")
                 try:
@@ -644,6 +650,11 @@ class Clone:
                     target.close()
                 for s in skipped:
                     log.warning("database setting not copied: %s", s)
+
+    def _pre_data_committed(self) -> bool:
+        """Does the target hold the objects a single-transaction pre-data creates?"""
+        with self.o.target.connect("pgferry pre-data") as conn:
+            return bool(user_objects(conn, extensions=False))
 
     def _data_phase(self, p: Prepared, snapshot: Snapshot) -> None:
         store = self.store

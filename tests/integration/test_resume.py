@@ -200,3 +200,16 @@ def test_partitioned_indexes_come_out_valid_at_any_restore_jobs(dbpair: DbPair) 
     with p.tgt_conn() as tgt:
         assert tgt.execute(INVALID_INDEXES).fetchall() == []
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
+
+
+def test_kill_after_pre_data_before_its_record_then_resume(crash_source: DbPair) -> None:
+    """Killed (or DIR full) after the single-transaction pre-data committed, before it
+    was recorded: --resume sees the target holds it and goes on, instead of restoring it
+    again ("relation ... already exists")."""
+    p = crash_source
+    crashed = start_pgferry(*_args(p), env={"PGFERRY_TEST_CRASH_AT": "pre-data-restored"})
+    _, err = crashed.communicate(timeout=300)
+    assert crashed.returncode == -9, f"the crash point was not reached: {err[-2000:]}"
+    result = run_pgferry(*_args(p, "--resume"))
+    assert "pre-data: restored by the previous attempt" in result.stderr
+    assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
