@@ -21,7 +21,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import pgferry, pytest, ruff" >/dev/null 2>&1 \
+if ! .venv/bin/python -c "import pgferry, pytest, ruff, xdist" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
     touch .venv/.installed
@@ -35,8 +35,9 @@ case "$what" in
         .venv/bin/ruff check .
         .venv/bin/ruff format --check .
         .venv/bin/mypy pgferry
-        # Tests marked slow (the explorer's extra seeds) run by hand: ./dev.sh test -m ""
-        exec .venv/bin/python -m pytest -q -m "not slow" "$@" ;;
+        # Tests marked slow (the explorer's extra seeds) run by hand: ./dev.sh test -m "".
+        # Two workers (PGFERRY_TEST_WORKERS=1 for one), each with its own two clusters.
+        exec .venv/bin/python -m pytest -q -n "${PGFERRY_TEST_WORKERS:-2}" -m "not slow" "$@" ;;
     pgferry) exec .venv/bin/pgferry "$@" ;;
     *) echo "usage: ./dev.sh demo|test|pgferry ..." >&2; exit 2 ;;
 esac
