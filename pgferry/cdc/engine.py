@@ -21,7 +21,7 @@ from pgferry.catalog.sequences import read_sequence, set_sequence
 from pgferry.cdc.apply import Applier, ApplyInterrupted, ApplyScope
 from pgferry.cdc.protocol import create_slot, current_wal_lsn
 from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
-from pgferry.errors import InputError, Interrupted, StepFailed, from_os_error
+from pgferry.errors import ConnectionFailed, InputError, Interrupted, StepFailed, from_os_error
 from pgferry.faults import crash_point
 from pgferry.ops.verify import run_verify
 from pgferry.pg.conninfo import ConnInfo
@@ -331,7 +331,9 @@ class Cdc:
             try:
                 applied = applier.run()
                 break
-            except (psycopg.OperationalError, ApplyInterrupted) as exc:
+            except (psycopg.OperationalError, ConnectionFailed, ApplyInterrupted) as exc:
+                # ConnectionFailed: the target refuses connections for now (restarting,
+                # in crash recovery, failing over): retried like a lost connection.
                 if applier.applied_txns:
                     attempt = 0
                 wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]

@@ -25,7 +25,7 @@ from pgferry.cdc.decode import (
 )
 from pgferry.cdc.protocol import Keepalive, ReplicationStream, XLogData
 from pgferry.cdc.spool import SpoolWriter
-from pgferry.errors import from_os_error
+from pgferry.errors import ConnectionFailed, from_os_error
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none
 from pgferry.state.store import StateStore
@@ -105,7 +105,9 @@ class Receiver(threading.Thread):
                 try:
                     self._stream(writer)
                     attempt = 0
-                except (psycopg.OperationalError, OSError) as exc:
+                except (psycopg.OperationalError, ConnectionFailed, OSError) as exc:
+                    # ConnectionFailed: the source refuses connections for now (restarting,
+                    # in recovery): retried like a lost connection.
                     if from_os_error(exc) is not None:
                         raise  # the local disk, not the connection: retrying cannot help
                     if self._streamed:

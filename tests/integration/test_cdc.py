@@ -386,8 +386,9 @@ def test_kill_at_random_moments_then_resume(dbpair: DbPair) -> None:
 
 def test_target_lost_during_apply_reconnects(dbpair: DbPair) -> None:
     """The target's apply session is terminated, then the target crashes (immediate
-    stop: its last asynchronous commits are lost) while apply drains a backlog in
-    groups: pgferry reconnects by itself and goes on from the origin, exactly once."""
+    stop: its last asynchronous commits are lost) and stays down a few seconds while
+    apply drains a backlog in groups: pgferry reconnects by itself and goes on from the
+    origin, exactly once."""
     p = dbpair
     bench = setup(p)
     args = follow_args(p, "test_decoding", "--group-txns", "32")
@@ -414,6 +415,9 @@ def test_target_lost_during_apply_reconnects(dbpair: DbPair) -> None:
         proc=proc,
     )
     p.target.stop("immediate")
+    # Down for a while: apply's reconnection finds the target refusing connections (or
+    # still in crash recovery) and keeps trying; it used to give up ("cannot connect").
+    time.sleep(3)
     p.target.start()
     err = cutover(p, proc)
     assert "apply interrupted" in err
