@@ -17,7 +17,6 @@ from pgferry.ops.preflight import (
     AvailableExtension,
     RoleFacts,
     ScopeTable,
-    SlotFacts,
     SourceNames,
     extensions_in_scope,
     judge_capacity,
@@ -38,6 +37,7 @@ from pgferry.ops.preflight import (
     unmatched_filter_names,
 )
 from pgferry.ops.report import Verdict
+from pgferry.pg.replication import SlotRow
 
 GiB = 1024**3
 
@@ -114,11 +114,11 @@ def test_wal_senders_need_two_for_follow() -> None:
     assert check.verdict == Verdict.FAIL
 
 
-def _slot(wal_status: str = "reserved", database: str = "app") -> SlotFacts:
-    return SlotFacts("pgferry", "logical", database, "test_decoding", False, wal_status)
+def _slot(wal_status: str = "reserved", database: str = "app") -> SlotRow:
+    return SlotRow("pgferry", "logical", database, "test_decoding", False, wal_status, 0, None)
 
 
-def _judge_slot(found: SlotFacts | None, *, resume: bool, follow: bool = True) -> Verdict:
+def _judge_slot(found: SlotRow | None, *, resume: bool, follow: bool = True) -> Verdict:
     return judge_leftover_slot(
         "pgferry", found, follow=follow, resume=resume, plugin="test_decoding", dbname="app"
     ).verdict

@@ -35,7 +35,6 @@ from pgferry.ops.preflight.local import (
 from pgferry.ops.preflight.provider import markers_names, provider_internals
 from pgferry.ops.preflight.replication import (
     LONG_TRANSACTION_SECONDS,
-    SlotFacts,
     judge_capacity,
     judge_leftover_slot,
     judge_replication_role,
@@ -77,7 +76,6 @@ __all__ = [
     "PreflightOptions",
     "RoleFacts",
     "ScopeTable",
-    "SlotFacts",
     "SourceFacts",
     "SourceNames",
     "check_filter_file",

@@ -2,7 +2,7 @@
 
 `PreflightOptions` describes the migration; `SourceFacts` and the frozen records around it
 carry what the source checks learnt to the target and local checks, so no side queries the
-source twice. Records that only one family of checks uses live with it (`SlotFacts`,
+source twice. Records that only one family of checks uses live with it (`ScopeTable`,
 `AvailableExtension`).
 """
 

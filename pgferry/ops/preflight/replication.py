@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -28,7 +27,7 @@ from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.describe import error_text
 from pgferry.pg.plugins import PLUGINS
 from pgferry.pg.profiles import PROBE
-from pgferry.pg.replication import create_temporary_slot, drop_slot, list_slots
+from pgferry.pg.replication import SlotRow, create_temporary_slot, drop_slot, list_slots
 from pgferry.text import human_bytes, human_duration
 
 LONG_TRANSACTION_SECONDS = 300
@@ -94,18 +93,8 @@ def judge_capacity(
     return Check(name, Verdict.PASS, message, details={"used": used, "max": maximum})
 
 
-@dataclass(frozen=True)
-class SlotFacts:
-    name: str
-    slot_type: str
-    database: str | None
-    plugin: str | None
-    active: bool
-    wal_status: str | None  # PostgreSQL 13+: reserved, extended, unreserved, lost
-
-
 def judge_leftover_slot(
-    slot: str, found: SlotFacts | None, *, follow: bool, resume: bool, plugin: str, dbname: str
+    slot: str, found: SlotRow | None, *, follow: bool, resume: bool, plugin: str, dbname: str
 ) -> Check:
     """Our slot: a leftover blocks a fresh --follow; a resumed one needs it intact."""
     name = "source.slot"
@@ -196,10 +185,7 @@ def check_slots(
     """Replication slots: room for one more, and leftovers holding WAL."""
     with guarded_check(report, "source.replication_slots"):
         rows = list_slots(conn)
-        slots = {
-            r.name: SlotFacts(r.name, r.slot_type, r.database, r.plugin, r.active, r.wal_status)
-            for r in rows
-        }
+        slots = {r.name: r for r in rows}
         retained = {r.name: r.retained_bytes or 0 for r in rows}
         # The slot itself, and a temporary one when a resume redoes interrupted work.
         report.checks.append(
