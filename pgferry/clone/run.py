@@ -581,11 +581,9 @@ class Clone:
             log.info("resume: %d units to redo", len(set(redo)))
 
     def _write_lists(self, p: Prepared) -> None:
-        ours = self._built_by_workers(p)
+        # post-data's lists are written by its phase (two passes, see clone/partitioned.py).
         self.pre_list = self.workdir.schema_dir / "pre-data.list"
-        self.post_list = self.workdir.schema_dir / "post-data.list"
         self.pre_list.write_text(render_use_list(p.toc, set(p.scope.restore_ids)))
-        self.post_list.write_text(render_use_list(p.toc, set(p.scope.restore_ids - ours)))
 
     def _built_by_workers(self, p: Prepared) -> frozenset[int]:
         """Dump entries pgferry builds itself (so pg_restore must not)."""

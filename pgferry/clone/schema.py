@@ -64,14 +64,15 @@ def dump_schema(
         proc = _spawn(argv, source)
         if proc.returncode == 0:
             break
-        if attempt == DUMP_ATTEMPTS or not _LOCK_CONFLICT.search(proc.stderr):
+        conflict = _LOCK_CONFLICT.search(proc.stderr)
+        if attempt == DUMP_ATTEMPTS or conflict is None:
             raise StepFailed(f"pg_dump failed: {_tail(scrub(proc.stderr, source.secrets()))}")
         # pg_dump locks every table (ACCESS SHARE) as it starts: a session locking tables
         # in another order (TRUNCATE, DDL) can deadlock with it, and pg_dump is then the
         # one cancelled. The snapshot is still held: dump again on it.
         log.warning(
             "pg_dump lost a lock conflict with another session (%s); dumping again in %ds",
-            _LOCK_CONFLICT.search(proc.stderr).group(0),  # type: ignore[union-attr]
+            conflict.group(0),
             attempt,
         )
         time.sleep(attempt)

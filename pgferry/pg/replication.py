@@ -113,10 +113,7 @@ def slot_health(conn: psycopg.Connection[Any], slot: str) -> dict[str, Any] | No
 
 def slot_exists(conn: psycopg.Connection[Any], slot: str) -> bool:
     """Whether the slot exists on this server."""
-    row = conn.execute(
-        "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-    ).fetchone()
-    return row is not None
+    return slot_user(conn, slot)[0]
 
 
 def slot_user(conn: psycopg.Connection[Any], slot: str) -> tuple[bool, int | None]:
