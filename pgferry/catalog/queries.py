@@ -15,6 +15,7 @@ from pgferry.catalog.model import (
     Sequence,
     Table,
 )
+from pgferry.pg.settings import set_settings
 
 # Schemas that never migrate: the system's and pgferry's own.
 SYSTEM_SCHEMA_FILTER = """
@@ -22,11 +23,17 @@ SYSTEM_SCHEMA_FILTER = """
     AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp_'
 """
 
-_NOT_EXTENSION_MEMBER = """
-    NOT EXISTS (
-        SELECT 1 FROM pg_depend d
-         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-"""
+
+def not_member(classid: str, oid: str) -> str:
+    """SQL condition: the object is not part of an extension."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
+        f"WHERE d.classid = 'pg_catalog.{classid}'::pg_catalog.regclass "
+        f"AND d.objid = {oid} AND d.deptype = 'e')"
+    )
+
+
+_NOT_EXTENSION_MEMBER = not_member("pg_class", "c.oid")
 
 TABLES_SQL = f"""
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relpersistence::text, am.amname,
@@ -130,7 +137,7 @@ SELECT current_setting('server_version_num')::int, current_database(),
 def read_catalog(conn: psycopg.Connection[Any], *, estimate_sizes: bool = False) -> Catalog:
     """Run every catalog query on `conn` (whose transaction holds the snapshot)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+        set_settings(cur, {"search_path": ""}, local=True)
         cur.execute(DATABASE_SQL)
         version, dbname, encoding, block_size, lo_count = cur.fetchone()  # type: ignore[misc]
         cur.execute(TABLES_SQL, {"estimate": estimate_sizes})
@@ -208,3 +215,17 @@ def read_catalog(conn: psycopg.Connection[Any], *, estimate_sizes: bool = False)
         large_objects=lo_count,
         roles=roles,
     )
+
+
+FOREIGN_KEYS_SQL = """
+SELECT con.oid::int8, n.nspname, c.relname, c.relkind::text, con.conname,
+       pg_get_constraintdef(con.oid), con.convalidated
+  FROM pg_constraint con
+  JOIN pg_class c ON c.oid = con.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE con.oid = ANY(%s) AND con.contype = 'f'
+"""
+
+# The table's storage as the snapshot sees it and as it is now (the lock just taken
+# makes the relation cache current).
+REWRITTEN_SQL = "SELECT relfilenode <> pg_relation_filenode(oid) FROM pg_class WHERE oid = %s"

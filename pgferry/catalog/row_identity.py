@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pgferry.catalog.inscope import ANCESTORS_SQL
+
 # Types without a usable '=' (or whose '=' is not equality): FULL matches them as text.
 TEXT_COMPARE_TYPES = ("json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle")
 
@@ -106,3 +108,60 @@ class RowIdentity:
                 return Problem.INDEX_DROPPED
             return None if self.index_valid else Problem.INDEX_INVALID
         return None if self.index is not None else Problem.NO_KEY
+
+
+# Each table's replica identity as it is now (read back after a fix)
+IDENTITIES_NOW_SQL = (
+    "SELECT c.oid, c.relreplident::text, ri.ri_index, ri.ri_valid, ri.ri_key "
+    f"FROM pg_class c LEFT JOIN {identity_sql('c')} AS ri ON true WHERE c.oid = ANY(%s)"
+)
+
+_IDENTITY_TABLES_TEMPLATE = """
+SELECT c.oid, n.nspname, c.relname, c.relreplident::text,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+       ri.ri_index, ri.ri_valid, ri.ri_key,
+       {ancestors},
+       pg_get_userbyid(c.relowner), pg_has_role(c.relowner, 'USAGE')
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN {identity} AS ri ON true
+ WHERE c.relkind = 'r' AND c.relpersistence = 'p'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgferry')
+   AND n.nspname !~ '^pg_(toast|temp_)'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                      AND d.deptype = 'e')
+ ORDER BY n.nspname, c.relname
+"""
+
+_IDENTITY_INDEXES_TEMPLATE = """
+SELECT i.indrelid, ic.relname, i.indimmediate,
+       i.indisvalid AND i.indisready AND i.indislive,
+       i.indpred IS NOT NULL, i.indexprs IS NOT NULL OR 0 = ANY(i.indkey[0:i.indnkeyatts - 1]),
+       {keys},
+       {nullable},
+       pg_relation_size(i.indexrelid)
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+ WHERE i.indrelid = ANY(%s) AND i.indisunique
+"""
+
+APPLY_TABLES_SQL = f"""
+SELECT n.nspname, c.relname, c.relreplident::text,
+       coalesce((
+         SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod),
+                                (a.attgenerated <> '')::text, (a.attidentity = 'a')::text]
+                          ORDER BY a.attnum)
+           FROM pg_attribute a
+          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{{}}'),
+       ri.ri_index, ri.ri_valid, ri.ri_key, c.oid::int8
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN {identity_sql("c")} AS ri ON true
+ WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('r', 'p')
+"""
+
+IDENTITY_TABLES_SQL = _IDENTITY_TABLES_TEMPLATE.replace("{identity}", identity_sql("c")).replace(
+    "{ancestors}", ANCESTORS_SQL
+)
+IDENTITY_INDEXES_SQL = _IDENTITY_INDEXES_TEMPLATE.replace("{keys}", key_columns_sql("i")).replace(
+    "{nullable}", key_columns_sql("i", nullable_only=True)
+)

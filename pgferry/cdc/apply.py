@@ -30,10 +30,10 @@ import psycopg
 from pgferry.catalog.filters import Filters, QualifiedName
 from pgferry.catalog.inscope import table_in_scope
 from pgferry.catalog.row_identity import (
+    APPLY_TABLES_SQL,
     NO_EQUALITY_SQL,
     TEXT_COMPARE_TYPES,
     RowIdentity,
-    identity_sql,
 )
 from pgferry.cdc.decode import Change, DecodeError, decode_test_decoding, decode_wal2json
 from pgferry.cdc.pipeline import MAX_UNMATCHED, CommandFailed, Ctx, Pipeline
@@ -79,19 +79,6 @@ GC_THRESHOLD = 100_000  # container allocations between two young-generation col
 # serialization failure with someone else's session (class 40).
 _TRANSIENT = {"57P01", "57P02", "57P03", "57014"}
 _TRANSIENT_CLASSES = ("08", "40")
-TABLES_SQL = f"""
-SELECT n.nspname, c.relname, c.relreplident::text,
-       coalesce((
-         SELECT array_agg(ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod),
-                                (a.attgenerated <> '')::text, (a.attidentity = 'a')::text]
-                          ORDER BY a.attnum)
-           FROM pg_attribute a
-          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{{}}'),
-       ri.ri_index, ri.ri_valid, ri.ri_key, c.oid::int8
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  LEFT JOIN {identity_sql("c")} AS ri ON true
- WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('r', 'p')
-"""
 
 
 def _tune_gc() -> None:
@@ -257,7 +244,7 @@ class Applier:
             return None
         copy_lsn = self.scope.tables.get(key)
         assert self.meta is not None
-        row = self.meta.execute(TABLES_SQL, {"schema": schema, "name": name}).fetchone()
+        row = self.meta.execute(APPLY_TABLES_SQL, {"schema": schema, "name": name}).fetchone()
         if row is None:
             raise ApplyError(
                 f"table {schema}.{name} receives changes on the source but does not exist on "

@@ -21,9 +21,9 @@ from pgferry.catalog.sequences import read_sequence, set_sequence
 from pgferry.cdc.apply import Applier, ApplyInterrupted, ApplyScope
 from pgferry.cdc.protocol import create_slot, current_wal_lsn
 from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
+from pgferry.checks.verify import run_verify
 from pgferry.errors import ConnectionFailed, InputError, Interrupted, StepFailed, from_os_error
 from pgferry.faults import crash_point
-from pgferry.ops.verify import run_verify
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
 from pgferry.pg.replication import (

@@ -21,6 +21,7 @@ from pgferry.cdc.engine import (
     drop_interrupted_setup,
 )
 from pgferry.errors import InputError, Interrupted, PgferryError
+from pgferry.pg.activity import APPLY_SESSIONS_SQL
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import lsn_or_none
 from pgferry.pg.replication import (
@@ -32,6 +33,7 @@ from pgferry.pg.replication import (
     slot_user,
 )
 from pgferry.pg.sessions import dir_tag, terminate_orphans
+from pgferry.pg.settings import set_settings
 from pgferry.state.store import Meta, StateStore
 from pgferry.state.workdir import WorkDir
 
@@ -147,7 +149,7 @@ def _sequences(o: FollowOptions, store: StateStore) -> list[Sequence]:
     if catalog is not None:
         return list(Catalog.from_json(catalog).sequences)
     with o.source.connect("pgferry sequences") as conn:
-        conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+        set_settings(conn, {"search_path": ""}, local=False)
         rows = conn.execute(SEQUENCES_SQL).fetchall()
     scope = _everything(o)
     return [Sequence(r[0], r[1], r[2], r[3]) for r in rows if scope.applies(r[1], r[2])]
@@ -178,9 +180,7 @@ def cleanup(source: ConnInfo, target: ConnInfo, slot: str, origin: str) -> Clean
         if not origin_exists(conn, origin):
             absent.append(f"replication origin {origin} on the target")
         else:
-            rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pgferry:% apply'"
-            ).fetchall()
+            rows = conn.execute(APPLY_SESSIONS_SQL).fetchall()
             for (pid,) in rows:
                 conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
             drop_origin(conn, origin)

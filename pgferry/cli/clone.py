@@ -288,7 +288,7 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
 
 def handle(args: argparse.Namespace) -> int:
     if args.detach:
-        from pgferry.ops.detach import detach
+        from pgferry.admin.detach import detach
 
         return detach(sys.argv[1:], resolve_dir(args))
     from pgferry.clone.run import run_clone

@@ -9,6 +9,7 @@ import argparse
 import logging
 from typing import Any
 
+from pgferry.checks.compare import compare_data, compare_schema
 from pgferry.cli.common import (
     add_logging_flags,
     add_source,
@@ -19,7 +20,6 @@ from pgferry.cli.common import (
 )
 from pgferry.cli.env import env_int
 from pgferry.errors import ExitCode
-from pgferry.ops.compare import compare_data, compare_schema
 from pgferry.ui.compare import render_data, render_schema, render_verdict
 from pgferry.ui.console import make_console
 

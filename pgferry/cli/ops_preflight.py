@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pgferry.catalog.filters import FilterError, Filters, no_filters, parse_filters
+from pgferry.checks.providers import PROVIDERS, provider_filters
 from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,
@@ -22,7 +23,6 @@ from pgferry.cli.common import (
 )
 from pgferry.cli.env import env_int
 from pgferry.errors import InputError
-from pgferry.ops.providers import PROVIDERS, provider_filters
 from pgferry.ui.report import render_report
 
 
@@ -86,7 +86,7 @@ def register(sub: Any) -> None:
 
 
 def handle_preflight(args: argparse.Namespace) -> int:
-    from pgferry.ops.preflight import run_preflight
+    from pgferry.checks.preflight import run_preflight
 
     plugin, numeric = resolve_decoding(args)
     filters, problem = _filters(args)

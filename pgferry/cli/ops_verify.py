@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pgferry.catalog.filters import Filters, load_filters, no_filters
+from pgferry.checks.verify import VerifyOptions, run_verify
 from pgferry.cli.common import (
     add_filters,
     add_logging_flags,
@@ -22,7 +23,6 @@ from pgferry.cli.common import (
 )
 from pgferry.cli.env import env_int, env_value
 from pgferry.errors import InputError
-from pgferry.ops.verify import VerifyOptions, run_verify
 from pgferry.state.store import Meta
 from pgferry.ui.report import render_report
 

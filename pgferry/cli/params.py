@@ -6,6 +6,7 @@ import argparse
 import logging
 from typing import Any
 
+from pgferry.checks import params as params_ops
 from pgferry.cli.common import (
     add_filters,
     add_logging_flags,
@@ -15,7 +16,6 @@ from pgferry.cli.common import (
     resolve_conn,
     resolve_filters,
 )
-from pgferry.ops import params as params_ops
 from pgferry.ui.console import make_console
 from pgferry.ui.params import render_params
 

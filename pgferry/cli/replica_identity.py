@@ -6,6 +6,8 @@ import argparse
 import logging
 from typing import Any
 
+from pgferry.admin import replica_identity as ri
+from pgferry.checks.report import Report
 from pgferry.cli.common import (
     add_filters,
     add_logging_flags,
@@ -16,8 +18,6 @@ from pgferry.cli.common import (
     resolve_filters,
 )
 from pgferry.errors import InputError
-from pgferry.ops import replica_identity as ri
-from pgferry.ops.report import Report
 from pgferry.ui.admin import render_fix_plan
 from pgferry.ui.console import make_console
 from pgferry.ui.report import render_report

@@ -6,6 +6,7 @@ import argparse
 import logging
 from typing import Any
 
+from pgferry.admin import stop as stop_ops
 from pgferry.cli.common import (
     add_dir,
     add_logging_flags,
@@ -13,7 +14,6 @@ from pgferry.cli.common import (
     resolve_dir,
 )
 from pgferry.errors import InputError
-from pgferry.ops import stop as stop_ops
 from pgferry.ui.console import make_console
 
 log = logging.getLogger(__name__)

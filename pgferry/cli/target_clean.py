@@ -6,6 +6,8 @@ import argparse
 import logging
 from typing import Any
 
+from pgferry.admin import target_clean as tc
+from pgferry.checks.report import Report
 from pgferry.cli.common import (
     add_logging_flags,
     add_source,
@@ -18,8 +20,6 @@ from pgferry.cli.common import (
 )
 from pgferry.cli.env import env_value
 from pgferry.errors import InputError
-from pgferry.ops import target_clean as tc
-from pgferry.ops.report import Report
 from pgferry.pg.identity import refuse_same_database
 from pgferry.state.store import Meta, StateStore
 from pgferry.ui.admin import render_clean_plan

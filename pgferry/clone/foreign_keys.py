@@ -16,20 +16,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry.catalog.queries import FOREIGN_KEYS_SQL
+from pgferry.catalog.target import constraint_exists
 from pgferry.catalog.toc import TocEntry
 from pgferry.errors import StepFailed
 from pgferry.pg.conninfo import ConnInfo
 
 log = logging.getLogger(__name__)
-
-FK_SQL = """
-SELECT con.oid::int8, n.nspname, c.relname, c.relkind::text, con.conname,
-       pg_get_constraintdef(con.oid), con.convalidated
-  FROM pg_constraint con
-  JOIN pg_class c ON c.oid = con.conrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE con.oid = ANY(%s) AND con.contype = 'f'
-"""
 
 
 @dataclass(frozen=True)
@@ -66,19 +59,14 @@ def fk_entries(toc: list[TocEntry], keep: frozenset[int]) -> list[TocEntry]:
 
 def read_foreign_keys(source: ConnInfo, oids: list[int]) -> list[ForeignKey]:
     with source.connect("pgferry catalog") as conn:
-        rows = conn.execute(FK_SQL, (oids,)).fetchall()
+        rows = conn.execute(FOREIGN_KEYS_SQL, (oids,)).fetchall()
     return [ForeignKey(*r) for r in rows]
 
 
 def add_not_valid(conn: psycopg.Connection[Any], fks: list[ForeignKey]) -> None:
     for fk in fks:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s AND con.conname = %s",
-            (fk.schema, fk.table, fk.name),
-        ).fetchone()
-        if exists is None:
+        exists = constraint_exists(conn, fk.schema, fk.table, fk.name)
+        if not exists:
             conn.execute(fk.add_sql())
 
 

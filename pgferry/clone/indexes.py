@@ -15,6 +15,8 @@ import psycopg
 from psycopg import sql
 
 from pgferry.catalog.model import Index, Table
+from pgferry.catalog.target import constraint_exists, relation_exists
+from pgferry.pg.settings import set_settings
 
 _CREATE_INDEX = re.compile(r"^CREATE (UNIQUE )?INDEX ")
 
@@ -70,25 +72,6 @@ def add_constraint_sql(idx: Index, table: Table) -> sql.Composed:
     )
 
 
-def index_exists(conn: psycopg.Connection[Any], idx: Index) -> bool:
-    row = conn.execute(
-        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = %s",
-        (idx.schema, idx.name),
-    ).fetchone()
-    return row is not None
-
-
-def constraint_exists(conn: psycopg.Connection[Any], idx: Index, table: Table) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = %s AND con.conname = %s",
-        (table.schema, table.name, idx.constraint_name),
-    ).fetchone()
-    return row is not None
-
-
 def build_index(
     conn: psycopg.Connection[Any],
     idx: Index,
@@ -99,15 +82,15 @@ def build_index(
     use_tablespace: bool,
 ) -> bool:
     """CREATE INDEX and its extras. Returns False when it already existed (resume)."""
-    if resuming and index_exists(conn, idx):
+    if resuming and relation_exists(conn, idx.schema, idx.name):
         return False
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT pg_catalog.set_config('max_parallel_maintenance_workers', %s, false)",
-            (str(parallel_workers),),
-        )
         tablespace = idx.tablespace if use_tablespace and idx.tablespace else ""
-        cur.execute("SELECT pg_catalog.set_config('default_tablespace', %s, false)", (tablespace,))
+        session = {
+            "max_parallel_maintenance_workers": str(parallel_workers),
+            "default_tablespace": tablespace,
+        }
+        set_settings(cur, session, local=False)
         with conn.transaction():
             cur.execute(create_index_sql(idx, if_not_exists=resuming))
             if idx.constraint_type is None:
@@ -120,7 +103,7 @@ def attach_constraint(
     conn: psycopg.Connection[Any], idx: Index, table: Table, *, resuming: bool
 ) -> bool:
     """ADD CONSTRAINT (USING INDEX for PK/UNIQUE). False when it already existed."""
-    if resuming and constraint_exists(conn, idx, table):
+    if resuming and constraint_exists(conn, table.schema, table.name, idx.constraint_name):
         return False
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(add_constraint_sql(idx, table))

@@ -22,29 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pgferry.catalog.scope import PG_CLASS, PG_CONSTRAINT
+from pgferry.catalog.target import PARTITIONED_INDEXES_SQL, PRESENT_OBJECTS_SQL
 from pgferry.catalog.toc import TocEntry
 from pgferry.pg.conninfo import ConnInfo
 
 INDEX_ATTACH = "INDEX ATTACH"
-
-# Of the given INDEX entries' and constraint entries' objects, those whose index is a
-# partitioned index, with the index's name (a constraint's index carries its name).
-_PARTITIONED_INDEXES_SQL = """
-SELECT %(pg_class)s::int8, c.oid::int8, n.nspname, c.relname
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.oid = ANY(%(indexes)s::oid[]) AND c.relkind = 'I'
-UNION ALL
-SELECT %(pg_constraint)s::int8, con.oid::int8, n.nspname, c.relname
-  FROM pg_constraint con
-  JOIN pg_class c ON c.oid = con.conindid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE con.oid = ANY(%(constraints)s::oid[]) AND c.relkind = 'I'
-"""
-
-_PRESENT_SQL = """
-SELECT count(*) FROM unnest(%s::text[], %s::text[]) AS x(nspname, relname)
- WHERE to_regclass(format('%%I.%%I', nspname, relname)) IS NOT NULL
-"""
 
 
 @dataclass(frozen=True)
@@ -61,7 +43,7 @@ class PartitionedPass:
         schemas = [s for s, _ in self.indexes]
         names = [n for _, n in self.indexes]
         with target.connect("pgferry post-data") as conn:
-            row = conn.execute(_PRESENT_SQL, (schemas, names)).fetchone()
+            row = conn.execute(PRESENT_OBJECTS_SQL, (schemas, names)).fetchone()
         return row is not None and int(row[0]) > 0
 
 
@@ -76,7 +58,7 @@ def partitioned_pass(source: ConnInfo, toc: list[TocEntry], keep: set[int]) -> P
     if index_oids or constraint_oids:
         with source.connect("pgferry catalog") as conn:
             rows = conn.execute(
-                _PARTITIONED_INDEXES_SQL,
+                PARTITIONED_INDEXES_SQL,
                 {
                     "indexes": index_oids,
                     "constraints": constraint_oids,

@@ -23,6 +23,7 @@ from typing import Any
 from psycopg import sql
 
 from pgferry import log as pflog
+from pgferry.catalog.facts import extension_names, large_object_oids
 from pgferry.catalog.filters import Filters, QualifiedName
 from pgferry.catalog.model import Catalog
 from pgferry.catalog.plan import PlanOptions, plan_units
@@ -37,6 +38,8 @@ from pgferry.catalog.target import (
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
 from pgferry.cdc.apply import ApplyScope
 from pgferry.cdc.engine import Cdc, drop_interrupted_setup
+from pgferry.checks.preflight import run_preflight
+from pgferry.checks.preflight.local import NOTHING_INCLUDED, include_only_matches_nothing
 from pgferry.clone.foreign_keys import (
     ForeignKey,
     add_not_valid,
@@ -54,8 +57,6 @@ from pgferry.clone.summary import build_summary
 from pgferry.clone.workers import RunContext
 from pgferry.errors import InputError, Interrupted, PgferryError, TableRewritten
 from pgferry.faults import crash_point
-from pgferry.ops.preflight import run_preflight
-from pgferry.ops.preflight.local import NOTHING_INCLUDED, include_only_matches_nothing
 from pgferry.pg.binaries import DumpTools, find_dump_tools
 from pgferry.pg.identity import refuse_same_database_conns
 from pgferry.pg.lsn import lsn_or_none
@@ -496,7 +497,7 @@ class Clone:
                 e.tag for e in p.toc if e.desc == "EXTENSION" and e.dump_id in p.scope.restore_ids
             }
             missing = missing_extensions(target, p.catalog, kept)
-            installed = {r[0] for r in target.execute("SELECT extname FROM pg_extension")}
+            installed = extension_names(target)
             absent = sorted(p.scope.preinstalled_extensions - installed)
             if absent:
                 raise InputError(
@@ -525,12 +526,7 @@ class Clone:
             conn = self.o.source.connect("pgferry catalog", settings=SNAPSHOT_READER)
             try:
                 begin_on_snapshot(conn, snapshot)
-                lo_oids = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT oid::int8 FROM pg_largeobject_metadata ORDER BY oid"
-                    ).fetchall()
-                ]
+                lo_oids = large_object_oids(conn)
                 conn.execute("ROLLBACK")
             finally:
                 conn.close()

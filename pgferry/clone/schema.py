@@ -14,10 +14,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry.catalog.facts import role_names
 from pgferry.catalog.model import Catalog
 from pgferry.errors import StepFailed
 from pgferry.pg.binaries import DumpTools
 from pgferry.pg.conninfo import ConnInfo, scrub
+from pgferry.pg.settings import setting_names
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +176,8 @@ def apply_database_settings(
     """ALTER DATABASE/ROLE ... SET on the target, skipping unknown settings and roles."""
     skipped: list[str] = []
     with conn.cursor() as cur:
-        cur.execute("SELECT name FROM pg_settings")
-        known = {r[0] for r in cur.fetchall()}
-        cur.execute("SELECT rolname FROM pg_roles")
-        roles = {r[0] for r in cur.fetchall()}
+        known = setting_names(conn)
+        roles = role_names(conn)
         for s in catalog.settings:
             if s.name not in known and "." not in s.name:
                 skipped.append(f"{s.name} (unknown on the target)")

@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from pgferry.catalog.model import Catalog, Index
+from pgferry.catalog.queries import REWRITTEN_SQL
 from pgferry.catalog.sequences import read_sequence, set_sequence
 from pgferry.clone.blobs import copy_large_objects
 from pgferry.clone.copydata import CopySpec, copy_table
@@ -21,6 +22,7 @@ from pgferry.errors import Interrupted, TableRewritten
 from pgferry.faults import copy_lock_timeout
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.profiles import BULK_WRITER, SNAPSHOT_READER
+from pgferry.pg.settings import set_settings
 from pgferry.pg.snapshot import Snapshot, begin_on_snapshot
 from pgferry.state.store import StateStore, UnitKind, UnitRow
 
@@ -178,7 +180,7 @@ def lock_for_copy(source: psycopg.Connection[Any], tables: tuple[sql.Identifier,
     ends). A wait past COPY_LOCK_TIMEOUT fails the copy as TableRewritten: the run ends,
     which releases every worker's locks and lets the waiting statement through, and the
     tables are copied again under a new snapshot."""
-    source.execute("SELECT set_config('lock_timeout', %s, true)", (COPY_LOCK_TIMEOUT,))
+    set_settings(source, {"lock_timeout": COPY_LOCK_TIMEOUT}, local=True)
     try:
         source.execute(
             sql.SQL("LOCK TABLE ONLY {} IN ACCESS SHARE MODE").format(sql.SQL(", ").join(tables))
@@ -198,17 +200,12 @@ def lock_for_copy(source: psycopg.Connection[Any], tables: tuple[sql.Identifier,
     source.execute("SET LOCAL lock_timeout = 0")
 
 
-# The table's storage as the snapshot sees it and as it is now (the lock just taken
-# makes the relation cache current).
-_REWRITTEN_SQL = "SELECT relfilenode <> pg_relation_filenode(oid) FROM pg_class WHERE oid = %s"
-
-
 def _check_not_rewritten(source: psycopg.Connection[Any], oid: int, name: str) -> None:
     """Refuse to copy a table that was truncated (or rewritten) on the source after the
     snapshot: TRUNCATE is not MVCC-safe, so the snapshot would read it empty, and rows
     the snapshot holds, with the changes that follow them, would be lost or stop apply.
     The lock is held from here on, so it cannot happen any more while the copy runs."""
-    row = source.execute(_REWRITTEN_SQL, (oid,)).fetchone()
+    row = source.execute(REWRITTEN_SQL, (oid,)).fetchone()
     if row is not None and row[0]:
         raise TableRewritten(
             f"table {name} was truncated or rewritten on the source after the copy's "

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pgferry.cdc.engine import set_endpos_current
+from pgferry.checks.compare import DataComparison, SchemaComparison, compare_data, compare_schema
 from pgferry.clone.options import CloneOptions
 from pgferry.clone.run import run_clone
 from pgferry.demo.clusters import LocalCluster, find_server_bindir, server_major
@@ -40,7 +41,6 @@ from pgferry.errors import (
     Interrupted,
     StepFailed,
 )
-from pgferry.ops.compare import DataComparison, SchemaComparison, compare_data, compare_schema
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import lsn_or_none
 from pgferry.state.store import StateStore

@@ -40,9 +40,9 @@ import psycopg
 
 from pgferry.cdc.protocol import current_wal_lsn, pg_time_to_unix
 from pgferry.cdc.spool import SpoolBacklog, spool_backlog
+from pgferry.checks.report import Report
 from pgferry.errors import InputError
 from pgferry.monitor.status import RunInfo, RunState, Servers, log_summary, run_info
-from pgferry.ops.report import Report
 from pgferry.pg import replication
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none

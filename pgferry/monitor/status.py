@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 
 from pgferry.errors import ExitCode
+from pgferry.pg.activity import ACTIVE_SESSIONS_SQL, PROGRESS_SQL
 from pgferry.pg.conninfo import ConnInfo, scrub
 from pgferry.pg.profiles import DASHBOARD
 from pgferry.pg.sessions import dir_tag
@@ -476,75 +477,6 @@ def log_summary(path: Path, since: float | None) -> dict[str, Any]:
 
 # -- active operations on the servers ---------------------------------------------------
 
-_SESSIONS_SQL = """
-SELECT a.pid, a.application_name, a.state, a.backend_type,
-       extract(epoch FROM clock_timestamp() - a.query_start)::float8,
-       extract(epoch FROM clock_timestamp() - a.xact_start)::float8,
-       a.wait_event_type, a.wait_event, left(a.query, 4000),
-       pg_blocking_pids(a.pid)
-  FROM pg_stat_activity a
- WHERE a.pid <> pg_backend_pid()
-   AND (a.application_name LIKE ANY(%(patterns)s)
-        OR (a.application_name = ANY(%(tools)s) AND a.datname = current_database()))
- ORDER BY a.query_start NULLS LAST, a.pid
-"""
-
-# One query per progress view: each exists from some version on, and one failing must
-# not hide the others.
-_PROGRESS_SQL = {
-    "copy": (
-        140000,
-        "SELECT pid, relid::regclass::text, command, type, bytes_processed, bytes_total, "
-        "tuples_processed, tuples_excluded FROM pg_stat_progress_copy",
-        (
-            "table",
-            "command",
-            "type",
-            "bytes_processed",
-            "bytes_total",
-            "tuples_processed",
-            "tuples_excluded",
-        ),
-    ),
-    "create_index": (
-        120000,
-        "SELECT pid, relid::regclass::text, CASE WHEN index_relid = 0 THEN NULL "
-        "ELSE index_relid::regclass::text END, command, phase, blocks_total, blocks_done, "
-        "tuples_total, tuples_done, partitions_total, partitions_done "
-        "FROM pg_stat_progress_create_index",
-        (
-            "table",
-            "index",
-            "command",
-            "phase",
-            "blocks_total",
-            "blocks_done",
-            "tuples_total",
-            "tuples_done",
-            "partitions_total",
-            "partitions_done",
-        ),
-    ),
-    "vacuum": (
-        100000,
-        "SELECT pid, relid::regclass::text, phase, heap_blks_total, heap_blks_scanned, "
-        "heap_blks_vacuumed, index_vacuum_count FROM pg_stat_progress_vacuum",
-        (
-            "table",
-            "phase",
-            "heap_blks_total",
-            "heap_blks_scanned",
-            "heap_blks_vacuumed",
-            "index_vacuum_count",
-        ),
-    ),
-    "analyze": (
-        130000,
-        "SELECT pid, relid::regclass::text, phase, sample_blks_total, sample_blks_scanned "
-        "FROM pg_stat_progress_analyze",
-        ("table", "phase", "sample_blks_total", "sample_blks_scanned"),
-    ),
-}
 
 _NAME = r'(?:"(?:[^"]|"")*"|[^\s."(),;]+)'
 _QUALIFIED = rf"({_NAME}(?:\.{_NAME})?)"
@@ -609,7 +541,7 @@ def active_operations(
         return {"sessions": [], "idle": 0, "error": servers.errors.get(role)}
     try:
         rows = conn.execute(
-            _SESSIONS_SQL,
+            ACTIVE_SESSIONS_SQL,
             {"patterns": [f"pgferry:{t} %" for t in tags], "tools": list(tools)},
         ).fetchall()
     except psycopg.Error as exc:
@@ -648,7 +580,7 @@ def _progress(
 ) -> dict[str, dict[int, dict[str, Any]]]:
     out: dict[str, dict[int, dict[str, Any]]] = {}
     version = conn.info.server_version
-    for name, (since, query, columns) in _PROGRESS_SQL.items():
+    for name, (since, query, columns) in PROGRESS_SQL.items():
         if version < since:
             continue
         try:

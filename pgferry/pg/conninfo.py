@@ -19,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgferry.errors import ConnectionFailed, InputError, PgferryError
 from pgferry.pg.secrets import mask_text
+from pgferry.pg.settings import set_settings
 
 # Added unless the user set them: detect a dead peer during hours-long COPYs.
 _KEEPALIVE_DEFAULTS = {
@@ -180,9 +181,7 @@ class ConnInfo:
 
 def apply_settings(conn: psycopg.Connection[Any], settings: Mapping[str, str]) -> None:
     """SET session parameters with proper quoting (set_config is a plain function)."""
-    with conn.cursor() as cur:
-        for name, value in settings.items():
-            cur.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+    set_settings(conn, settings, local=False)
     if not conn.autocommit:
         conn.commit()
 

@@ -9,8 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from pgferry.ops.replica_identity import FixPlan
-    from pgferry.ops.target_clean import CleanPlan
+    from pgferry.admin.replica_identity import FixPlan
+    from pgferry.admin.target_clean import CleanPlan
 
 
 def render_fix_plan(console: Console, plan: FixPlan) -> None:

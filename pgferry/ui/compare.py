@@ -10,7 +10,7 @@ from rich.table import Table
 from pgferry.text import human_duration
 
 if TYPE_CHECKING:
-    from pgferry.ops.compare import DataComparison, SchemaComparison, SequenceResult, TableResult
+    from pgferry.checks.compare import DataComparison, SchemaComparison, SequenceResult, TableResult
 
 
 def render_data(console: Console, result: DataComparison, *, title: str | None = None) -> None:

@@ -7,7 +7,7 @@ from typing import TextIO, cast
 from rich.console import Console
 from rich.table import Table
 
-from pgferry.ops.diagnose import Diagnosis, SideDiagnosis
+from pgferry.checks.diagnose import Diagnosis, SideDiagnosis
 from pgferry.text import human_bytes, human_duration
 from pgferry.ui.report import render_report
 

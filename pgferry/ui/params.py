@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pgferry.ops.params import NOISE, Group, ParamsComparison
+from pgferry.checks.params import NOISE, Group, ParamsComparison
 from pgferry.ui.report import render_report
 
 

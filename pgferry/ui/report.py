@@ -8,7 +8,7 @@ from typing import TextIO
 from rich.table import Table
 from rich.text import Text
 
-from pgferry.ops.report import VERDICT_STYLE, Report, Verdict
+from pgferry.checks.report import VERDICT_STYLE, Report, Verdict
 from pgferry.ui.console import make_console
 
 

@@ -21,8 +21,8 @@ import pytest
 from psycopg import sql
 
 from pgferry.catalog.filters import load_filters, no_filters, parse_filters
-from pgferry.ops.preflight import probe_decoding_plugin, run_preflight
-from pgferry.ops.report import Check, Report, Verdict
+from pgferry.checks.preflight import probe_decoding_plugin, run_preflight
+from pgferry.checks.report import Check, Report, Verdict
 from pgferry.pg import profiles
 from pgferry.pg.conninfo import ConnInfo
 from tests.helpers.cli import run_pgferry

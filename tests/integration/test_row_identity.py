@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
+from pgferry.admin.replica_identity import read_tables
 from pgferry.catalog.filters import parse_filters
 from pgferry.catalog.inscope import read_ancestors
 from pgferry.catalog.row_identity import Problem
 from pgferry.cdc.apply import Applier, ApplyScope
-from pgferry.ops.preflight.scope import scoped_tables
-from pgferry.ops.preflight.tables import read_scope_tables
-from pgferry.ops.replica_identity import read_tables
+from pgferry.checks.preflight.scope import scoped_tables
+from pgferry.checks.preflight.tables import read_scope_tables
 from pgferry.pg.conninfo import ConnInfo
 from tests.helpers.cli import run_pgferry
 from tests.helpers.running import clone_args

@@ -19,9 +19,9 @@ import pytest
 from psycopg import sql
 
 from pgferry.catalog.filters import no_filters, parse_filters
+from pgferry.checks.report import Report, Verdict
+from pgferry.checks.verify import VerifyOptions, run_verify
 from pgferry.demo.clusters import LocalCluster
-from pgferry.ops.report import Report, Verdict
-from pgferry.ops.verify import VerifyOptions, run_verify
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.state.store import Meta, StateStore
 from tests.helpers.cli import dump_restore, run_pgferry, run_psql

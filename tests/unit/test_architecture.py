@@ -114,38 +114,114 @@ def test_the_check_sees_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-# SQL about replication slots and origins has one home (plus apply's SQL text, which
-# advances the origin with each transaction it commits).
-SLOT_ORIGIN_SQL = re.compile(
-    r"pg_replication_slots|pg_(?:create_logical|drop)_replication_slot\s*\("
-    r"|pg_replication_origin(?:_\w+\s*\(|\b)"
+# SQL has one home per subject (the issue "a house to live in"): a statement reading or
+# setting one of these is found by pattern and must live in a module that owns it.
+SQL_HOMES: dict[str, tuple[re.Pattern[str], tuple[str, ...]]] = {
+    # slots and origins (plus apply's SQL text, which advances the origin per transaction)
+    "slot/origin": (
+        re.compile(
+            r"pg_replication_slots|pg_(?:create_logical|drop)_replication_slot\s*\("
+            r"|pg_replication_origin(?:_\w+\s*\(|\b)"
+        ),
+        ("pgferry/pg/replication.py", "pgferry/cdc/sqlgen.py"),
+    ),
+    # server settings: pg_settings and set_config
+    "settings": (
+        re.compile(r"\bpg_settings\b|\bset_config\s*\("),
+        ("pgferry/pg/settings.py",),
+    ),
+    # what sessions are doing: activity, locks, progress, WAL and walsender statistics
+    "activity": (
+        re.compile(r"\bpg_stat_(?:activity|progress_\w+|replication|wal)\b|\bpg_locks\b"),
+        ("pgferry/pg/activity.py", "pgferry/pg/sessions.py", "pgferry/pg/replication.py"),
+    ),
+    # the system catalogs of a database's objects, roles and databases
+    "catalog": (
+        re.compile(
+            r"\bpg_(?:class|namespace|attribute|index|constraint|proc|type|depend|description"
+            r"|roles|authid|database|extension|inherits|trigger|rewrite|sequence|collation"
+            r"|opclass|am|largeobject_metadata|publication\w*|subscription|event_trigger"
+            r"|tablespace|policy|statistic_ext|auth_members|cast|language|operator)\b"
+        ),
+        (
+            "pgferry/catalog/",
+            "pgferry/pg/",  # server facts: identity, leftover sessions, activity, slots
+            "pgferry/clone/blobs.py",  # large objects' contents, copied in OID ranges
+            "pgferry/demo/",  # the demo describes its own sample database
+        ),
+    ),
+}
+
+_STATEMENT = re.compile(
+    r"^\s*\(?\s*(SELECT|WITH|INSERT|UPDATE|DELETE)\b|\bFROM\s+pg_\w+\s+\w", re.I
 )
-SLOT_ORIGIN_HOMES = {"pgferry/pg/replication.py", "pgferry/cdc/sqlgen.py"}
-_STATEMENT = re.compile(r"^\s*(SELECT|WITH|INSERT|UPDATE|DELETE)\b|\bFROM\s+pg_replication", re.I)
+
+
+def _docstrings(tree: ast.Module) -> set[int]:
+    """ids of the docstring constants (prose, not SQL)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
 
 
 def _sql_strings(tree: ast.Module) -> list[str]:
-    """String constants that read as SQL statements (messages and fix hints do not)."""
+    """String constants and f-strings (their literal parts) that read as SQL statements;
+    docstrings, messages and fix hints do not."""
+    skip = _docstrings(tree)
+    inside_fstring = {
+        id(part)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.JoinedStr)
+        for part in node.values
+    }
     out = []
     for node in ast.walk(tree):
-        is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
-        if is_text and _STATEMENT.search(node.value):
-            out.append(node.value)
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(
+                p.value if isinstance(p, ast.Constant) and isinstance(p.value, str) else "{}"
+                for p in node.values
+            )
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) in skip or id(node) in inside_fstring:
+                continue
+            text = node.value
+        else:
+            continue
+        if _STATEMENT.search(text):
+            out.append(text)
     return out
 
 
-def test_slot_and_origin_sql_live_in_their_module() -> None:
+def _misplaced_sql() -> list[str]:
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = str(path.relative_to(PACKAGE.parent))
-        if rel in SLOT_ORIGIN_HOMES:
-            continue
         for text in _sql_strings(ast.parse(path.read_text())):
-            if SLOT_ORIGIN_SQL.search(text):
-                found.append(f"{rel}: {' '.join(text.split())[:80]}")
-    assert found == []
+            for subject, (pattern, homes) in SQL_HOMES.items():
+                if pattern.search(text) and not rel.startswith(homes):
+                    found.append(f"{subject} SQL in {rel}: {' '.join(text.split())[:80]}")
+    return found
 
 
-def test_the_sql_home_check_sees_slot_sql() -> None:
-    tree = ast.parse('q = "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s"')
-    assert [t for t in _sql_strings(tree) if SLOT_ORIGIN_SQL.search(t)]
+def test_sql_lives_in_the_module_that_owns_its_subject() -> None:
+    assert _misplaced_sql() == []
+
+
+def test_the_sql_home_check_sees_misplaced_sql() -> None:
+    """Each pattern finds a statement of its subject (the test above could not fail otherwise)."""
+    samples = {
+        "slot/origin": 'q = "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s"',
+        "settings": 'q = "SELECT pg_catalog.set_config(%s, %s, false)"',
+        "activity": 'q = f"SELECT pid FROM pg_stat_activity WHERE datname = {name}"',
+        "catalog": 'q = """\n  SELECT c.oid FROM pg_catalog.pg_class c"""',
+    }
+    for subject, code in samples.items():
+        texts = _sql_strings(ast.parse(code))
+        pattern = SQL_HOMES[subject][0]
+        assert [t for t in texts if pattern.search(t)], subject
+    prose = ast.parse('def f():\n    """Values come from pg_settings.reset_val."""')
+    assert _sql_strings(prose) == []

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from pgferry.ops.compare import (
+from pgferry.checks.compare import (
     DataComparison,
     LargeObjectResult,
     SequenceResult,
     TableResult,
     diff_objects,
-    display_name,
     fingerprint_query,
     sequence_behind,
     sequence_query,
 )
+from pgferry.text import display_name
 
 LONG = "ü" * 31 + "x"  # 63 bytes in UTF-8: the longest identifier PostgreSQL keeps
 HOSTILE = [

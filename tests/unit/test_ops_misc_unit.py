@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
+from pgferry.admin import replica_identity as ri
+from pgferry.admin import stop as st
+from pgferry.admin import target_clean as tc
 from pgferry.catalog.filters import QualifiedName, parse_filters
 from pgferry.catalog.row_identity import RowIdentity
-from pgferry.ops import params as p
-from pgferry.ops import replica_identity as ri
-from pgferry.ops import stop as st
-from pgferry.ops import target_clean as tc
-from pgferry.ops.diagnose import SampledSession, judge, wait_meaning
-from pgferry.ops.report import Verdict
+from pgferry.checks import params as p
+from pgferry.checks.diagnose import SampledSession, judge, wait_meaning
+from pgferry.checks.report import Verdict
 from pgferry.pg.replication import drop_origin_sql
 
 HOSTILE = ['a"b', "x; DROP TABLE t; --", "Ünïcödé 表", "with.dot", "MixedCase", "y" * 63]

@@ -13,7 +13,7 @@ import pytest
 
 from pgferry.catalog.filters import QualifiedName, no_filters, parse_filters
 from pgferry.catalog.row_identity import RowIdentity
-from pgferry.ops.preflight import (
+from pgferry.checks.preflight import (
     AvailableExtension,
     RoleFacts,
     ScopeTable,
@@ -36,7 +36,7 @@ from pgferry.ops.preflight import (
     table_in_scope,
     unmatched_filter_names,
 )
-from pgferry.ops.report import Verdict
+from pgferry.checks.report import Verdict
 from pgferry.pg.replication import SlotRow
 
 GiB = 1024**3
@@ -247,9 +247,9 @@ def test_wal2json_numbers_warning() -> None:
     """wal2json 2.5 turns NaN/Infinity into NULL: warned about only when it matters."""
     from dataclasses import replace
 
-    from pgferry.ops.preflight.facts import PreflightOptions
-    from pgferry.ops.preflight.tables import check_special_tables
-    from pgferry.ops.report import Report
+    from pgferry.checks.preflight.facts import PreflightOptions
+    from pgferry.checks.preflight.tables import check_special_tables
+    from pgferry.checks.report import Report
 
     floats = replace(_table("d", has_pk=True), float_columns=True)
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from pgferry.admin.detach import strip_detach
 from pgferry.cdc.protocol import pg_now
 from pgferry.cdc.spool import SpoolBacklog, SpoolWriter, spool_backlog
 from pgferry.monitor.cdc_status import CdcHistory, CdcSample
 from pgferry.monitor.status import copy_progress, operation_label, unit_counts
-from pgferry.ops.detach import strip_detach
 from pgferry.pg.conninfo import move_passwords
 from pgferry.state.store import Status, TableRow, UnitKind, UnitRow
 

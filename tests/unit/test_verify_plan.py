@@ -9,8 +9,8 @@ import random
 import pytest
 
 from pgferry.catalog.filters import parse_filters
-from pgferry.ops.compare import FilterScope, SchemaObject
-from pgferry.ops.verify import (
+from pgferry.catalog.objects import FilterScope, SchemaObject
+from pgferry.checks.verify import (
     DIFFERENT,
     MOVED,
     ONLY_SOURCE,
