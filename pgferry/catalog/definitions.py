@@ -321,22 +321,7 @@ DECORATION_QUERIES: dict[str, str] = {
            AND {_NS} AND {not_member("pg_type", "t.oid")}""",
 }
 
-# The relations and sequences whose contents the comparisons read, in the same scope.
-COMPARED_RELATIONS_SQL = f"""
-SELECT n.nspname, c.relname, c.relkind::text, c.relispopulated,
-       CASE WHEN c.relkind = 'r' OR c.relispopulated THEN pg_catalog.pg_relation_size(c.oid)
-            ELSE 0 END,
-       coalesce((SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum)
-                   FROM pg_catalog.pg_attribute a
-                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{{}}')
-  FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'm')
-   AND c.relpersistence IN ('p', 'u')
-   AND {SYSTEM_SCHEMA_FILTER}
-   AND {not_member("pg_class", "c.oid")}
-"""
-
+# The sequences whose positions the comparisons read, in the same scope.
 COMPARED_SEQUENCES_SQL = f"""
 SELECT n.nspname, c.relname, s.seqincrement,
        pg_catalog.has_sequence_privilege(c.oid, 'SELECT')
@@ -350,7 +335,8 @@ SELECT n.nspname, c.relname, s.seqincrement,
 """
 
 
-# Relations with their sizes, row estimates and usable keys (what verify pairs tables by).
+# Relations with their sizes, row estimates and usable keys (what compare reads and verify
+# pairs tables by).
 # A usable key: a valid unique btree index without predicate or expressions whose key
 # columns are all NOT NULL; the primary key first, then the narrowest.
 KEYED_RELATIONS_SQL = f"""

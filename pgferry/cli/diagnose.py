@@ -6,7 +6,6 @@ import argparse
 import logging
 from typing import Any
 
-from pgferry.checks import diagnose as diag_ops
 from pgferry.cli.common import (
     add_logging_flags,
     add_source,
@@ -17,6 +16,7 @@ from pgferry.cli.common import (
 )
 from pgferry.cli.env import env_value
 from pgferry.errors import InputError
+from pgferry.monitor import diagnose as diag_ops
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.sessions import dir_tag
 from pgferry.state.store import StateStore

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pgferry.catalog.filters import FilterError, Filters, no_filters, parse_filters
-from pgferry.checks.providers import PROVIDERS, provider_filters
+from pgferry.catalog.providers import PROVIDERS, provider_filters
 from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,

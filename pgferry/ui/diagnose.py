@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TextIO, cast
+from typing import TYPE_CHECKING, TextIO, cast
 
 from rich.console import Console
 from rich.table import Table
 
-from pgferry.checks.diagnose import Diagnosis, SideDiagnosis
 from pgferry.text import human_bytes, human_duration
 from pgferry.ui.report import render_report
+
+if TYPE_CHECKING:  # annotations only: diagnose (monitor/) sits above ui/
+    from pgferry.monitor.diagnose import Diagnosis, SideDiagnosis
 
 
 def render_diagnosis(console: Console, d: Diagnosis) -> None:

@@ -196,6 +196,7 @@ def drop_origin(p: DbPair) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plugin", ["test_decoding", "wal2json"])
 def test_clone_follow_under_writes(dbpair: DbPair, plugin: str) -> None:
     p = dbpair
@@ -252,6 +253,7 @@ def _big_step(conn: psycopg.Connection, rng: random.Random) -> None:
         conn.execute("DELETE FROM t_big WHERE id = %s", (rng.randrange(1, 300000),))
 
 
+@pytest.mark.slow
 def test_kill_during_copy_with_writes_then_resume(dbpair: DbPair) -> None:
     """The redone copy runs under a new snapshot; apply skips what it already holds."""
     p = dbpair
@@ -281,6 +283,7 @@ def test_kill_during_copy_with_writes_then_resume(dbpair: DbPair) -> None:
     drop_origin(p)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["1", "64"])
 def test_kill_during_prefetch_and_during_apply(dbpair: DbPair, group: str) -> None:
     """With --group-txns 64 the kill lands inside groups of transactions."""
@@ -326,6 +329,7 @@ def test_kill_during_prefetch_and_during_apply(dbpair: DbPair, group: str) -> No
     drop_origin(p)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["1", "64"])
 def test_kill_between_commit_and_acknowledgement(dbpair: DbPair, group: str) -> None:
     """Crash right after transactions commit on the target, before pgferry records them:
@@ -351,6 +355,7 @@ def test_kill_between_commit_and_acknowledgement(dbpair: DbPair, group: str) -> 
     drop_origin(p)
 
 
+@pytest.mark.slow
 def test_kill_at_random_moments_then_resume(dbpair: DbPair) -> None:
     """kill -9 at random moments of clone --follow under writes (from the first second to
     the cutover itself), each followed by --resume: the end state is exact."""
@@ -384,6 +389,7 @@ def test_kill_at_random_moments_then_resume(dbpair: DbPair) -> None:
     drop_origin(p)
 
 
+@pytest.mark.slow
 def test_target_lost_during_apply_reconnects(dbpair: DbPair) -> None:
     """The target's apply session is terminated, then the target crashes (immediate
     stop: its last asynchronous commits are lost) and stays down a few seconds while
@@ -434,6 +440,7 @@ def slot_active(p: DbPair, slot: str) -> bool:
     return bool(row and row[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plugin", ["test_decoding", "wal2json"])
 def test_walsender_terminated_during_apply(dbpair: DbPair, plugin: str) -> None:
     """pgferry's walsender is terminated on the source three times while apply follows

@@ -96,6 +96,7 @@ def _cleanup(p: DbPair) -> None:
     )
 
 
+@pytest.mark.slow
 def test_million_row_transaction_bounded_memory_and_toast(dbpair: DbPair) -> None:
     """1M rows in one transaction (many WAL segments) with bounded memory; an UPDATE that
     leaves a TOASTed value unchanged keeps it."""
@@ -380,6 +381,7 @@ def test_canceled_apply_is_retried(dbpair: DbPair) -> None:
     _cleanup(p)
 
 
+@pytest.mark.slow
 def test_slot_position_advances_during_a_long_copy(dbpair: DbPair) -> None:
     """The source does not keep WAL for the whole copy: what is on local disk is
     acknowledged while the copy still runs."""
@@ -627,6 +629,7 @@ def test_covering_keys_identify_rows_by_their_key_columns(dbpair: DbPair, plugin
     )
 
 
+@pytest.mark.slow
 def test_table_truncated_after_the_snapshot_is_copied_again(dbpair: DbPair) -> None:
     """TRUNCATE is not MVCC-safe: committed after the slot's snapshot but before the
     table's copy starts, it would make the copy read an empty table (and apply then miss
@@ -706,6 +709,7 @@ def test_names_with_percent_signs(dbpair: DbPair) -> None:
     _cleanup(p)
 
 
+@pytest.mark.slow
 def test_a_copy_waiting_behind_an_exclusive_lock_is_taken_again(dbpair: DbPair) -> None:
     """A session holds ACCESS EXCLUSIVE on a table (a long ALTER TABLE, a TRUNCATE
     waiting behind a copy): the copy gives up waiting after its lock timeout, and the

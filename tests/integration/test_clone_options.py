@@ -143,6 +143,7 @@ def test_resume_with_other_plan_options_is_refused(source: DbPair) -> None:
     assert_same_database(p.source_uri, p.target_uri)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_resumes(source: DbPair) -> None:
     p = source
     with p.src_conn() as conn:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.cli import run_pgferry
 
 
+@pytest.mark.slow
 def test_demo_clones_proves_equality_and_cleans_up() -> None:
     result = run_pgferry("demo", timeout=300)
     out = result.stdout

@@ -23,7 +23,7 @@ from tests.explorer.runner import Clusters, Limits, Status, plan_seed, run_seed
 #  12: INCLUDE keys, inheritance; a walsender terminated while the workload streams
 #  24: kill -9 and --resume, the source restarted
 QUICK = {"test_decoding": (5, 9, 15), "wal2json": (10, 12, 24)}
-SLOW = range(20, 40)
+EXTRA = range(20, 40)
 
 # CI bounds: a stuck run fails in minutes, as a HANG with its seed, not at the job's limit.
 CI_LIMITS = Limits(seed=240.0, apply_start=90.0, cutover=120.0)
@@ -38,6 +38,7 @@ def _explore(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("plugin", "seed"), [(plugin, seed) for plugin, seeds in QUICK.items() for seed in seeds]
 )
@@ -59,9 +60,9 @@ def test_explorer_full_identity_null_columns(
     _explore(source_cluster, target_cluster, tmp_path, 43, "test_decoding")
 
 
-@pytest.mark.slow
+@pytest.mark.extra
 @pytest.mark.parametrize("plugin", ["test_decoding", "wal2json"])
-@pytest.mark.parametrize("seed", SLOW)
+@pytest.mark.parametrize("seed", EXTRA)
 def test_explorer_more_seeds(
     source_cluster: LocalCluster,
     target_cluster: LocalCluster,

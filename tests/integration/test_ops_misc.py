@@ -347,6 +347,7 @@ CREATE INDEX slowidx_slow ON app.slowidx (app.slow(id));
 """
 
 
+@pytest.mark.slow
 def test_diagnose_and_stop_a_running_clone_then_resume(dbpair: DbPair) -> None:
     p = dbpair
     with p.src_conn() as conn:

@@ -54,6 +54,7 @@ def _assert_no_duplicates(p: DbPair) -> None:
     assert source == target
 
 
+@pytest.mark.slow
 def test_kill_during_copy_then_resume(crash_source: DbPair) -> None:
     p = crash_source
     proc = start_pgferry(*_args(p), env=SLOW_COPY)
@@ -76,6 +77,7 @@ def test_kill_during_copy_then_resume(crash_source: DbPair) -> None:
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
 
 
+@pytest.mark.slow
 def test_kill_during_index_build_then_resume(crash_source: DbPair) -> None:
     p = crash_source
     proc = start_pgferry(*_args(p))
@@ -93,6 +95,7 @@ def test_kill_during_index_build_then_resume(crash_source: DbPair) -> None:
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
 
 
+@pytest.mark.slow
 def test_kill_twice_then_resume(crash_source: DbPair) -> None:
     """Killed during the copy, then again while resuming: still exact."""
     p = crash_source
@@ -112,6 +115,7 @@ def test_kill_twice_then_resume(crash_source: DbPair) -> None:
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
 
 
+@pytest.mark.slow
 def test_kill_at_random_moments_then_resume(crash_source: DbPair) -> None:
     """kill -9 at random moments (preflight, schema, copy, indexes, constraints, vacuum,
     post-data), each followed by --resume: the end state is an exact copy."""
@@ -134,6 +138,7 @@ def test_kill_at_random_moments_then_resume(crash_source: DbPair) -> None:
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_before_anything_was_recorded(crash_source: DbPair) -> None:
     """Killed after it created DIR and its log, before its state store: --resume starts
     afresh (nothing was written to either server) instead of refusing."""
@@ -202,6 +207,7 @@ def test_partitioned_indexes_come_out_valid_at_any_restore_jobs(dbpair: DbPair) 
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
 
 
+@pytest.mark.slow
 def test_kill_after_pre_data_before_its_record_then_resume(crash_source: DbPair) -> None:
     """Killed (or DIR full) after the single-transaction pre-data committed, before it
     was recorded: --resume sees the target holds it and goes on, instead of restoring it

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 from pgferry.state.store import StateStore, UnitKind
 from tests.helpers.cli import run_pgferry
 from tests.helpers.compare import assert_same_database
@@ -105,6 +107,7 @@ def test_split_max_parts_caps_parts(dbpair: DbPair) -> None:
     assert_same_database(p.source_uri, p.target_uri)
 
 
+@pytest.mark.slow
 def test_list_progress_while_running(dbpair: DbPair) -> None:
     """Another process reads the state store while the clone runs."""
     p = dbpair

@@ -116,6 +116,7 @@ def running_unit(kind: str, label: str):
     )
 
 
+@pytest.mark.slow
 def test_status_during_and_after_a_clone(monitored: DbPair) -> None:
     p = monitored
     proc = start_pgferry(*_args(p))
@@ -239,6 +240,7 @@ def test_status_after_a_failure(monitored: DbPair) -> None:
     assert "FAILED" in text.stdout and "boom on the target" in text.stdout
 
 
+@pytest.mark.slow
 def test_status_after_kill_9(monitored: DbPair) -> None:
     p = monitored
     proc = start_pgferry(*_args(p))
@@ -265,6 +267,7 @@ def test_status_after_kill_9(monitored: DbPair) -> None:
     assert code == 0 and report["state"] == "finished" and report["run"]["runs"] == 2
 
 
+@pytest.mark.slow
 def test_cdc_status_under_pgbench(dbpair: DbPair) -> None:
     p = dbpair
     bench = Pgbench(p.source_uri)
@@ -334,6 +337,7 @@ def _pgferry_cmdline(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
+@pytest.mark.slow
 def test_detach_survives_its_shell(monitored: DbPair) -> None:
     p = monitored
     for cluster in (p.source, p.target):

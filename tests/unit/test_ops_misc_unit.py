@@ -19,8 +19,8 @@ from pgferry.admin import target_clean as tc
 from pgferry.catalog.filters import QualifiedName, parse_filters
 from pgferry.catalog.row_identity import RowIdentity
 from pgferry.checks import params as p
-from pgferry.checks.diagnose import SampledSession, judge, wait_meaning
 from pgferry.checks.report import Verdict
+from pgferry.monitor.diagnose import SampledSession, judge, wait_meaning
 from pgferry.pg.replication import drop_origin_sql
 
 HOSTILE = ['a"b', "x; DROP TABLE t; --", "Ünïcödé 表", "with.dot", "MixedCase", "y" * 63]

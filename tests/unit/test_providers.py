@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pgferry.catalog.filters import parse_filters
-from pgferry.checks.providers import (
+from pgferry.catalog.providers import (
     PROVIDERS,
     SELF_HOSTED,
     ProviderMarkers,

@@ -10,32 +10,36 @@ import pytest
 
 from pgferry.catalog.filters import parse_filters
 from pgferry.catalog.objects import FilterScope, SchemaObject
-from pgferry.checks.verify import (
+from pgferry.checks.verify.counts import estimate_drift
+from pgferry.checks.verify.locate import (
     DIFFERENT,
     MOVED,
     ONLY_SOURCE,
     ONLY_TARGET,
-    Key,
-    KeyRange,
     RowDifference,
-    TableSpec,
-    chunk_count,
     diff_rows,
-    edge_query,
-    estimate_drift,
-    fingerprint_range_query,
-    key_text,
     locate_rows,
+)
+from pgferry.checks.verify.queries import (
+    TableSpec,
+    edge_query,
+    fingerprint_range_query,
     lookup_query,
-    loosely_equal,
-    quick_ranges,
     range_condition,
     rows_query,
-    sample_percent,
     split_points_query,
+)
+from pgferry.checks.verify.quick import quick_ranges
+from pgferry.checks.verify.ranges import (
+    Key,
+    KeyRange,
+    chunk_count,
+    key_text,
+    sample_percent,
     split_range,
     spread_bounds,
 )
+from pgferry.checks.verify.schema import loosely_equal
 
 LONG = "ü" * 31 + "x"  # 63 bytes in UTF-8: the longest identifier PostgreSQL keeps
 HOSTILE = [

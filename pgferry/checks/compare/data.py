@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 import psycopg
 
@@ -21,7 +21,7 @@ from pgferry.checks.compare.results import (
     SequenceResult,
     TableResult,
 )
-from pgferry.checks.compare.side import Relation, Side, savepoint
+from pgferry.checks.compare.side import Relation, Side, savepoint, side_pools
 from pgferry.checks.compare.sqltext import fingerprint_query
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.describe import error_text
@@ -76,13 +76,9 @@ def _compare_tables(
     keys = set(wanted) if wanted is not None else src_rels.keys() | tgt_rels.keys()
     # Biggest first, so that the last table to finish is a small one.
     order = sorted(keys, key=lambda k: (-_size(k, src_rels, tgt_rels), k))
-    pools = [
-        ThreadPoolExecutor(jobs, thread_name_prefix="compare-source"),
-        ThreadPoolExecutor(jobs, thread_name_prefix="compare-target"),
-    ]
     pending: list[tuple[tuple[str, str], Future[_Outcome] | None, Future[_Outcome] | None]] = []
     results: list[TableResult] = []
-    try:
+    with side_pools(src, tgt, jobs, "compare") as pools:
         for key in order:
             s_rel, t_rel = src_rels.get(key), tgt_rels.get(key)
             columns = _common_columns(s_rel, t_rel)
@@ -102,15 +98,6 @@ def _compare_tables(
             results.append(result)
             if on_table is not None:
                 on_table(result)
-    except BaseException:
-        for pool in pools:
-            pool.shutdown(wait=False, cancel_futures=True)
-        src.cancel()
-        tgt.cancel()
-        raise
-    finally:
-        for pool in pools:
-            pool.shutdown(wait=True)
     return sorted(results, key=lambda r: (r.schema, r.name))
 
 

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgferry.catalog.definitions import COMPARED_RELATIONS_SQL, COMPARED_SEQUENCES_SQL
+from pgferry.catalog.definitions import COMPARED_SEQUENCES_SQL, KEYED_RELATIONS_SQL
 from pgferry.catalog.facts import large_object_oids
 from pgferry.checks.compare.sqltext import LARGE_OBJECT_CHUNK_SQL, sequence_query
 from pgferry.pg.conninfo import ConnInfo
@@ -28,6 +29,7 @@ from pgferry.pg.describe import error_text
 from pgferry.pg.profiles import COMPARE_HOLDER, COMPARE_OUTPUT
 from pgferry.pg.query import with_params
 from pgferry.pg.settings import set_settings
+from pgferry.text import display_name
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +45,28 @@ LARGE_OBJECT_BATCH = 5000  # objects per query
 
 @dataclass(frozen=True)
 class Relation:
-    """One table or materialized view on one side, as data compare reads it."""
+    """One table or materialized view on one side, as compare and verify read it."""
 
     schema: str
     name: str
     kind: str  # 'r' or 'm'
     populated: bool
-    bytes: int
+    reltuples: float
+    live_tuples: int | None
+    bytes: int  # pg_table_size
     columns: tuple[str, ...]  # in attnum order, generated columns included
+    keys: tuple[tuple[str, ...], ...]  # usable keys (unique, valid, not null), best first
+
+    @property
+    def qualname(self) -> str:
+        return display_name(self.schema, self.name)
+
+    @property
+    def estimated_rows(self) -> float | None:
+        """reltuples, or the statistics collector's count when never analyzed (-1)."""
+        if self.reltuples >= 0:
+            return self.reltuples
+        return float(self.live_tuples) if self.live_tuples is not None else None
 
 
 def begin_read(
@@ -127,10 +143,20 @@ class Side:
 
     # -- catalog, sequences and large objects: on the holder --------------------------
     def relations(self) -> dict[tuple[str, str], Relation]:
-        rows = self.holder.execute(COMPARED_RELATIONS_SQL).fetchall()
+        """The side's tables and materialized views in the migration's scope."""
         return {
-            (r[0], r[1]): Relation(r[0], r[1], r[2], bool(r[3]), int(r[4]), tuple(r[5]))
-            for r in rows
+            (r[0], r[1]): Relation(
+                schema=r[0],
+                name=r[1],
+                kind=r[2],
+                populated=bool(r[3]),
+                reltuples=float(r[4]),
+                live_tuples=None if r[5] is None else int(r[5]),
+                bytes=int(r[6] or 0),
+                columns=tuple(r[7]),
+                keys=tuple(tuple(k) for k in r[8] or ()),
+            )
+            for r in self.holder.execute(KEYED_RELATIONS_SQL).fetchall()
         }
 
     def sequences(self) -> dict[tuple[str, str], tuple[int, bool, int] | str]:
@@ -234,3 +260,26 @@ class Side:
             conns, self._workers = self._workers + [self.holder], []
         for conn in conns:
             conn.close()
+
+
+@contextmanager
+def side_pools(
+    src: Side, tgt: Side, jobs: int, name: str
+) -> Iterator[tuple[ThreadPoolExecutor, ThreadPoolExecutor]]:
+    """One pool of `jobs` reader threads per side. On any error, reads not yet started are
+    dropped and both sides' running statements cancelled, so that it surfaces at once."""
+    pools = (
+        ThreadPoolExecutor(jobs, thread_name_prefix=f"{name}-source"),
+        ThreadPoolExecutor(jobs, thread_name_prefix=f"{name}-target"),
+    )
+    try:
+        yield pools
+    except BaseException:
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        src.cancel()
+        tgt.cancel()
+        raise
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True)

@@ -2,7 +2,7 @@
 migrate: a pooler that breaks snapshots, and schemas, extensions and event triggers the
 provider owns that the filters do not exclude yet.
 
-What each provider looks like and what it owns lives in `pgferry.checks.providers`; this
+What each provider looks like and what it owns lives in `pgferry.catalog.providers`; this
 module matches that against the source and the user's filters.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import psycopg
 
+from pgferry.catalog import providers
 from pgferry.catalog.facts import event_trigger_names, extension_names
 from pgferry.catalog.filters import Filters, parse_filters
-from pgferry.checks import providers
 from pgferry.checks.preflight.facts import LISTED, SourceNames
 from pgferry.checks.report import Report
 from pgferry.pg.conninfo import ConnInfo

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from pgferry.checks import providers
+from pgferry.catalog import providers
 from pgferry.checks.preflight.facts import LISTED, PreflightOptions, RoleFacts, SourceFacts
 from pgferry.checks.preflight.session import fetch_one, guarded_check
 from pgferry.checks.report import Check, Report, Verdict

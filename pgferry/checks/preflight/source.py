@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry.catalog import providers
 from pgferry.catalog.facts import (
     all_tables_publications,
     catalog_object_count,
@@ -24,7 +25,6 @@ from pgferry.catalog.facts import (
 )
 from pgferry.catalog.filters import Filters, QualifiedName
 from pgferry.catalog.inspect import INDEX_NAMES_SQL, OLDEST_DATABASE_XID_SQL, ROLE_RIGHTS_SQL
-from pgferry.checks import providers
 from pgferry.checks.preflight.capacity import EXTRA_SOURCE_SESSIONS, check_connections
 from pgferry.checks.preflight.facts import (
     LISTED,

@@ -14,11 +14,11 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
+from pgferry.catalog import providers
 from pgferry.catalog.facts import current_role, schema_names
 from pgferry.catalog.filters import Filters
 from pgferry.catalog.inspect import FUNCTION_RIGHTS_SQL
 from pgferry.catalog.target import user_objects
-from pgferry.checks import providers
 from pgferry.checks.preflight.capacity import (
     EXTRA_TARGET_SESSIONS,
     check_connections,

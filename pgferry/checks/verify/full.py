@@ -9,13 +9,13 @@ key is compared whole.
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
 import psycopg
 
-from pgferry.checks.compare import Side
+from pgferry.checks.compare.side import Side, side_pools
 from pgferry.checks.report import Report, Verdict
 from pgferry.checks.verify.catalog import Pair
 from pgferry.checks.verify.options import VerifyOptions
@@ -35,12 +35,8 @@ def full_data(
     report: Report, src: Side, tgt: Side, pairs: list[Pair], jobs: int, opts: VerifyOptions
 ) -> None:
     """Every row of every table compared, chunk by chunk; differences located."""
-    pools = (
-        ThreadPoolExecutor(jobs, thread_name_prefix="verify-source"),
-        ThreadPoolExecutor(jobs, thread_name_prefix="verify-target"),
-    )
     outcomes: list[TableOutcome] = []
-    try:
+    with side_pools(src, tgt, jobs, "verify") as pools:
         plans = [(p, pools[0].submit(_plan_chunks, p, src, opts)) for p in pairs]
         work: list[tuple[TableOutcome, list[tuple[KeyRange, Future[Any], Future[Any]]]]] = []
         for p, plan in plans:
@@ -74,15 +70,6 @@ def full_data(
                 outcome.rows += s[0]
                 if s != t:
                     outcome.differing.append((rng, s, t))
-    except BaseException:
-        for pool in pools:
-            pool.shutdown(wait=False, cancel_futures=True)
-        src.cancel()
-        tgt.cancel()
-        raise
-    finally:
-        for pool in pools:
-            pool.shutdown(wait=True)
     for o in outcomes:
         if o.differing and not o.whole:
             guarded_outcome(o, partial(_locate_chunks, o, src, tgt, opts))
