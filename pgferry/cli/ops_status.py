@@ -80,7 +80,7 @@ def _interval(args: argparse.Namespace) -> float:
 
 
 def handle_status(args: argparse.Namespace) -> int:
-    from pgferry.monitor.status import Servers, status_report
+    from pgferry.monitor.status import Servers, StatusReport, status_report
     from pgferry.ui.dashboard import render_status, show, watch
 
     workdir = resolve_dir(args)
@@ -89,7 +89,7 @@ def handle_status(args: argparse.Namespace) -> int:
     )
     try:
 
-        def build() -> dict[str, Any]:
+        def build() -> StatusReport:
             return status_report(workdir, servers=servers, window=args.window)
 
         if args.watch is None:

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import psycopg
 
@@ -42,7 +42,15 @@ from pgferry.cdc.protocol import current_wal_lsn, pg_time_to_unix
 from pgferry.cdc.spool import SpoolBacklog, spool_backlog
 from pgferry.checks.report import Report
 from pgferry.errors import InputError
-from pgferry.monitor.status import RunInfo, RunState, Servers, log_summary, run_info
+from pgferry.monitor.status import (
+    LogSummary,
+    RunInfo,
+    RunJson,
+    RunState,
+    Servers,
+    log_summary,
+    run_info,
+)
 from pgferry.pg import replication
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none
@@ -57,6 +65,108 @@ SAMPLE_SECONDS = 2.0
 
 
 # -- one sample ------------------------------------------------------------------------
+
+
+# -- the report's shape: JSON (`cdc-status --json`) and what the dashboard reads ---------
+
+
+class CdcRates(TypedDict):
+    apply_bytes_per_second: float | None
+    apply_bytes_per_hour: float | None
+    apply_txns_per_second: float | None
+    source_wal_bytes_per_second: float | None
+    window_seconds: float | None
+    samples: int
+
+
+class CdcPositions(TypedDict):
+    startpos: str | None
+    received: str | None
+    flushed: str | None
+    applied: str | None
+    applied_origin: str | None
+    applied_sentinel: str | None
+    applied_effective: str | None
+    source_current: str | None
+    endpos: str | None
+
+
+class ApplyFigures(TypedDict):
+    state: str
+    enabled: bool
+    applied_txns: int
+    pending_txns: int
+    group_txns: int
+    pending_spool_bytes: int
+
+
+class Backlog(TypedDict):
+    bytes: int | None
+    basis: str
+    to_receive_bytes: int | None
+    to_flush_bytes: int | None
+    to_apply_bytes: int | None
+
+
+class EndposJson(TypedDict):
+    lsn: str | None
+    reached: bool | None
+    remaining_bytes: int | None
+
+
+class Lag(TypedDict):
+    seconds: float | None
+    basis: str | None
+    last_applied_commit_time: float | None
+    oldest_pending_commit_time: float | None
+
+
+class CaughtUp(TypedDict):
+    caught_up: bool
+    reasons: list[str]
+
+
+class CdcReport(TypedDict):
+    """`pgferry cdc-status`: the whole report."""
+
+    dir: str
+    generated_at: float
+    run: RunJson
+    state: str
+    slot: str | None
+    origin: str | None
+    plugin: str | None
+    positions: CdcPositions
+    apply: ApplyFigures
+    backlog: Backlog
+    rate: CdcRates
+    eta_seconds: float | None
+    eta_note: str
+    endpos: EndposJson
+    lag: Lag
+    slot_health: dict[str, Any] | None  # pg.replication.slot_health, with name and exists
+    source_database_bytes: int | None
+    caught_up: CaughtUp
+    log: LogSummary | None
+    server_errors: dict[str, str]
+    checks: NotRequired[list[dict[str, Any]]]  # the report's check lines (checks.report)
+    verdict: NotRequired[str]
+    exit_code: NotRequired[int]
+
+
+class CdcSummary(TypedDict):
+    """The CDC part of `pgferry status`."""
+
+    slot: str | None
+    origin: str | None
+    plugin: str | None
+    positions: CdcPositions
+    apply: ApplyFigures
+    backlog: Backlog
+    endpos: EndposJson
+    lag: Lag
+    caught_up: bool
+    slot_health: NotRequired[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -154,15 +264,15 @@ class CdcHistory:
         while len(self.samples) > 2 and sample.mono - self.samples[0].mono > self.window:
             self.samples.popleft()
 
-    def rates(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "apply_bytes_per_second": None,
-            "apply_bytes_per_hour": None,
-            "apply_txns_per_second": None,
-            "source_wal_bytes_per_second": None,
-            "window_seconds": None,
-            "samples": len(self.samples),
-        }
+    def rates(self) -> CdcRates:
+        out = CdcRates(
+            apply_bytes_per_second=None,
+            apply_bytes_per_hour=None,
+            apply_txns_per_second=None,
+            source_wal_bytes_per_second=None,
+            window_seconds=None,
+            samples=len(self.samples),
+        )
         if len(self.samples) < 2:
             return out
         first, last = self.samples[0], self.samples[-1]
@@ -240,15 +350,15 @@ def apply_state(store: StateStore, info: RunInfo, sample: CdcSample) -> str:
     return "waiting for the data phase to finish"
 
 
-def _lag(sample: CdcSample, to_receive: int | None, slot: dict[str, Any] | None) -> dict:
+def _lag(sample: CdcSample, to_receive: int | None, slot: dict[str, Any] | None) -> Lag:
     oldest = sample.spool.oldest_pending
     last = sample.spool.last_applied
-    out: dict[str, Any] = {
-        "seconds": None,
-        "basis": None,
-        "last_applied_commit_time": pg_time_to_unix(last.commit_time) if last else None,
-        "oldest_pending_commit_time": pg_time_to_unix(oldest.commit_time) if oldest else None,
-    }
+    out = Lag(
+        seconds=None,
+        basis=None,
+        last_applied_commit_time=pg_time_to_unix(last.commit_time) if last else None,
+        oldest_pending_commit_time=pg_time_to_unix(oldest.commit_time) if oldest else None,
+    )
     if oldest is not None:
         out["seconds"] = max(0.0, sample.at - pg_time_to_unix(oldest.commit_time))
         out["basis"] = "age of the oldest received transaction not applied yet"
@@ -266,7 +376,7 @@ def _lag(sample: CdcSample, to_receive: int | None, slot: dict[str, Any] | None)
     return out
 
 
-def _verdict(state: str, backlog: int | None, lag: float | None, basis: str) -> dict[str, Any]:
+def _verdict(state: str, backlog: int | None, lag: float | None, basis: str) -> CaughtUp:
     reasons = []
     ok = True
     if state not in ("applying", "done"):
@@ -290,11 +400,11 @@ def _verdict(state: str, backlog: int | None, lag: float | None, basis: str) -> 
     else:
         ok = False
         reasons.append(f"lag {human_duration(lag)} >= {CAUGHT_UP_SECONDS:.0f}s")
-    return {"caught_up": ok, "reasons": reasons}
+    return CaughtUp(caught_up=ok, reasons=reasons)
 
 
 def _eta(
-    state: str, verdict: bool, backlog: int | None, rates: dict[str, Any]
+    state: str, verdict: bool, backlog: int | None, rates: CdcRates
 ) -> tuple[float | None, str]:
     if verdict:
         return 0.0, "caught up"
@@ -325,7 +435,7 @@ def build_cdc_report(
     history: CdcHistory,
     *,
     details: bool = True,
-) -> dict[str, Any]:
+) -> CdcReport:
     """The report for the newest sample in `history` (taken by the caller); without
     `details` (the summary in `status`) the database size and the log are left out."""
     sample = history.samples[-1]
@@ -359,55 +469,55 @@ def build_cdc_report(
     reached = None
     if endpos is not None:
         reached = done or (effective is not None and effective >= endpos)
-    report: dict[str, Any] = {
-        "dir": str(wd.path),
-        "generated_at": sample.at,
-        "run": info.to_json(sample.at),
-        "state": str(info.state),
-        "slot": slot_name,
-        "origin": store.get_meta(Meta.CDC_ORIGIN),
-        "plugin": store.get_meta(Meta.CDC_PLUGIN),
-        "positions": {
-            "startpos": _lsn(sample.startpos),
-            "received": _lsn(sample.received),
-            "flushed": _lsn(sample.flushed),
-            "applied": _lsn(sample.applied),
-            "applied_origin": _lsn(sample.origin_applied),
-            "applied_sentinel": _lsn(sample.sentinel_applied),
-            "applied_effective": _lsn(effective),
-            "source_current": _lsn(sample.source_current),
-            "endpos": _lsn(endpos),
-        },
-        "apply": {
-            "state": state,
-            "enabled": sample.apply_enabled,
-            "applied_txns": sample.applied_txns,
-            "pending_txns": sample.spool.pending_txns,
-            "group_txns": group_txns,
-            "pending_spool_bytes": sample.spool.pending_bytes,
-        },
-        "backlog": {
-            "bytes": backlog,
-            "basis": basis,
-            "to_receive_bytes": to_receive,
-            "to_flush_bytes": _diff(sample.received, sample.flushed),
-            "to_apply_bytes": _diff(sample.flushed, effective),
-        },
-        "rate": rates,
-        "eta_seconds": eta,
-        "eta_note": eta_note,
-        "endpos": {
-            "lsn": _lsn(endpos),
-            "reached": reached,
-            "remaining_bytes": _diff(endpos, effective) if endpos is not None else None,
-        },
-        "lag": lag,
-        "slot_health": slot,
-        "source_database_bytes": _database_size(servers) if details else None,
-        "caught_up": verdict,
-        "log": log_summary(wd.log_file, info.started_at) if details else None,
-        "server_errors": dict(servers.errors),
-    }
+    report = CdcReport(
+        dir=str(wd.path),
+        generated_at=sample.at,
+        run=info.to_json(sample.at),
+        state=str(info.state),
+        slot=slot_name,
+        origin=store.get_meta(Meta.CDC_ORIGIN),
+        plugin=store.get_meta(Meta.CDC_PLUGIN),
+        positions=CdcPositions(
+            startpos=_lsn(sample.startpos),
+            received=_lsn(sample.received),
+            flushed=_lsn(sample.flushed),
+            applied=_lsn(sample.applied),
+            applied_origin=_lsn(sample.origin_applied),
+            applied_sentinel=_lsn(sample.sentinel_applied),
+            applied_effective=_lsn(effective),
+            source_current=_lsn(sample.source_current),
+            endpos=_lsn(endpos),
+        ),
+        apply=ApplyFigures(
+            state=state,
+            enabled=sample.apply_enabled,
+            applied_txns=sample.applied_txns,
+            pending_txns=sample.spool.pending_txns,
+            group_txns=group_txns,
+            pending_spool_bytes=sample.spool.pending_bytes,
+        ),
+        backlog=Backlog(
+            bytes=backlog,
+            basis=basis,
+            to_receive_bytes=to_receive,
+            to_flush_bytes=_diff(sample.received, sample.flushed),
+            to_apply_bytes=_diff(sample.flushed, effective),
+        ),
+        rate=rates,
+        eta_seconds=eta,
+        eta_note=eta_note,
+        endpos=EndposJson(
+            lsn=_lsn(endpos),
+            reached=reached,
+            remaining_bytes=_diff(endpos, effective) if endpos is not None else None,
+        ),
+        lag=lag,
+        slot_health=slot,
+        source_database_bytes=_database_size(servers) if details else None,
+        caught_up=verdict,
+        log=log_summary(wd.log_file, info.started_at) if details else None,
+        server_errors=dict(servers.errors),
+    )
     checks = cdc_checks(report, info, servers, done)
     report["checks"] = checks.to_json()["checks"]
     report["verdict"] = str(checks.verdict)
@@ -415,7 +525,7 @@ def build_cdc_report(
     return report
 
 
-def cdc_checks(report: dict[str, Any], info: RunInfo, servers: Servers, done: bool) -> Report:
+def cdc_checks(report: CdcReport, info: RunInfo, servers: Servers, done: bool) -> Report:
     """PASS/WARN/FAIL lines; any FAIL makes cdc-status exit non-zero."""
     r = Report("cdc-status")
     where = f"pgferry status --dir {report['dir']}"
@@ -493,14 +603,22 @@ def _b(n: int | None) -> str:
     return "?" if n is None else human_bytes(n)
 
 
-def cdc_summary(wd: WorkDir, store: StateStore, info: RunInfo, servers: Servers) -> dict[str, Any]:
+def cdc_summary(wd: WorkDir, store: StateStore, info: RunInfo, servers: Servers) -> CdcSummary:
     """The CDC part of `pgferry status`: one sample, no rates."""
     history = CdcHistory()
     history.add(take_sample(wd, store, servers))
     report = build_cdc_report(wd, store, info, servers, history, details=False)
-    keep = ("slot", "origin", "plugin", "positions", "apply", "backlog", "endpos", "lag")
-    out = {k: report[k] for k in keep}
-    out["caught_up"] = report["caught_up"]["caught_up"]
+    out = CdcSummary(
+        slot=report["slot"],
+        origin=report["origin"],
+        plugin=report["plugin"],
+        positions=report["positions"],
+        apply=report["apply"],
+        backlog=report["backlog"],
+        endpos=report["endpos"],
+        lag=report["lag"],
+        caught_up=report["caught_up"]["caught_up"],
+    )
     slot = report["slot_health"]
     if slot is not None:
         out["slot_health"] = {
@@ -517,7 +635,7 @@ def cdc_status_report(
     servers: Servers | None = None,
     history: CdcHistory | None = None,
     sample_seconds: float = SAMPLE_SECONDS,
-) -> dict[str, Any]:
+) -> CdcReport:
     """One cdc-status report. With `history` (--watch) one new sample is added to it;
     without, two samples `sample_seconds` apart give the rates (one when nothing runs)."""
 

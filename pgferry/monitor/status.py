@@ -22,10 +22,10 @@ import os
 import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import psycopg
 
@@ -37,10 +37,160 @@ from pgferry.pg.sessions import dir_tag
 from pgferry.state.store import Meta, StateStore, Status, TableRow, UnitKind, UnitRow
 from pgferry.state.workdir import WorkDir
 
+if TYPE_CHECKING:  # cdc_status builds on this module
+    from pgferry.monitor.cdc_status import CdcSummary
+
 RATE_WINDOW_SECONDS = 60.0
 LOG_TAIL_BYTES = 4 * 1024 * 1024
 LOG_TAIL_LINES = 10
 COPY_RATIO_BOUNDS = (0.2, 5.0)  # COPY bytes per heap byte: keep the estimate sane
+
+
+# -- the report's shape: JSON (`status --json`) and what the dashboard reads -------------
+
+
+class RunJson(TypedDict):
+    state: str
+    pid: int | None
+    command: str | None
+    run_id: int | None
+    runs: int
+    started_at: float | None
+    finished_at: float | None
+    first_started_at: float | None
+    last_activity: float | None
+    error: str | None
+    elapsed: float | None
+
+
+class UnitCounts(TypedDict):
+    pending: int
+    running: int
+    done: int
+    failed: int
+    skipped: int
+    total: int
+    interrupted: int
+
+
+class LargeObjectCounts(UnitCounts):
+    objects_total: int
+    objects_done: int
+    bytes_done: int
+
+
+class CopyFigures(TypedDict):
+    tables_total: int
+    tables_done: int
+    tables_running: int
+    parts_total: int
+    parts_done: int
+    parts_running: int
+    parts_failed: int
+    split_tables: int
+    split_parts: int
+    bytes_done: int
+    bytes_in_flight: int
+    bytes_copied: int
+    bytes_source_size: int
+    bytes_estimated_total: int
+    copy_bytes_per_heap_byte: float
+    percent: float | None
+    rows_done: int
+    rate_bytes_per_second: float | None
+    rate_window_seconds: float | None
+    average_rate_bytes_per_second: float | None
+    eta_seconds: float | None
+
+
+class CopyProgress(CopyFigures, UnitCounts):
+    """The copy phase's figures and its units' counts."""
+
+
+class PhaseJson(TypedDict):
+    seq: int
+    name: str
+    status: str  # a unit status, or "stopped": running when its process died
+    started_at: float | None
+    finished_at: float | None
+    duration: float | None
+    cumulative: float | None
+    bytes: int | None
+    concurrency: int | None
+
+
+class RunningUnit(TypedDict):
+    kind: str
+    label: str
+    pid: int | None
+    state: str  # running, or interrupted (no live process)
+    started_at: float | None
+    seconds: float | None
+    bytes: int
+    attempts: int
+
+
+class ErrorLine(TypedDict):
+    where: str  # run, phase or unit
+    kind: str | None
+    label: str | None
+    error: str | None
+    attempts: NotRequired[int]
+    at: NotRequired[float | None]
+
+
+class LogSummary(TypedDict):
+    path: str
+    tail: list[str]
+    errors: int
+    last_error: str | None
+    ignored: list[str]
+
+
+class ActiveSession(TypedDict):
+    pid: int
+    purpose: str
+    state: str
+    operation: str
+    seconds: float | None
+    transaction_seconds: float | None
+    wait_event_type: str | None
+    wait_event: str | None
+    blocked_by: list[int]
+    progress: dict[str, dict[str, Any]]  # progress view name -> its columns
+    orphan: bool
+
+
+class ActiveOperations(TypedDict):
+    sessions: list[ActiveSession]
+    idle: int
+    error: str | None
+
+
+class StatusReport(TypedDict):
+    """`pgferry status`: the whole dashboard (see the module docstring)."""
+
+    dir: str
+    generated_at: float
+    run: RunJson
+    state: str
+    exit_code: int
+    source: str | None
+    target: str | None
+    phases: list[PhaseJson]
+    copy: CopyProgress
+    indexes: UnitCounts
+    constraints: UnitCounts
+    vacuum: UnitCounts
+    sequences: UnitCounts
+    large_objects: LargeObjectCounts
+    overall_percent: float | None
+    running: list[RunningUnit]
+    errors: list[ErrorLine]
+    log: LogSummary
+    cdc: CdcSummary | None
+    active: dict[str, ActiveOperations]
+    server_errors: NotRequired[dict[str, str]]
 
 
 class RunState(StrEnum):
@@ -87,11 +237,20 @@ class RunInfo:
             end = self.last_activity or now
         return max(0.0, end - self.started_at)
 
-    def to_json(self, now: float) -> dict[str, Any]:
-        out = asdict(self)
-        out["state"] = str(self.state)
-        out["elapsed"] = self.elapsed(now)
-        return out
+    def to_json(self, now: float) -> RunJson:
+        return RunJson(
+            state=str(self.state),
+            pid=self.pid,
+            command=self.command,
+            run_id=self.run_id,
+            runs=self.runs,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            first_started_at=self.first_started_at,
+            last_activity=self.last_activity,
+            error=self.error,
+            elapsed=self.elapsed(now),
+        )
 
 
 _RUN_STATES = {
@@ -240,7 +399,7 @@ def copy_progress(
     now: float,
     live: bool,
     window: float = RATE_WINDOW_SECONDS,
-) -> dict[str, Any]:
+) -> CopyFigures:
     """Tables, parts and bytes of the copy phase, its recent rate and its ETA.
 
     Bytes: `bytes_done` sums finished parts (their final COPY byte count);
@@ -344,24 +503,28 @@ def copy_progress(
     }
 
 
-def unit_counts(units: list[UnitRow], kind: UnitKind, *, live: bool) -> dict[str, int]:
+def unit_counts(units: list[UnitRow], kind: UnitKind, *, live: bool) -> UnitCounts:
     """total / pending / running / done / failed / skipped of one kind of unit.
 
     Without a live process a unit still marked running was cut short: it counts as
     `interrupted` (a resume redoes it).
     """
     counts = Counter(str(u.status) for u in units if u.kind == kind)
-    out = {s: counts.get(s, 0) for s in ("pending", "running", "done", "failed", "skipped")}
-    out["total"] = sum(counts.values())
-    out["interrupted"] = 0
-    if not live:
-        out["interrupted"], out["running"] = out["running"], 0
-    return out
+    running = counts.get("running", 0)
+    return UnitCounts(
+        pending=counts.get("pending", 0),
+        running=running if live else 0,
+        done=counts.get("done", 0),
+        failed=counts.get("failed", 0),
+        skipped=counts.get("skipped", 0),
+        total=sum(counts.values()),
+        interrupted=0 if live else running,
+    )
 
 
-def _phases(store: StateStore, info: RunInfo, now: float) -> list[dict[str, Any]]:
+def _phases(store: StateStore, info: RunInfo, now: float) -> list[PhaseJson]:
     live = info.state == RunState.RUNNING
-    out = []
+    out: list[PhaseJson] = []
     for p in store.phases():
         state = str(p.status)
         duration = p.duration
@@ -388,7 +551,7 @@ def _phases(store: StateStore, info: RunInfo, now: float) -> list[dict[str, Any]
     return out
 
 
-def _running_units(units: list[UnitRow], now: float, *, live: bool) -> list[dict[str, Any]]:
+def _running_units(units: list[UnitRow], now: float, *, live: bool) -> list[RunningUnit]:
     return [
         {
             "kind": str(u.kind),
@@ -405,8 +568,8 @@ def _running_units(units: list[UnitRow], now: float, *, live: bool) -> list[dict
     ]
 
 
-def _errors(units: list[UnitRow], info: RunInfo, phases: list[dict[str, Any]]) -> list[dict]:
-    out: list[dict[str, Any]] = []
+def _errors(units: list[UnitRow], info: RunInfo, phases: list[PhaseJson]) -> list[ErrorLine]:
+    out: list[ErrorLine] = []
     if info.error and info.state in (RunState.FAILED, RunState.INTERRUPTED):
         error = scrub(info.error)
         out.append({"where": "run", "kind": info.command, "label": None, "error": error})
@@ -433,7 +596,7 @@ def _errors(units: list[UnitRow], info: RunInfo, phases: list[dict[str, Any]]) -
 _LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (\w+)\s")
 
 
-def log_summary(path: Path, since: float | None) -> dict[str, Any]:
+def log_summary(path: Path, since: float | None) -> LogSummary:
     """The last lines of DIR/pgferry.log, and its ERROR lines of the current run.
 
     Only the log's tail (a few MB) is read: the log keeps every run and can be large.
@@ -524,7 +687,7 @@ def active_operations(
     *,
     tools: tuple[str, ...] = (),
     live: bool = True,
-) -> dict[str, Any] | None:
+) -> ActiveOperations | None:
     """This DIR's sessions on one server, with what they run and their progress figures.
 
     Sessions are the ones whose application_name carries the DIR's tag
@@ -548,7 +711,7 @@ def active_operations(
         servers.failed(role, exc)
         return {"sessions": [], "idle": 0, "error": servers.errors.get(role)}
     progress = _progress(conn, servers, role)
-    sessions = []
+    sessions: list[ActiveSession] = []
     idle = 0
     orphans = not live
     for pid, app, state, _btype, q_secs, x_secs, wtype, wevent, query, blockers in rows:
@@ -602,7 +765,7 @@ def status_report(
     source: ConnInfo | None = None,
     servers: Servers | None = None,
     window: float = RATE_WINDOW_SECONDS,
-) -> dict[str, Any]:
+) -> StatusReport:
     """The whole dashboard as one JSON-able dict (see the module docstring)."""
     own = servers is None
     servers = servers or Servers(source=source, target=target)
@@ -622,44 +785,43 @@ def status_report(
             "target": ("pg_restore",) if running_phases & {"pre-data", "post-data"} else (),
             "source": ("pg_dump",) if "dump" in running_phases else (),
         }
-        kinds = {
-            "indexes": UnitKind.INDEX,
-            "constraints": UnitKind.CONSTRAINT,
-            "vacuum": UnitKind.VACUUM,
-            "sequences": UnitKind.SEQUENCE,
-            "large_objects": UnitKind.BLOBS,
-        }
-        counts = {name: unit_counts(units, kind, live=live) for name, kind in kinds.items()}
+        counts = {kind: unit_counts(units, kind, live=live) for kind in UnitKind}
         blobs = [u for u in units if u.kind == UnitKind.BLOBS]
-        counts["large_objects"]["objects_total"] = sum(int(u.detail.get("count", 0)) for u in blobs)
-        counts["large_objects"]["objects_done"] = sum(
-            u.rows or 0 for u in blobs if u.status == Status.DONE
+        large_objects = LargeObjectCounts(
+            **counts[UnitKind.BLOBS],
+            objects_total=sum(int(u.detail.get("count", 0)) for u in blobs),
+            objects_done=sum(u.rows or 0 for u in blobs if u.status == Status.DONE),
+            bytes_done=sum(u.bytes for u in blobs if u.status == Status.DONE),
         )
-        counts["large_objects"]["bytes_done"] = sum(
-            u.bytes for u in blobs if u.status == Status.DONE
+        copy = CopyProgress(
+            **copy_progress(units, tables, now=now, live=live, window=window),
+            **counts[UnitKind.COPY],
         )
-        copy = copy_progress(units, tables, now=now, live=live, window=window)
-        copy.update(unit_counts(units, UnitKind.COPY, live=live))
-        work = (copy["parts_total"], counts["indexes"]["total"], counts["constraints"]["total"])
-        finished = (copy["parts_done"], counts["indexes"]["done"], counts["constraints"]["done"])
-        report: dict[str, Any] = {
-            "dir": str(wd.path),
-            "generated_at": now,
-            "run": info.to_json(now),
-            "state": str(info.state),
-            "exit_code": info.exit_code,
-            "source": store.get_meta(Meta.SOURCE),
-            "target": store.get_meta(Meta.TARGET),
-            "phases": phases,
-            "copy": copy,
-            **counts,
-            "overall_percent": round(100.0 * sum(finished) / sum(work), 1) if sum(work) else None,
-            "running": _running_units(units, now, live=live),
-            "errors": _errors(units, info, phases),
-            "log": log_summary(wd.log_file, info.started_at),
-            "cdc": None,
-            "active": {},
-        }
+        indexes, constraints = counts[UnitKind.INDEX], counts[UnitKind.CONSTRAINT]
+        work = (copy["parts_total"], indexes["total"], constraints["total"])
+        finished = (copy["parts_done"], indexes["done"], constraints["done"])
+        report = StatusReport(
+            dir=str(wd.path),
+            generated_at=now,
+            run=info.to_json(now),
+            state=str(info.state),
+            exit_code=info.exit_code,
+            source=store.get_meta(Meta.SOURCE),
+            target=store.get_meta(Meta.TARGET),
+            phases=phases,
+            copy=copy,
+            indexes=indexes,
+            constraints=constraints,
+            vacuum=counts[UnitKind.VACUUM],
+            sequences=counts[UnitKind.SEQUENCE],
+            large_objects=large_objects,
+            overall_percent=round(100.0 * sum(finished) / sum(work), 1) if sum(work) else None,
+            running=_running_units(units, now, live=live),
+            errors=_errors(units, info, phases),
+            log=log_summary(wd.log_file, info.started_at),
+            cdc=None,
+            active={},
+        )
         if store.sentinel() is not None:
             from pgferry.monitor.cdc_status import cdc_summary
 

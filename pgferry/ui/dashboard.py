@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from rich.console import Group, RenderableType
 from rich.live import Live
@@ -20,6 +20,17 @@ from rich.text import Text
 
 from pgferry.text import human_bytes, human_duration
 from pgferry.ui.console import make_console
+
+if TYPE_CHECKING:  # annotations only: the reports' shapes live with their builders (monitor/)
+    from pgferry.monitor.cdc_status import CdcReport, CdcSummary, EndposJson
+    from pgferry.monitor.status import (
+        ActiveOperations,
+        RunJson,
+        StatusReport,
+        UnitCounts,
+    )
+
+R = TypeVar("R")
 
 STATE_STYLE = {
     "running": "bold green",
@@ -52,9 +63,7 @@ def _rate(n: float | None) -> str:
     return "-" if n is None else f"{human_bytes(n)}/s"
 
 
-def _state_line(report: dict[str, Any]) -> Text:
-    run = report["run"]
-    state = report["state"]
+def _state_line(run: RunJson, state: str) -> Text:
     text = Text()
     text.append(state.upper(), style=STATE_STYLE.get(state, "bold"))
     if run.get("pid"):
@@ -81,7 +90,7 @@ def _state_line(report: dict[str, Any]) -> Text:
 # -- status ----------------------------------------------------------------------------
 
 
-def _counts(c: dict[str, Any]) -> str:
+def _counts(c: UnitCounts) -> str:
     parts = [f"{c['done']}/{c['total']}"]
     for key in ("running", "failed", "interrupted", "skipped"):
         if c.get(key):
@@ -89,7 +98,7 @@ def _counts(c: dict[str, Any]) -> str:
     return parts[0] + (f" ({', '.join(parts[1:])})" if len(parts) > 1 else "")
 
 
-def _phase_detail(name: str, report: dict[str, Any]) -> str:
+def _phase_detail(name: str, report: StatusReport) -> str:
     copy = report["copy"]
     details = {
         "copy": f"{copy['parts_done']}/{copy['parts_total']} parts" if copy["parts_total"] else "",
@@ -104,14 +113,14 @@ def _phase_detail(name: str, report: dict[str, Any]) -> str:
     return details.get(name, "")
 
 
-def _copy_lines(report: dict[str, Any]) -> list[str]:
+def _copy_lines(report: StatusReport) -> list[str]:
     c = report["copy"]
     if not c["parts_total"]:
         return []
     tables = f"tables {c['tables_done']}/{c['tables_total']}"
     if c["split_tables"]:
         tables += f" (incl. {c['split_parts']} parts from {c['split_tables']} split tables)"
-    parts = f"parts {_counts({**c, 'done': c['parts_done'], 'total': c['parts_total']})}"
+    parts = f"parts {_counts(c)}"  # the copy's units are its parts
     pct = f" ({c['percent']:.1f}%)" if c["percent"] is not None else ""
     data = f"data {_b(c['bytes_copied'])} of ~{_b(c['bytes_estimated_total'])}{pct}"
     if c["rate_bytes_per_second"] is not None:
@@ -126,11 +135,11 @@ def _copy_lines(report: dict[str, Any]) -> list[str]:
     return [f"copy: {tables}; {parts}", f"      {data}"]
 
 
-def render_status(report: dict[str, Any]) -> RenderableType:
+def render_status(report: StatusReport) -> RenderableType:
     """The dashboard: state, phases, progress, running work, errors, CDC, server sessions."""
     items: list[RenderableType] = []
     items.append(Text(f"pgferry status: {report['dir']}", style="bold blue"))
-    items.append(_state_line(report))
+    items.append(_state_line(report["run"], report["state"]))
     if report.get("source") or report.get("target"):
         items.append(
             Text(f"source {report.get('source')}\ntarget {report.get('target')}", style="dim")
@@ -199,8 +208,9 @@ def render_status(report: dict[str, Any]) -> RenderableType:
         items.append(text)
     else:
         items.append(Text("errors: none", style="green"))
-    if report.get("cdc"):
-        items.append(_cdc_brief(report["cdc"]))
+    cdc = report.get("cdc")
+    if cdc:
+        items.append(_cdc_brief(cdc))
     for role, ops in report["active"].items():
         items.append(_sessions_table(role, ops))
     for role, error in report.get("server_errors", {}).items():
@@ -246,7 +256,7 @@ def _progress_text(progress: dict[str, Any]) -> str:
     return "; ".join(out)
 
 
-def _sessions_table(role: str, ops: dict[str, Any]) -> RenderableType:
+def _sessions_table(role: str, ops: ActiveOperations) -> RenderableType:
     if ops.get("error"):
         return Text(f"active operations on the {role}: {ops['error']}", style="yellow")
     sessions = ops["sessions"]
@@ -289,7 +299,7 @@ def _sessions_table(role: str, ops: dict[str, Any]) -> RenderableType:
     return t
 
 
-def _cdc_brief(cdc: dict[str, Any]) -> Text:
+def _cdc_brief(cdc: CdcSummary) -> Text:
     pos = cdc["positions"]
     backlog = cdc["backlog"]
     text = Text("cdc: ", style="bold")
@@ -314,10 +324,10 @@ def _cdc_brief(cdc: dict[str, Any]) -> Text:
 # -- cdc-status ------------------------------------------------------------------------
 
 
-def render_cdc_status(report: dict[str, Any]) -> RenderableType:
+def render_cdc_status(report: CdcReport) -> RenderableType:
     items: list[RenderableType] = []
     items.append(Text(f"pgferry cdc-status: {report['dir']}", style="bold blue"))
-    items.append(_state_line(report))
+    items.append(_state_line(report["run"], report["state"]))
     items.append(
         Text(
             f"slot {report['slot']} ({report['plugin']}), origin {report['origin']}, "
@@ -459,7 +469,7 @@ def render_cdc_status(report: dict[str, Any]) -> RenderableType:
     return Group(*items)
 
 
-def _endpos_text(endpos: dict[str, Any]) -> str:
+def _endpos_text(endpos: EndposJson) -> str:
     if endpos["lsn"] is None:
         return ""
     if endpos["reached"]:
@@ -471,8 +481,8 @@ def _endpos_text(endpos: dict[str, Any]) -> str:
 
 
 def show(
-    report: dict[str, Any],
-    render: Callable[[dict[str, Any]], RenderableType],
+    report: R,
+    render: Callable[[R], RenderableType],
     *,
     as_json: bool,
     out: TextIO | None = None,
@@ -487,13 +497,13 @@ def show(
 
 
 def watch(
-    build: Callable[[], dict[str, Any]],
-    render: Callable[[dict[str, Any]], RenderableType],
+    build: Callable[[], R],
+    render: Callable[[R], RenderableType],
     *,
     interval: float,
     as_json: bool,
-    live: Callable[[dict[str, Any]], bool],
-    exit_code: Callable[[dict[str, Any]], int],
+    live: Callable[[R], bool],
+    exit_code: Callable[[R], int],
     out: TextIO | None = None,
 ) -> int:
     """Refresh until the run is no longer live (or Ctrl-C); returns the last exit code.
