@@ -80,7 +80,8 @@ def _interval(args: argparse.Namespace) -> float:
 
 
 def handle_status(args: argparse.Namespace) -> int:
-    from pgferry.monitor.status import Servers, StatusReport, status_report
+    from pgferry.monitor.rundir import Servers
+    from pgferry.monitor.status import StatusReport, status_report
     from pgferry.ui.dashboard import render_status, show, watch
 
     workdir = resolve_dir(args)
@@ -110,7 +111,7 @@ def handle_status(args: argparse.Namespace) -> int:
 
 def handle_cdc_status(args: argparse.Namespace) -> int:
     from pgferry.monitor.cdc_status import CdcHistory, cdc_status_report
-    from pgferry.monitor.status import Servers
+    from pgferry.monitor.rundir import Servers
     from pgferry.ui.dashboard import render_cdc_status, show, watch
 
     workdir = resolve_dir(args)

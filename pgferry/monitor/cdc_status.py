@@ -42,7 +42,7 @@ from pgferry.cdc.protocol import current_wal_lsn, pg_time_to_unix
 from pgferry.cdc.spool import SpoolBacklog, spool_backlog
 from pgferry.checks.report import Report
 from pgferry.errors import InputError
-from pgferry.monitor.status import (
+from pgferry.monitor.rundir import (
     LogSummary,
     RunInfo,
     RunJson,

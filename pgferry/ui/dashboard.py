@@ -23,9 +23,9 @@ from pgferry.ui.console import make_console
 
 if TYPE_CHECKING:  # annotations only: the reports' shapes live with their builders (monitor/)
     from pgferry.monitor.cdc_status import CdcReport, CdcSummary, EndposJson
+    from pgferry.monitor.rundir import RunJson
     from pgferry.monitor.status import (
         ActiveOperations,
-        RunJson,
         StatusReport,
         UnitCounts,
     )
