@@ -225,3 +225,24 @@ def test_the_sql_home_check_sees_misplaced_sql() -> None:
         assert [t for t in texts if pattern.search(t)], subject
     prose = ast.parse('def f():\n    """Values come from pg_settings.reset_val."""')
     assert _sql_strings(prose) == []
+
+
+def _local_imports() -> list[str]:
+    """pgferry imports inside functions, outside cli/ (which loads a command's modules
+    only when that command runs)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = str(path.relative_to(PACKAGE.parent))
+        if rel.startswith("pgferry/cli/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.ImportFrom) and (sub.module or "").startswith("pgferry"):
+                        found.append(f"{rel}:{sub.lineno} {node.name} imports {sub.module}")
+    return found
+
+
+def test_no_function_local_import_dodges_a_cycle() -> None:
+    """A function-local import hides a dependency (and often a cycle): imports go at the top."""
+    assert _local_imports() == []
