@@ -126,24 +126,29 @@ class CaughtUp(TypedDict):
     reasons: list[str]
 
 
-class CdcReport(TypedDict):
-    """`pgferry cdc-status`: the whole report."""
+class CdcFigures(TypedDict):
+    """What both the cdc-status report and status's CDC summary show."""
 
-    dir: str
-    generated_at: float
-    run: RunJson
-    state: str
     slot: str | None
     origin: str | None
     plugin: str | None
     positions: CdcPositions
     apply: ApplyFigures
     backlog: Backlog
+    endpos: EndposJson
+    lag: Lag
+
+
+class CdcReport(CdcFigures):
+    """`pgferry cdc-status`: the whole report."""
+
+    dir: str
+    generated_at: float
+    run: RunJson
+    state: str
     rate: CdcRates
     eta_seconds: float | None
     eta_note: str
-    endpos: EndposJson
-    lag: Lag
     slot_health: dict[str, Any] | None  # pg.replication.slot_health, with name and exists
     source_database_bytes: int | None
     caught_up: CaughtUp
@@ -154,17 +159,9 @@ class CdcReport(TypedDict):
     exit_code: NotRequired[int]
 
 
-class CdcSummary(TypedDict):
+class CdcSummary(CdcFigures):
     """The CDC part of `pgferry status`."""
 
-    slot: str | None
-    origin: str | None
-    plugin: str | None
-    positions: CdcPositions
-    apply: ApplyFigures
-    backlog: Backlog
-    endpos: EndposJson
-    lag: Lag
     caught_up: bool
     slot_health: NotRequired[dict[str, Any]]
 
