@@ -36,6 +36,7 @@ from pgferry.catalog.row_identity import (
     RowIdentity,
 )
 from pgferry.cdc.decode import Change, DecodeError, decode_test_decoding, decode_wal2json
+from pgferry.cdc.pgoutput import PgoutputDecoder
 from pgferry.cdc.pipeline import MAX_UNMATCHED, CommandFailed, Ctx, Pipeline
 from pgferry.cdc.spool import SpoolReader, TxnEntry, read_index, remove_applied, spool_files
 from pgferry.cdc.sqlgen import (
@@ -136,6 +137,21 @@ class ApplyScope:
         )
 
 
+def _decoder(plugin: str) -> Callable[[bytes | memoryview, int], Change | None]:
+    """The plugin's message -> Change function (None for what is not a row change)."""
+    if plugin == "wal2json":
+        return decode_wal2json
+    if plugin == "pgoutput":
+        decoder = PgoutputDecoder()  # keeps the Relation messages each transaction carries
+
+        def decode_pgoutput(payload: bytes | memoryview, lsn: int = 0) -> Change | None:
+            change = decoder.decode(payload, lsn)
+            return change if isinstance(change, Change) else None
+
+        return decode_pgoutput
+    return decode_test_decoding
+
+
 _SECOND_TEXT: dict[int, str] = {}
 
 
@@ -195,8 +211,8 @@ class Applier:
         self.target = target
         self.origin = origin
         self.spool_dir = spool_dir
-        self.decode = decode_wal2json if plugin == "wal2json" else decode_test_decoding
-        # test_decoding prints an old row without its NULL columns; wal2json lists them.
+        self.decode = _decoder(plugin)
+        # test_decoding prints an old row without its NULL columns; the others list them.
         self.old_row_omits_nulls = plugin == "test_decoding"
         self.scope = scope
         self.endpos = endpos

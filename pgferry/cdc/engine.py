@@ -15,7 +15,8 @@ from typing import Any
 
 import psycopg
 
-from pgferry.catalog.filters import Filters
+from pgferry.admin.replica_identity import read_tables
+from pgferry.catalog.filters import Filters, no_filters
 from pgferry.catalog.model import Sequence
 from pgferry.catalog.sequences import read_sequence, set_sequence
 from pgferry.cdc.apply import Applier, ApplyInterrupted, ApplyScope
@@ -29,9 +30,13 @@ from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
 from pgferry.pg.replication import (
     advance_origin,
     create_origin,
+    create_publication,
     drop_origin,
+    drop_publication,
     drop_slot,
     origin_exists,
+    publication_exists,
+    published_tables,
     slot_exists,
     slot_user,
 )
@@ -60,6 +65,7 @@ def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore
     place they would block the new start, and only this directory's run can use them."""
     created = store.get_json(Meta.CDC_CREATED) or {}
     slot, origin = created.get("slot"), created.get("origin")
+    publication = created.get("publication")
     if slot:
         with source.connect("pgferry cleanup") as conn:
             exists, pid = slot_user(conn, slot)
@@ -72,6 +78,11 @@ def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore
                     )
                 drop_slot(conn, slot)
                 log.info("dropped replication slot %s, left by the earlier attempt", slot)
+    if publication:
+        with source.connect("pgferry cleanup") as conn:
+            if publication_exists(conn, publication):
+                drop_publication(conn, publication)
+                log.info("dropped publication %s, left by the earlier attempt", publication)
     if origin:
         with target.connect("pgferry cleanup") as conn:
             if origin_exists(conn, origin):
@@ -120,6 +131,11 @@ class Cdc:
                     f"replication slot {self.options.slot} already exists on the source",
                     fix="drop it with pgferry cleanup (if it is a leftover), or use --slot-name",
                 )
+            if self.options.plugin == "pgoutput" and publication_exists(conn, self.options.slot):
+                raise InputError(
+                    f"publication {self.options.slot} already exists on the source",
+                    fix="drop it with pgferry cleanup (if it is a leftover), or use --slot-name",
+                )
         with self.target.connect("pgferry check") as conn:
             if origin_exists(conn, self.options.origin):
                 raise InputError(
@@ -127,7 +143,7 @@ class Cdc:
                     fix="drop it with pgferry cleanup (if it is a leftover), or use --origin",
                 )
 
-    def create(self) -> Snapshot:
+    def create(self, filters: Filters | None = None) -> Snapshot:
         """Create the slot and export its snapshot: the one the whole copy uses.
 
         The slot and origin names are recorded before they are created, and the setup
@@ -135,6 +151,9 @@ class Cdc:
         leaves objects `drop_interrupted_setup` knows are this directory's own."""
         created = {"slot": self.options.slot, "origin": self.options.origin}
         self.store.set_json(Meta.CDC_CREATED, created)
+        filters = filters or no_filters()
+        if self.options.plugin == "pgoutput":
+            self._publish(filters, created)
         conn = self.source.connect_replication("pgferry snapshot")
         try:
             slot = create_slot(conn, self.options.slot, self.options.plugin)
@@ -147,6 +166,8 @@ class Cdc:
                 "privilege of the source role",
             ) from None
         self.holder = conn
+        if self.options.plugin == "pgoutput":
+            self._check_published(filters)
         start = format_lsn(slot.consistent_point)
         self._create_origin(slot.consistent_point)
         crash_point("cdc-setup")  # both exist, the setup is not recorded yet
@@ -184,6 +205,48 @@ class Cdc:
             slot.snapshot,
         )
         return Snapshot(name=slot.snapshot, lsn=start)
+
+    def _publish(self, filters: Filters, created: dict[str, str]) -> None:
+        """pgoutput sends the changes of the tables a publication names: one named after
+        the slot, of exactly the tables in scope, created before the slot (decoding reads
+        it as of each change, so it must be older than the slot's start)."""
+        name = self.options.slot
+        with self.source.connect("pgferry publication") as conn:
+            tables = read_tables(conn, filters)
+            unidentified = [str(t.qualname) for t in tables if t.identity.problem is not None]
+            if unidentified:
+                raise InputError(
+                    f"--plugin pgoutput publishes the tables in scope, and {len(unidentified)} "
+                    f"have no usable replica identity ({_some(unidentified)}): the source's "
+                    "own UPDATEs and DELETEs on a published table without one fail",
+                    fix="give them one with pgferry fix-replica-identity, or use "
+                    "--plugin test_decoding",
+                )
+            not_owned = [str(t.qualname) for t in tables if not t.can_alter]
+            if not_owned:
+                raise InputError(
+                    f"--plugin pgoutput creates a publication of the tables in scope, which "
+                    f"needs their owner's rights; the source role lacks them on "
+                    f"{len(not_owned)} ({_some(not_owned)})",
+                    fix="connect as their owner (or a member of it), or use --plugin test_decoding",
+                )
+            self.store.set_json(Meta.CDC_CREATED, {**created, "publication": name})
+            create_publication(conn, name, [(t.schema, t.name) for t in tables])
+        log.info("created publication %s of %d tables", name, len(tables))
+
+    def _check_published(self, filters: Filters) -> None:
+        """After the slot: a table created meanwhile is in the copy's scope but not
+        published, and its changes would never arrive. Start over then."""
+        with self.source.connect("pgferry publication") as conn:
+            wanted = {(t.schema, t.name) for t in read_tables(conn, filters)}
+            missing = sorted(wanted - published_tables(conn, self.options.slot))
+        if missing:
+            raise StepFailed(
+                f"{len(missing)} table(s) were created while the replication slot was being "
+                f"created and are not in publication {self.options.slot} "
+                f"({_some(['.'.join(m) for m in missing])})",
+                fix="run the same command again: it starts over",
+            )
 
     def _create_origin(self, start: int) -> None:
         with self.target.connect("pgferry origin") as conn:
@@ -428,6 +491,12 @@ def set_endpos_current(source: ConnInfo, store: StateStore) -> int:
     store.set_sentinel(endpos=format_lsn(lsn))
     store.set_meta(Meta.ENDPOS_KIND, "current")
     return lsn
+
+
+def _some(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (
+        f" and {len(names) - limit} more" if len(names) > limit else ""
+    )
 
 
 def parse_endpos(text: str) -> int:

@@ -26,9 +26,11 @@ from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import lsn_or_none
 from pgferry.pg.replication import (
     drop_origin,
+    drop_publication,
     drop_slot,
     end_slot_user,
     origin_exists,
+    publication_exists,
     slot_exists,
     slot_user,
 )
@@ -108,7 +110,7 @@ def _prepare(o: FollowOptions, store: StateStore, cdc: Cdc) -> ApplyScope:
     else:
         drop_interrupted_setup(o.source, o.target, store)
         cdc.check_fresh()
-        snapshot = cdc.create()
+        snapshot = cdc.create(o.filters)
         cdc.release_snapshot()
         store.set_meta(Meta.STARTED_AT, str(time.time()))
         log.warning(
@@ -176,6 +178,9 @@ def cleanup(source: ConnInfo, target: ConnInfo, slot: str, origin: str) -> Clean
             dropped.append(f"replication slot {slot} on the source")
         if slot_exists(conn, slot):
             raise InputError(f"replication slot {slot} is still there")
+        if publication_exists(conn, slot):  # pgoutput's, named after its slot
+            drop_publication(conn, slot)
+            dropped.append(f"publication {slot} on the source")
     with target.connect("pgferry cleanup") as conn:
         if not origin_exists(conn, origin):
             absent.append(f"replication origin {origin} on the target")

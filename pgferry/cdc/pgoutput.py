@@ -245,3 +245,43 @@ class PgoutputDecoder:
             return StreamEvent("A", xid, subxid=r.uint32())
         r.byte()  # flags
         return StreamEvent("c", xid, commit_lsn=r.int64(), end_lsn=r.int64(), commit_time=r.int64())
+
+
+class RelationMessages:
+    """The receiver's side of Relation messages (outside streaming).
+
+    pgoutput describes a relation once per walsender connection, before its first change;
+    apply reads the spool from any transaction on, so every spooled transaction must carry
+    the descriptions its changes need. This keeps the last Relation message per relation
+    and tells which ones to write before a change the current transaction has not had.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[int, bytes] = {}
+        self.written: set[int] = set()
+
+    def new_transaction(self) -> None:
+        self.written.clear()
+
+    def before(self, payload: bytes | memoryview) -> list[bytes]:
+        """The Relation messages to write before `payload` (after remembering it, when it
+        is a Relation itself)."""
+        kind = payload[0]
+        if kind == ord("R"):
+            oid = int.from_bytes(payload[1:5], "big")
+            self.last[oid] = bytes(payload)
+            self.written.add(oid)
+            return []
+        if kind in (ord("I"), ord("U"), ord("D")):
+            oids = [int.from_bytes(payload[1:5], "big")]
+        elif kind == ord("T"):
+            count = int.from_bytes(payload[1:5], "big")
+            oids = [int.from_bytes(payload[6 + 4 * i : 10 + 4 * i], "big") for i in range(count)]
+        else:
+            return []
+        out = []
+        for oid in oids:
+            if oid not in self.written and oid in self.last:
+                out.append(self.last[oid])
+                self.written.add(oid)
+        return out

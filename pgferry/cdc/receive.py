@@ -23,6 +23,7 @@ from pgferry.cdc.decode import (
     test_decoding_kind,
     wal2json_action,
 )
+from pgferry.cdc.pgoutput import RelationMessages
 from pgferry.cdc.protocol import Keepalive, ReplicationStream, XLogData
 from pgferry.cdc.spool import SpoolWriter
 from pgferry.errors import ConnectionFailed, from_os_error
@@ -50,11 +51,24 @@ def plugin_options(options: ReceiveOptions) -> dict[str, str]:
         if options.numeric_as_string:
             opts["numeric-data-types-as-string"] = "1"
         return opts
+    if options.plugin == "pgoutput":
+        # The publication is named after the slot (slot names are plain identifiers).
+        return {"proto_version": "1", "publication_names": options.slot}
     return dict(TEST_DECODING_OPTIONS)
 
 
+def pgoutput_kind(payload: bytes | memoryview) -> int:
+    """B for Begin, C for Commit, M for a logical message, R for anything else (a row
+    change, a Relation, a Type or an Origin: spooled with the transaction)."""
+    kind = payload[0]
+    return kind if kind in (_B, _C, _M) else ord("R")
+
+
 def begin_xid(payload: memoryview) -> int:
-    """The transaction id in a BEGIN message ("BEGIN 1234" or wal2json's "xid":1234)."""
+    """The transaction id in a BEGIN message ("BEGIN 1234", wal2json's "xid":1234, or
+    pgoutput's Begin: final LSN, commit time, then the xid)."""
+    if payload[0] == _B and len(payload) == 21:
+        return int.from_bytes(payload[17:21], "big")
     raw = bytes(payload[:96])
     start = raw.find(b'"xid":')
     start = start + 6 if start >= 0 else (6 if raw.startswith(b"BEGIN ") else -1)
@@ -89,7 +103,13 @@ class Receiver(threading.Thread):
         self.durable = 0
         self.reached_endpos = threading.Event()
         self.connected = threading.Event()
-        self._kind = wal2json_action if options.plugin == "wal2json" else test_decoding_kind
+        self._kind = {"wal2json": wal2json_action, "pgoutput": pgoutput_kind}.get(
+            options.plugin, test_decoding_kind
+        )
+        # pgoutput describes a relation once per connection: each spooled transaction gets
+        # the description before its first change to the relation (apply may start at any
+        # transaction), from the last one received.
+        self._relations = RelationMessages() if options.plugin == "pgoutput" else None
         self._streamed = False  # the current connection got as far as streaming
 
     def stop(self) -> None:
@@ -165,6 +185,8 @@ class Receiver(threading.Thread):
                 kind = kind_of(msg.payload)
                 if kind == _B:
                     writer.begin(msg.start, begin_xid(msg.payload))
+                    if self._relations is not None:
+                        self._relations.new_transaction()
                 elif kind == _C:
                     if writer.in_txn and not writer.commit(msg.start, msg.sent_at):
                         log.warning(
@@ -174,6 +196,9 @@ class Receiver(threading.Thread):
                 elif kind == _M:
                     pass  # pg_logical_emit_message: not a row change
                 elif writer.in_txn:
+                    if self._relations is not None:
+                        for described in self._relations.before(msg.payload):
+                            writer.change(msg.start, described)
                     writer.change(msg.start, msg.payload)
             elif isinstance(msg, Keepalive):
                 if not writer.in_txn:

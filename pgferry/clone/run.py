@@ -416,7 +416,7 @@ class Clone:
         assert store is not None
         cdc = self._cdc()
         if not cdc.is_set_up:
-            snapshot = cdc.create()
+            snapshot = cdc.create(self.o.filters)
         else:
             cdc.ensure_slot()
             cdc.ensure_origin()

@@ -1,3 +1,3 @@
 """The logical decoding output plugins pgferry can read (the --plugin choices)."""
 
-PLUGINS = ("test_decoding", "wal2json")
+PLUGINS = ("test_decoding", "wal2json", "pgoutput")

@@ -199,3 +199,41 @@ def origin_session_setup(conn: psycopg.Connection[Any], origin: str) -> str | No
         (origin, origin),
     ).fetchone()
     return row[1] if row else None
+
+
+# -- publications (pgoutput publishes what a publication names) --------------------------
+
+
+def publication_exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = %s", (name,)
+    ).fetchone()
+    return row is not None
+
+
+def create_publication(
+    conn: psycopg.Connection[Any], name: str, tables: list[tuple[str, str]]
+) -> None:
+    """A publication of exactly these tables (never FOR ALL TABLES: publishing a table
+    without a replica identity makes the source's own UPDATE and DELETE on it fail)."""
+    if not tables:
+        query = sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(name))
+    else:
+        query = sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+            sql.Identifier(name),
+            sql.SQL(", ").join(sql.SQL("ONLY {}").format(sql.Identifier(*t)) for t in tables),
+        )
+    conn.execute(query)
+
+
+def drop_publication(conn: psycopg.Connection[Any], name: str) -> None:
+    conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def published_tables(conn: psycopg.Connection[Any], name: str) -> set[tuple[str, str]]:
+    """The tables the publication publishes (partitions of a published parent included)."""
+    rows = conn.execute(
+        "SELECT schemaname, tablename FROM pg_catalog.pg_publication_tables WHERE pubname = %s",
+        (name,),
+    ).fetchall()
+    return {(r[0], r[1]) for r in rows}

@@ -40,7 +40,7 @@ from tests.helpers.cdc import lsn, sentinel
 from tests.helpers.cli import REPO_ROOT, run_pgferry
 from tests.helpers.compare import database_differences
 
-PLUGINS = ("test_decoding", "wal2json")
+PLUGINS = ("test_decoding", "wal2json", "pgoutput")
 TICK_TABLE = sql.Identifier("public", "explorer tick")
 # pgferry's stop when a table was truncated after the snapshot, before its copy began
 # (TRUNCATE is not MVCC-safe): --resume copies it again under a new snapshot.

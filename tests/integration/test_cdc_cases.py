@@ -611,7 +611,7 @@ DELETE FROM cov_ri WHERE id BETWEEN 61 AND 80;
 """
 
 
-@pytest.mark.parametrize("plugin", ["test_decoding", "wal2json"])
+@pytest.mark.parametrize("plugin", ["test_decoding", "wal2json", "pgoutput"])
 def test_covering_keys_identify_rows_by_their_key_columns(dbpair: DbPair, plugin: str) -> None:
     """A primary key and a replica identity index with INCLUDE columns: updates of the
     included columns, of other columns and of the key, and deletes, all land (the
@@ -772,7 +772,7 @@ def test_the_sentinel_shows_the_last_transaction_applied_when_idle(dbpair: DbPai
     _cleanup(p)
 
 
-@pytest.mark.parametrize("plugin", ["test_decoding", "wal2json"])
+@pytest.mark.parametrize("plugin", ["test_decoding", "wal2json", "pgoutput"])
 def test_full_identity_rows_differing_only_in_nulls(dbpair: DbPair, plugin: str) -> None:
     """REPLICA IDENTITY FULL, rows that differ only where one holds NULL, and a row of
     NULLs only: test_decoding leaves NULL columns out of the old row, so apply matches

@@ -13,6 +13,9 @@ import pytest
 from pgferry.cdc.decode import Change
 from pgferry.cdc.pgoutput import PgoutputDecoder, StreamEvent
 from tests.conftest import DbPair
+from tests.helpers.cdc import cutover, follow_args, names, sentinel, wait_until
+from tests.helpers.cli import run_pgferry
+from tests.helpers.running import start_pgferry
 
 SCHEMA = """
 CREATE SCHEMA "Sch ë";
@@ -169,3 +172,81 @@ def _streamed_rows(conn: psycopg.Connection[Any], slot: str) -> dict[int, list[b
         if isinstance(change, Change) and decoder.in_stream:
             out.setdefault(decoder.stream_xid, []).append(change.values[1])
     return out
+
+
+# -- the plugin end to end: what pgferry creates and refuses --------------------------------
+
+
+def _published(p: DbPair, name: str) -> list[tuple[str, str]] | None:
+    with p.src_conn() as conn:
+        if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,)).fetchone():
+            rows = conn.execute(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s"
+                " ORDER BY 1, 2",
+                (name,),
+            ).fetchall()
+            return [(r[0], r[1]) for r in rows]
+    return None
+
+
+def test_a_table_without_identity_is_refused_before_anything_is_created(dbpair: DbPair) -> None:
+    """Publishing it would make the source's own UPDATEs and DELETEs on it fail."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE loose (v int)")
+    slot, _ = names(p)
+    out = run_pgferry(*follow_args(p, "pgoutput"), check=False)
+    assert out.returncode == 3, out.stderr  # bad input: nothing was created
+    assert "public.loose (no primary key)" in out.stderr
+    assert "fix-replica-identity" in out.stderr and "Traceback" not in out.stderr
+    assert _published(p, slot) is None
+    with p.src_conn() as conn:
+        assert not conn.execute(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+        conn.execute("UPDATE loose SET v = 1")  # the source's own writes still work
+    with p.tgt_conn() as conn:
+        assert not conn.execute("SELECT 1 FROM pg_class WHERE relname = 'keyed'").fetchone()
+
+
+def test_clone_follow_publishes_the_tables_in_scope_and_cleanup_drops_it(
+    dbpair: DbPair,
+) -> None:
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            'CREATE SCHEMA "Ünï"; CREATE TABLE "Ünï"."T q" (id int PRIMARY KEY, v text);'
+            "CREATE TABLE skipped (id int PRIMARY KEY);"
+            "CREATE TABLE parted (id int PRIMARY KEY) PARTITION BY RANGE (id);"
+            "CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);"
+            "CREATE TABLE loose_outside (v int);"  # out of scope: never published
+            """INSERT INTO "Ünï"."T q" VALUES (1, 'a'); INSERT INTO parted VALUES (5)"""
+        )
+    slot, _ = names(p)
+    filters = p.workdir.parent / "filters.ini"
+    filters.write_text("[exclude-table]\npublic.skipped\npublic.loose_outside\n")
+    proc = start_pgferry(*follow_args(p, "pgoutput", "--filters", str(filters)))
+    try:
+        wait_until(
+            lambda: bool(sentinel(p.workdir).get("apply")),
+            what="the copy to finish",
+            proc=proc,
+            timeout=120,
+        )
+        assert _published(p, slot) == [("public", "parted_1"), ("Ünï", "T q")]
+        with p.src_conn() as conn:
+            conn.execute(
+                """UPDATE "Ünï"."T q" SET v = 'b' WHERE id = 1; INSERT INTO parted VALUES (6);
+                   INSERT INTO skipped VALUES (1); UPDATE loose_outside SET v = 2"""
+            )
+        cutover(p, proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with p.tgt_conn() as conn:
+        assert conn.execute('SELECT v FROM "Ünï"."T q"').fetchall() == [("b",)]
+        assert conn.execute("SELECT id FROM parted ORDER BY id").fetchall() == [(5,), (6,)]
+    run_pgferry(
+        "cleanup", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir)
+    )
+    assert _published(p, slot) is None

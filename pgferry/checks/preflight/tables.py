@@ -167,12 +167,24 @@ def check_replica_identity(
         report.skip(name, message + " (matters only with --follow)")
         return
     first = problems[0][0]
+    fix = (
+        "pgferry fix-replica-identity --source ... (uses a unique index or FULL), or "
+        f"ALTER TABLE {sql.Identifier(first.schema, first.name).as_string()} "
+        "REPLICA IDENTITY FULL; per table"
+    )
+    if opts.plugin == "pgoutput":
+        report.fail(
+            name,
+            message + ": --plugin pgoutput would publish them, and a published table "
+            "without one makes the source's own UPDATEs and DELETEs on it fail",
+            fix,
+            tables=[str(t.qualname) for t, _ in problems],
+        )
+        return
     report.warn(
         name,
         message + ": CDC cannot replay their UPDATEs and DELETEs",
-        "pgferry fix-replica-identity --source ... (uses a unique index or FULL), or "
-        f"ALTER TABLE {sql.Identifier(first.schema, first.name).as_string()} "
-        "REPLICA IDENTITY FULL; per table",
+        fix,
         tables=[str(t.qualname) for t, _ in problems],
     )
 
