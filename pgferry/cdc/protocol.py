@@ -19,6 +19,7 @@ from psycopg import errors as pgerrors
 from psycopg import pq, sql
 
 from pgferry.pg.lsn import format_lsn, parse_lsn
+from pgferry.pg.settings import read_settings
 
 # Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 _PG_EPOCH_OFFSET_US = 946_684_800 * 1_000_000
@@ -170,7 +171,7 @@ def current_wal_lsn(conn: psycopg.Connection[Any]) -> int:
 
     The insert position, not the flush position: with synchronous_commit = off a
     transaction is committed (and visible) before its commit record is flushed. A
-    position just past a page header is moved back to the page start, where the last
+    position right after a page header is moved back to the page start, where the last
     record ended, so an idle source still reaches it.
     """
     row = conn.execute(
@@ -178,14 +179,21 @@ def current_wal_lsn(conn: psycopg.Connection[Any]) -> int:
         "ELSE pg_current_wal_insert_lsn() END::text"
     ).fetchone()
     assert row is not None and row[0] is not None
-    return record_boundary(parse_lsn(row[0]))
+    segment = read_settings(conn, ["wal_segment_size"]).get("wal_segment_size")
+    return record_boundary(parse_lsn(row[0]), int(segment) if segment else DEFAULT_SEGMENT)
 
 
 XLOG_PAGE_SIZE = 8192
-LONG_PAGE_HEADER = 40  # the first page of a segment; other pages have 24 bytes
+SHORT_PAGE_HEADER = 24  # every page but a segment's first
+LONG_PAGE_HEADER = 40  # the first page of a segment
+DEFAULT_SEGMENT = 16 * 1024 * 1024
 
 
-def record_boundary(lsn: int) -> int:
-    """An LSN inside a page header is no record position: use the page start."""
+def record_boundary(lsn: int, segment_size: int = DEFAULT_SEGMENT) -> int:
+    """The insert position right after a page header is no record's end: use the page
+    start, where the previous record ended. Only the header itself: a record that spans
+    into the page ends after it (a commit record ending at byte 32 of a page is a
+    committed transaction, and an end position before it would leave it out)."""
     offset = lsn % XLOG_PAGE_SIZE
-    return lsn - offset if offset <= LONG_PAGE_HEADER else lsn
+    header = LONG_PAGE_HEADER if lsn % segment_size < XLOG_PAGE_SIZE else SHORT_PAGE_HEADER
+    return lsn - offset if offset <= header else lsn

@@ -820,3 +820,69 @@ def test_stop_cdc_before_a_fresh_start_is_kept(dbpair: DbPair) -> None:
     assert sentinel(p.workdir).get("endpos") == endpos
     _equal(p)
     _cleanup(p)
+
+
+# -- the end position and a commit record crossing into a page -----------------------------
+
+_PAGE = 8192
+
+
+def _insert_lsn(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT (pg_current_wal_insert_lsn() - '0/0')::int8").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _emit(conn: psycopg.Connection, size: int) -> None:
+    conn.execute("SELECT pg_logical_emit_message(false, 'p', repeat('x', %s))", (size,))
+
+
+def _commit_ending_in_a_page_head(conn: psycopg.Connection, insert: str) -> int:
+    """Run `insert` (autocommit) so that its commit record crosses into a page and ends
+    within the page's first 40 bytes; returns that end. The transaction's WAL size and a
+    logical message's overhead are measured first (both fixed); non-transactional messages
+    of a chosen size then move the insert position to where the transaction must start."""
+    size = overhead = 0
+    for _ in range(10):
+        start = _insert_lsn(conn)
+        conn.execute(insert)
+        middle = _insert_lsn(conn)
+        _emit(conn, 200)
+        end = _insert_lsn(conn)
+        if start // _PAGE == end // _PAGE:
+            size, overhead = middle - start, end - middle - 200
+            break
+    assert size and overhead, "could not measure the WAL sizes"
+    start_offset = _PAGE + 8 - size  # 24 header bytes after the boundary: it ends at +32
+    for _ in range(50):
+        here = _insert_lsn(conn)
+        distance = (start_offset - here % _PAGE) % _PAGE
+        if distance == 0:
+            conn.execute(insert)
+            end = _insert_lsn(conn)
+            segment_start = end % (16 * 1024 * 1024) < _PAGE
+            if 24 < end % _PAGE <= 40 and not segment_start:
+                return end
+            continue
+        # A message too small to fill the distance moves on to the next page instead.
+        _emit(conn, distance - overhead if distance >= overhead + 8 else _PAGE // 2)
+    raise AssertionError("could not place the commit record")
+
+
+def test_a_last_commit_ending_in_a_page_head_is_applied(dbpair: DbPair) -> None:
+    """The end position stop-cdc takes is the insert position, moved back to the page
+    start only from right after a page header. A commit record ending 25-40 bytes into a
+    page used to be taken for a page header: the end position fell before that last
+    transaction, and cutover left it out (seen once in CI: same row count, other content)."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE craft (v int)")  # no index: an insert's WAL has one size
+    proc = _started(p)
+    with p.src_conn() as conn:
+        end = _commit_ending_in_a_page_head(conn, "INSERT INTO craft VALUES (1)")
+        assert 24 < end % _PAGE <= 40
+        (expected,) = conn.execute("SELECT count(*) FROM craft").fetchone()
+    cutover(p, proc)
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT count(*) FROM craft").fetchone() == (expected,)
+    _cleanup(p)
