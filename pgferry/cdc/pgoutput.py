@@ -60,7 +60,7 @@ class StreamEvent:
 
 @dataclass(slots=True)
 class _Reader:
-    data: memoryview
+    data: bytes
     pos: int = 0
 
     def byte(self) -> int:
@@ -70,38 +70,38 @@ class _Reader:
         self.pos += 1
         return value
 
-    def int16(self) -> int:
-        value = _INT16.unpack_from(self.data, self.pos)[0]
-        self.pos += 2
+    def _unpack(self, fmt: struct.Struct) -> int:
+        try:
+            value = fmt.unpack_from(self.data, self.pos)[0]
+        except struct.error:
+            raise DecodeError("pgoutput message cut short") from None
+        self.pos += fmt.size
         return int(value)
+
+    def int16(self) -> int:
+        return self._unpack(_INT16)
 
     def int32(self) -> int:
-        value = _INT32.unpack_from(self.data, self.pos)[0]
-        self.pos += 4
-        return int(value)
+        return self._unpack(_INT32)
 
     def uint32(self) -> int:
-        value = _UINT32.unpack_from(self.data, self.pos)[0]
-        self.pos += 4
-        return int(value)
+        return self._unpack(_UINT32)
 
     def int64(self) -> int:
-        value = _INT64.unpack_from(self.data, self.pos)[0]
-        self.pos += 8
-        return int(value)
+        return self._unpack(_INT64)
 
     def string(self) -> str:
-        end = bytes(self.data[self.pos :]).find(b"\0")
+        end = self.data.find(b"\0", self.pos)
         if end < 0:
             raise DecodeError("pgoutput string without its terminator")
-        value = bytes(self.data[self.pos : self.pos + end]).decode("utf-8")
-        self.pos += end + 1
+        value = self.data[self.pos : end].decode("utf-8")
+        self.pos = end + 1
         return value
 
     def raw(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
             raise DecodeError("pgoutput value cut short")
-        value = bytes(self.data[self.pos : self.pos + n])
+        value = self.data[self.pos : self.pos + n]
         self.pos += n
         return value
 
@@ -138,7 +138,7 @@ class PgoutputDecoder:
     def decode(self, payload: bytes | memoryview, lsn: int = 0) -> Change | StreamEvent | None:
         """The Change of a row message, the StreamEvent of a streaming frame message,
         None for the others (after remembering a Relation)."""
-        r = _Reader(memoryview(payload))
+        r = _Reader(bytes(payload))
         kind = r.byte()
         if self.in_stream and kind in _STREAMED:
             self.stream_xid = r.uint32()

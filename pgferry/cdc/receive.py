@@ -64,11 +64,13 @@ def pgoutput_kind(payload: bytes | memoryview) -> int:
     return kind if kind in (_B, _C, _M) else ord("R")
 
 
+def pgoutput_begin_xid(payload: memoryview) -> int:
+    """The transaction id in pgoutput's Begin: final LSN, commit time, then the xid."""
+    return int.from_bytes(payload[17:21], "big")
+
+
 def begin_xid(payload: memoryview) -> int:
-    """The transaction id in a BEGIN message ("BEGIN 1234", wal2json's "xid":1234, or
-    pgoutput's Begin: final LSN, commit time, then the xid)."""
-    if payload[0] == _B and len(payload) == 21:
-        return int.from_bytes(payload[17:21], "big")
+    """The transaction id in a BEGIN message ("BEGIN 1234" or wal2json's "xid":1234)."""
     raw = bytes(payload[:96])
     start = raw.find(b'"xid":')
     start = start + 6 if start >= 0 else (6 if raw.startswith(b"BEGIN ") else -1)
@@ -110,6 +112,7 @@ class Receiver(threading.Thread):
         # the description before its first change to the relation (apply may start at any
         # transaction), from the last one received.
         self._relations = RelationMessages() if options.plugin == "pgoutput" else None
+        self._begin_xid = pgoutput_begin_xid if options.plugin == "pgoutput" else begin_xid
         self._streamed = False  # the current connection got as far as streaming
 
     def stop(self) -> None:
@@ -184,7 +187,7 @@ class Receiver(threading.Thread):
                 self.received = max(self.received, msg.start)
                 kind = kind_of(msg.payload)
                 if kind == _B:
-                    writer.begin(msg.start, begin_xid(msg.payload))
+                    writer.begin(msg.start, self._begin_xid(msg.payload))
                     if self._relations is not None:
                         self._relations.new_transaction()
                 elif kind == _C:
