@@ -80,8 +80,7 @@ def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore
                 log.info("dropped replication slot %s, left by the earlier attempt", slot)
     if publication:
         with source.connect("pgferry cleanup") as conn:
-            if publication_exists(conn, publication):
-                drop_publication(conn, publication)
+            if drop_publication(conn, publication):
                 log.info("dropped publication %s, left by the earlier attempt", publication)
     if origin:
         with target.connect("pgferry cleanup") as conn:

@@ -30,7 +30,6 @@ from pgferry.pg.replication import (
     drop_slot,
     end_slot_user,
     origin_exists,
-    publication_exists,
     slot_exists,
     slot_user,
 )
@@ -178,8 +177,7 @@ def cleanup(source: ConnInfo, target: ConnInfo, slot: str, origin: str) -> Clean
             dropped.append(f"replication slot {slot} on the source")
         if slot_exists(conn, slot):
             raise InputError(f"replication slot {slot} is still there")
-        if publication_exists(conn, slot):  # pgoutput's, named after its slot
-            drop_publication(conn, slot)
+        if drop_publication(conn, slot):  # pgoutput's, named after its slot
             dropped.append(f"publication {slot} on the source")
     with target.connect("pgferry cleanup") as conn:
         if not origin_exists(conn, origin):

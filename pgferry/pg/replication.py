@@ -211,11 +211,17 @@ def publication_exists(conn: psycopg.Connection[Any], name: str) -> bool:
     return row is not None
 
 
+# The comment pgferry puts on the publications it creates: cleanup drops only those, never
+# a publication of the same name that someone else made.
+PUBLICATION_MARK = "created by pgferry for the replication slot of the same name"
+
+
 def create_publication(
     conn: psycopg.Connection[Any], name: str, tables: list[tuple[str, str]]
 ) -> None:
     """A publication of exactly these tables (never FOR ALL TABLES: publishing a table
-    without a replica identity makes the source's own UPDATE and DELETE on it fail)."""
+    without a replica identity makes the source's own UPDATE and DELETE on it fail),
+    marked as pgferry's."""
     if not tables:
         query = sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(name))
     else:
@@ -223,11 +229,27 @@ def create_publication(
             sql.Identifier(name),
             sql.SQL(", ").join(sql.SQL("ONLY {}").format(sql.Identifier(*t)) for t in tables),
         )
-    conn.execute(query)
+    with conn.transaction():
+        conn.execute(query)
+        conn.execute(
+            sql.SQL("COMMENT ON PUBLICATION {} IS {}").format(
+                sql.Identifier(name), sql.Literal(PUBLICATION_MARK)
+            )
+        )
 
 
-def drop_publication(conn: psycopg.Connection[Any], name: str) -> None:
-    conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(name)))
+def drop_publication(conn: psycopg.Connection[Any], name: str) -> bool:
+    """Drop the publication if pgferry created it (its comment says so); one of the same
+    name made by someone else is left alone. True when dropped."""
+    row = conn.execute(
+        "SELECT pg_catalog.obj_description(oid, 'pg_publication') "
+        "FROM pg_catalog.pg_publication WHERE pubname = %s",
+        (name,),
+    ).fetchone()
+    if row is None or row[0] != PUBLICATION_MARK:
+        return False
+    conn.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(name)))
+    return True
 
 
 def published_tables(conn: psycopg.Connection[Any], name: str) -> set[tuple[str, str]]:

@@ -250,3 +250,20 @@ def test_clone_follow_publishes_the_tables_in_scope_and_cleanup_drops_it(
         "cleanup", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir)
     )
     assert _published(p, slot) is None
+
+
+def test_cleanup_leaves_a_publication_pgferry_did_not_create(dbpair: DbPair) -> None:
+    """Only publications pgferry marked as its own are dropped: a user's one that happens
+    to carry the slot's name stays."""
+    p = dbpair
+    slot, origin = names(p)
+    with p.src_conn() as conn:
+        conn.execute(f"CREATE PUBLICATION {slot}")
+    out = run_pgferry(
+        "cleanup", "--source", p.source_uri, "--target", p.target_uri,
+        "--slot-name", slot, "--origin", origin, "--dir", str(p.workdir),
+    )  # fmt: skip
+    assert f"dropped publication {slot}" not in out.stdout
+    assert _published(p, slot) == []  # still there (it publishes nothing)
+    with p.src_conn() as conn:
+        conn.execute(f"DROP PUBLICATION {slot}")
