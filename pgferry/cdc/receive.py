@@ -26,6 +26,7 @@ from pgferry.cdc.decode import (
 from pgferry.cdc.pgoutput import RelationMessages
 from pgferry.cdc.protocol import Keepalive, ReplicationStream, XLogData
 from pgferry.cdc.spool import SpoolWriter
+from pgferry.cdc.streams import FRAME_KINDS, StreamedTransactions
 from pgferry.errors import ConnectionFailed, from_os_error
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none
@@ -45,7 +46,10 @@ class ReceiveOptions:
     numeric_as_string: bool = False
 
 
-def plugin_options(options: ReceiveOptions) -> dict[str, str]:
+STREAMING_SINCE = 140000  # pgoutput's protocol 2 streams large transactions
+
+
+def plugin_options(options: ReceiveOptions, server_version: int) -> dict[str, str]:
     if options.plugin == "wal2json":
         opts = dict(WAL2JSON_OPTIONS)
         if options.numeric_as_string:
@@ -53,6 +57,8 @@ def plugin_options(options: ReceiveOptions) -> dict[str, str]:
         return opts
     if options.plugin == "pgoutput":
         # The publication is named after the slot (slot names are plain identifiers).
+        if server_version >= STREAMING_SINCE:
+            return {"proto_version": "2", "publication_names": options.slot, "streaming": "on"}
         return {"proto_version": "1", "publication_names": options.slot}
     return dict(TEST_DECODING_OPTIONS)
 
@@ -113,6 +119,9 @@ class Receiver(threading.Thread):
         # transaction), from the last one received.
         self._relations = RelationMessages() if options.plugin == "pgoutput" else None
         self._begin_xid = pgoutput_begin_xid if options.plugin == "pgoutput" else begin_xid
+        self._streams = (
+            StreamedTransactions(spool_dir / "streams") if options.plugin == "pgoutput" else None
+        )
         self._streamed = False  # the current connection got as far as streaming
 
     def stop(self) -> None:
@@ -120,6 +129,8 @@ class Receiver(threading.Thread):
 
     def run(self) -> None:
         writer = SpoolWriter(self.spool_dir)
+        if self._streams is not None:
+            self._streams.reset()  # what a crash left: the source sends it again
         self.durable = max(writer.durable_lsn, self.start_lsn)
         attempt = 0
         try:
@@ -139,6 +150,8 @@ class Receiver(threading.Thread):
                     # durable or not: from the older durable position the source would
                     # send the not-yet-flushed ones again, and they would be spooled twice.
                     writer.abort()
+                    if self._streams is not None:
+                        self._streams.reset()  # the source sends them again
                     self.durable = max(self.durable, writer.flush())
                     wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                     attempt += 1
@@ -160,13 +173,16 @@ class Receiver(threading.Thread):
                 self._record()
             finally:
                 writer.close()
+                if self._streams is not None:
+                    self._streams.close()
                 self.connected.clear()
 
     def _stream(self, writer: SpoolWriter) -> None:
         conn = self.source.connect_replication("pgferry receive")
         try:
             stream = ReplicationStream(conn)
-            stream.start(self.options.slot, self.durable, plugin_options(self.options))
+            options = plugin_options(self.options, conn.info.server_version)
+            stream.start(self.options.slot, self.durable, options)
             self._streamed = True
             self.connected.set()
             log.info(
@@ -186,7 +202,9 @@ class Receiver(threading.Thread):
             if isinstance(msg, XLogData):
                 self.received = max(self.received, msg.start)
                 kind = kind_of(msg.payload)
-                if kind == _B:
+                if self._streams is not None and self._streamed_message(msg, writer):
+                    pass
+                elif kind == _B:
                     writer.begin(msg.start, self._begin_xid(msg.payload))
                     if self._relations is not None:
                         self._relations.new_transaction()
@@ -204,7 +222,7 @@ class Receiver(threading.Thread):
                             writer.change(msg.start, described)
                     writer.change(msg.start, msg.payload)
             elif isinstance(msg, Keepalive):
-                if not writer.in_txn:
+                if not writer.in_txn and not self._in_segment():
                     # Between transactions everything up to the server's position is here.
                     self.received = max(self.received, msg.end)
                     writer.pending_lsn = max(writer.pending_lsn, msg.end)
@@ -224,6 +242,25 @@ class Receiver(threading.Thread):
                 log.info("received everything up to the end position %s", format_lsn(endpos))
                 self.reached_endpos.set()
                 return
+
+    def _in_segment(self) -> bool:
+        return self._streams is not None and self._streams.in_segment
+
+    def _streamed_message(self, msg: XLogData, writer: SpoolWriter) -> bool:
+        """A pgoutput streaming frame message, or a data message inside a segment: True
+        when it was one (and is handled)."""
+        assert self._streams is not None
+        if msg.payload[0] in FRAME_KINDS:
+            if not self._streams.frame(msg.payload, msg.start, msg.sent_at, writer):
+                log.warning(
+                    "streamed transaction committed at %s received twice: kept once",
+                    format_lsn(msg.start),
+                )
+            return True
+        if self._streams.in_segment:
+            self._streams.data(msg.payload, msg.start)
+            return True
+        return False
 
     def _endpos(self) -> int | None:
         row = self.store.sentinel()

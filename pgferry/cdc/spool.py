@@ -14,6 +14,7 @@ transactions the source will send again.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,11 @@ class TxnEntry:
     commit_time: int  # microseconds since 2000-01-01
     xid: int
     changes: int
+
+
+def record_bytes(lsn: int, payload: bytes) -> bytes:
+    """One change record as the spool stores it."""
+    return _RECORD.pack(len(payload), lsn) + payload
 
 
 def data_path(root: Path, file_no: int) -> Path:
@@ -201,6 +207,17 @@ class SpoolWriter:
         self.data.write(payload)
         self.offset += _RECORD.size + len(payload)
         self._changes += 1
+
+    def append(self, records: BinaryIO, size: int, changes: int) -> None:
+        """Copy `size` bytes of `changes` records (from a streamed transaction's file)
+        into the open transaction, a megabyte at a time."""
+        assert self.data is not None
+        start = self.data.tell()
+        shutil.copyfileobj(records, self.data, 1024 * 1024)
+        if self.data.tell() - start != size:
+            raise OSError(f"{records.name}: {self.data.tell() - start} bytes copied, not {size}")
+        self.offset += size
+        self._changes += changes
 
     @property
     def position(self) -> int:

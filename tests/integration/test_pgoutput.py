@@ -9,12 +9,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pgferry.cdc.decode import Change
 from pgferry.cdc.pgoutput import PgoutputDecoder, StreamEvent
 from tests.conftest import DbPair
 from tests.helpers.cdc import cutover, follow_args, names, sentinel, wait_until
 from tests.helpers.cli import run_pgferry
+from tests.helpers.compare import assert_same_database
 from tests.helpers.running import start_pgferry
 
 SCHEMA = """
@@ -267,3 +269,70 @@ def test_cleanup_leaves_a_publication_pgferry_did_not_create(dbpair: DbPair) -> 
     assert _published(p, slot) == []  # still there (it publishes nothing)
     with p.src_conn() as conn:
         conn.execute(f"DROP PUBLICATION {slot}")
+
+
+def test_large_transactions_are_streamed_spooled_and_applied_exactly(dbpair: DbPair) -> None:
+    """Past logical_decoding_work_mem the source streams a transaction while it runs:
+    segments interleaved with other transactions, savepoints rolled back inside it, a
+    large transaction aborted at the end. The target gets exactly the committed rows, and
+    the source never spilled a transaction to its disk."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE big (id int PRIMARY KEY, v text);"
+            "CREATE TABLE small (id serial PRIMARY KEY, v int)"
+        )
+        # The walsender of this database streams past 64kB (the least there is).
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'").format(
+                sql.Identifier(p.src_db)
+            )
+        )
+    slot, _ = names(p)
+    proc = start_pgferry(*follow_args(p, "pgoutput"))
+    try:
+        wait_until(
+            lambda: bool(sentinel(p.workdir).get("apply")),
+            what="the copy to finish",
+            proc=proc,
+            timeout=120,
+        )
+        with p.src_conn() as a, p.src_conn() as b:
+            a.execute("BEGIN")
+            for step in range(6):
+                lo = step * 5000
+                a.execute(
+                    "INSERT INTO big SELECT g, repeat('x', 50) FROM generate_series(%s::int, %s::int) g",
+                    (lo, lo + 2999),
+                )
+                a.execute("SAVEPOINT s")
+                a.execute(
+                    "INSERT INTO big SELECT g, 'gone' FROM generate_series(%s::int, %s::int) g",
+                    (lo + 3000, lo + 4999),
+                )
+                if step % 2:
+                    a.execute("ROLLBACK TO SAVEPOINT s")
+                else:
+                    a.execute("UPDATE big SET v = 'kept' WHERE id BETWEEN %s AND %s", (lo, lo + 9))
+                    a.execute("RELEASE SAVEPOINT s")
+                b.execute("INSERT INTO small (v) VALUES (%s)", (step,))  # commits first
+            b.execute("BEGIN")
+            b.execute("INSERT INTO big SELECT g, 'aborted' FROM generate_series(100000, 130000) g")
+            a.execute("COMMIT")
+            b.execute("ROLLBACK")
+        cutover(p, proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT count(*) FROM big").fetchone() == (3 * 5000 + 3 * 3000,)
+        assert conn.execute("SELECT count(*) FROM big WHERE v = 'kept'").fetchone() == (30,)
+        assert conn.execute("SELECT count(*) FROM small").fetchone() == (6,)
+    assert_same_database(p.source_uri, p.target_uri)
+    with p.src_conn() as conn:
+        stats = conn.execute(
+            "SELECT stream_txns, spill_bytes FROM pg_stat_replication_slots WHERE slot_name = %s",
+            (slot,),
+        ).fetchone()
+    assert stats is not None and stats[0] >= 1 and stats[1] == 0, stats
+    assert not list((p.workdir / "cdc" / "streams").glob("*"))
