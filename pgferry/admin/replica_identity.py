@@ -239,6 +239,64 @@ def read_tables(conn: psycopg.Connection[Any], filters: Filters) -> list[TableId
     ]
 
 
+def _some(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (
+        f" and {len(names) - limit} more" if len(names) > limit else ""
+    )
+
+
+@dataclass(frozen=True)
+class PublicationRefusal:
+    """Why pgferry will not publish the tables in scope for pgoutput."""
+
+    message: str
+    remedy: str  # what makes pgoutput possible
+
+    @property
+    def fix(self) -> str:
+        return f"{self.remedy}, or use --plugin test_decoding"
+
+
+def publication_refusal(tables: list[TableIdentity], role: str) -> PublicationRefusal | None:
+    """pgoutput sends the changes of published tables. A published table without a usable
+    replica identity makes the source application's own UPDATEs and DELETEs on it fail, so
+    pgferry never publishes one; and only a table's owner may publish it."""
+    unidentified = [str(t.qualname) for t in tables if t.identity.problem is not None]
+    if unidentified:
+        return PublicationRefusal(
+            f"pgoutput publishes the tables in scope, and {len(unidentified)} have no usable "
+            f"replica identity ({_some(unidentified)}): the source's own UPDATEs and DELETEs "
+            "on a published table without one fail",
+            "give them one with pgferry fix-replica-identity",
+        )
+    return ownership_refusal(tables, role)
+
+
+def ownership_refusal(tables: list[TableIdentity], role: str) -> PublicationRefusal | None:
+    """Only a table's owner (or a member of the owning role, or a superuser) may publish it:
+    what to grant when `role` is not."""
+    owners = sorted({t.owner for t in tables if not t.can_alter})
+    if owners:
+        not_owned = [str(t.qualname) for t in tables if not t.can_alter]
+        me = sql.Identifier(role).as_string()
+        grants = "; ".join(f"GRANT {sql.Identifier(o).as_string()} TO {me}" for o in owners)
+        return PublicationRefusal(
+            f"pgoutput needs a publication of the tables in scope, which only their owner "
+            f"may create; {role} does not own {len(not_owned)} ({_some(not_owned)})",
+            f"{grants} (revoke it after the migration)",
+        )
+    return None
+
+
+def default_plugin(conn: psycopg.Connection[Any], filters: Filters) -> tuple[str, str | None]:
+    """The plugin a new migration uses when none is asked for: pgoutput, unless pgferry
+    cannot publish the tables in scope; then test_decoding, with the reason."""
+    refusal = publication_refusal(read_tables(conn, filters), conn.info.user)
+    if refusal is None:
+        return "pgoutput", None
+    return "test_decoding", f"{refusal.message} (to use pgoutput: {refusal.remedy})"
+
+
 @dataclass
 class FixPlan:
     """The tables checked and the fixes proposed."""

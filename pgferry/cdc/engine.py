@@ -10,12 +10,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
 
-from pgferry.admin.replica_identity import read_tables
+from pgferry.admin.replica_identity import default_plugin, publication_refusal, read_tables
 from pgferry.catalog.filters import Filters, no_filters
 from pgferry.catalog.model import Sequence
 from pgferry.catalog.sequences import read_sequence, set_sequence
@@ -27,6 +27,7 @@ from pgferry.errors import ConnectionFailed, InputError, Interrupted, StepFailed
 from pgferry.faults import crash_point
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
+from pgferry.pg.plugins import DEFAULT_PLUGIN
 from pgferry.pg.replication import (
     advance_origin,
     create_origin,
@@ -52,11 +53,24 @@ MAX_GROUP_TXNS = 256  # below apply's in-flight margin: a group never holds up a
 @dataclass(frozen=True)
 class CdcOptions:
     slot: str = "pgferry"
-    plugin: str = "test_decoding"
+    plugin: str = DEFAULT_PLUGIN
     origin: str = "pgferry"
     endpos: int | None = None
     numeric_as_string: bool = False
     group_txns: int = 1  # source transactions per target transaction, at most
+    plugin_chosen: bool = False  # False: pgoutput by default, which settle_plugin may change
+
+
+def settle_plugin(source: ConnInfo, filters: Filters, options: CdcOptions) -> CdcOptions:
+    """The plugin of a new slot: the one asked for, else pgoutput where pgferry can publish
+    the tables in scope, else test_decoding (said once, with what would allow pgoutput)."""
+    if options.plugin_chosen or options.plugin != "pgoutput":
+        return options
+    with source.connect("pgferry plugin") as conn:
+        plugin, why = default_plugin(conn, filters)
+    if why is not None:
+        log.warning("using the test_decoding plugin, not pgoutput: %s", why)
+    return replace(options, plugin=plugin, plugin_chosen=True)
 
 
 def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore) -> None:
@@ -148,9 +162,10 @@ class Cdc:
         The slot and origin names are recorded before they are created, and the setup
         counts as done (`is_set_up`) only once both exist: a start interrupted in between
         leaves objects `drop_interrupted_setup` knows are this directory's own."""
+        filters = filters or no_filters()
+        self.options = settle_plugin(self.source, filters, self.options)
         created = {"slot": self.options.slot, "origin": self.options.origin}
         self.store.set_json(Meta.CDC_CREATED, created)
-        filters = filters or no_filters()
         if self.options.plugin == "pgoutput":
             self._publish(filters, created)
         conn = self.source.connect_replication("pgferry snapshot")
@@ -212,23 +227,9 @@ class Cdc:
         name = self.options.slot
         with self.source.connect("pgferry publication") as conn:
             tables = read_tables(conn, filters)
-            unidentified = [str(t.qualname) for t in tables if t.identity.problem is not None]
-            if unidentified:
-                raise InputError(
-                    f"--plugin pgoutput publishes the tables in scope, and {len(unidentified)} "
-                    f"have no usable replica identity ({_some(unidentified)}): the source's "
-                    "own UPDATEs and DELETEs on a published table without one fail",
-                    fix="give them one with pgferry fix-replica-identity, or use "
-                    "--plugin test_decoding",
-                )
-            not_owned = [str(t.qualname) for t in tables if not t.can_alter]
-            if not_owned:
-                raise InputError(
-                    f"--plugin pgoutput creates a publication of the tables in scope, which "
-                    f"needs their owner's rights; the source role lacks them on "
-                    f"{len(not_owned)} ({_some(not_owned)})",
-                    fix="connect as their owner (or a member of it), or use --plugin test_decoding",
-                )
+            refusal = publication_refusal(tables, conn.info.user)
+            if refusal is not None:
+                raise InputError(refusal.message, fix=refusal.fix)
             self.store.set_json(Meta.CDC_CREATED, {**created, "publication": name})
             create_publication(conn, name, [(t.schema, t.name) for t in tables])
         log.info("created publication %s of %d tables", name, len(tables))

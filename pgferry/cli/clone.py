@@ -176,7 +176,7 @@ def add_cdc_flags(p: argparse.ArgumentParser, *, follow: bool) -> None:
 
 
 def cdc_options_from_args(args: argparse.Namespace) -> CdcOptions:
-    plugin, numeric = resolve_decoding(args)
+    plugin, chosen, numeric = resolve_decoding(args)
     if numeric and plugin != "wal2json":
         raise UsageError(
             "--wal2json-numeric-as-string needs --plugin wal2json",
@@ -189,6 +189,7 @@ def cdc_options_from_args(args: argparse.Namespace) -> CdcOptions:
         endpos=endpos(args.endpos),
         numeric_as_string=numeric,
         group_txns=group_txns(args.group_txns),
+        plugin_chosen=chosen,
     )
 
 

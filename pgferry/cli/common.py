@@ -14,7 +14,7 @@ from pgferry.catalog.filters import FilterError, Filters, load_filters, no_filte
 from pgferry.cli.env import env_bool, env_value
 from pgferry.errors import InputError, UsageError
 from pgferry.pg.conninfo import ConnInfo
-from pgferry.pg.plugins import PLUGINS
+from pgferry.pg.plugins import DEFAULT_PLUGIN, PLUGINS
 from pgferry.state.workdir import default_dir
 from pgferry.text import parse_size
 
@@ -44,7 +44,7 @@ def add_decoding_flags(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     g.add_argument(
         "--plugin",
         choices=PLUGINS,
-        help="logical decoding plugin (env PGCOPYDB_OUTPUT_PLUGIN; default test_decoding)",
+        help="logical decoding plugin (env PGCOPYDB_OUTPUT_PLUGIN; default pgoutput)",
     )
     g.add_argument(
         "--wal2json-numeric-as-string",
@@ -57,13 +57,16 @@ def add_decoding_flags(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     )
 
 
-def resolve_decoding(args: argparse.Namespace) -> tuple[str, bool]:
-    """The plugin (flag, then PGCOPYDB_OUTPUT_PLUGIN, then test_decoding) and whether
-    wal2json is asked for numbers as strings (flag or PGCOPYDB_WAL2JSON_NUMERIC_AS_STRING)."""
-    plugin = args.plugin or env_value("OUTPUT_PLUGIN") or "test_decoding"
+def resolve_decoding(args: argparse.Namespace) -> tuple[str, bool, bool]:
+    """The plugin (flag, then PGCOPYDB_OUTPUT_PLUGIN, then pgoutput), whether it was asked
+    for, and whether wal2json is asked for numbers as strings (flag or
+    PGCOPYDB_WAL2JSON_NUMERIC_AS_STRING)."""
+    asked = args.plugin or env_value("OUTPUT_PLUGIN")
+    plugin = asked or DEFAULT_PLUGIN
     if plugin not in PLUGINS:
         raise InputError(f"unknown plugin {plugin}", fix=f"use one of {', '.join(PLUGINS)}")
-    return plugin, args.wal2json_numeric_as_string or env_bool("WAL2JSON_NUMERIC_AS_STRING")
+    numeric = args.wal2json_numeric_as_string or env_bool("WAL2JSON_NUMERIC_AS_STRING")
+    return plugin, bool(asked), numeric
 
 
 def add_filters(p: argparse.ArgumentParser) -> None:

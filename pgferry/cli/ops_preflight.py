@@ -88,7 +88,7 @@ def register(sub: Any) -> None:
 def handle_preflight(args: argparse.Namespace) -> int:
     from pgferry.checks.preflight import run_preflight
 
-    plugin, numeric = resolve_decoding(args)
+    plugin, chosen, numeric = resolve_decoding(args)
     filters, problem = _filters(args)
     report = run_preflight(
         resolve_conn(args, "source"),
@@ -96,6 +96,7 @@ def handle_preflight(args: argparse.Namespace) -> int:
         filters,
         follow=args.follow,
         plugin=plugin,
+        plugin_chosen=chosen,
         slot=args.slot_name or "pgferry",
         origin=args.origin or "pgferry",
         workdir=resolve_dir(args),

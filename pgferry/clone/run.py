@@ -37,7 +37,7 @@ from pgferry.catalog.target import (
 )
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
 from pgferry.cdc.apply import ApplyScope
-from pgferry.cdc.engine import Cdc, drop_interrupted_setup
+from pgferry.cdc.engine import Cdc, CdcOptions, drop_interrupted_setup, settle_plugin
 from pgferry.checks.preflight import run_preflight
 from pgferry.checks.preflight.local import NOTHING_INCLUDED, include_only_matches_nothing
 from pgferry.clone.foreign_keys import (
@@ -152,6 +152,10 @@ class Clone:
             target.close()
         for side in (self.o.source, self.o.target):
             terminate_orphans(side, self.tag)
+        if o.follow:
+            self.o = o = replace(o, cdc=self._plugin(o.cdc))
+            if self.cdc is not None:
+                self.cdc.options = o.cdc
         if not o.skip_preflight:
             self._preflight_checks()
         try:
@@ -167,6 +171,14 @@ class Clone:
             raise
         self._end_run("done", None)
         return summary
+
+    def _plugin(self, cdc: CdcOptions) -> CdcOptions:
+        """The plugin a resumed setup has, or the one a new slot gets."""
+        assert self.store is not None
+        stored = self.store.get_meta(Meta.CDC_PLUGIN)
+        if stored:
+            return replace(cdc, plugin=stored, plugin_chosen=True)
+        return settle_plugin(self.o.source, self.o.filters, cdc)
 
     def _preflight_checks(self) -> None:
         """pgferry preflight, before anything is written: a FAIL stops the clone."""

@@ -302,7 +302,8 @@ def test_large_transactions_are_streamed_spooled_and_applied_exactly(dbpair: DbP
             for step in range(6):
                 lo = step * 5000
                 a.execute(
-                    "INSERT INTO big SELECT g, repeat('x', 50) FROM generate_series(%s::int, %s::int) g",
+                    "INSERT INTO big SELECT g, repeat('x', 50)"
+                    " FROM generate_series(%s::int, %s::int) g",
                     (lo, lo + 2999),
                 )
                 a.execute("SAVEPOINT s")

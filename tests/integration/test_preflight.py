@@ -169,6 +169,27 @@ def test_role_without_replication(dbpair: DbPair, role: str) -> None:
     assert check(report, "source.read_privileges").verdict == Verdict.PASS
 
 
+def test_pgoutput_needs_the_tables_owner_and_names_the_grant(dbpair: DbPair, role: str) -> None:
+    """Only a table's owner may publish it: asked for, pgoutput fails preflight with the
+    GRANT that allows it; by default, test_decoding is used instead, and said."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        owner = conn.execute("SELECT current_user").fetchone()[0]  # type: ignore[index]
+        conn.execute(sql.SQL("ALTER ROLE {} WITH REPLICATION").format(sql.Identifier(role)))
+    grant_reads(p, role, "t")
+    uri = p.source.uri(p.src_db, user=role)
+    asked = preflight_of(p, source=uri, plugin="pgoutput", plugin_chosen=True)
+    found = check(asked, "source.plugin")
+    assert found.verdict == Verdict.FAIL and "does not own 1 (public.t)" in found.message
+    assert found.fix is not None and f'GRANT "{owner}" TO "{role}"' in found.fix
+    default = preflight_of(p, source=uri)
+    fallback = check(default, "source.plugin")
+    assert fallback.verdict == Verdict.WARN and "test_decoding plugin is used" in fallback.message
+    assert "plugin test_decoding" in default.facts["migration"]
+    assert "source.plugin" not in failed(default)
+
+
 def test_no_free_replication_slot(dbpair: DbPair) -> None:
     p = dbpair
     token = secrets.token_hex(3)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pgferry.catalog.filters import QualifiedName
 from pgferry.catalog.row_identity import RowIdentity
+from pgferry.pg.plugins import DEFAULT_PLUGIN
 from pgferry.state.workdir import default_dir
 
 LISTED = 10  # names shown in one message
@@ -23,7 +24,7 @@ class PreflightOptions:
     """What the migration will be asked to do."""
 
     follow: bool = False
-    plugin: str = "test_decoding"
+    plugin: str = DEFAULT_PLUGIN
     slot: str = "pgferry"
     origin: str = "pgferry"
     workdir: Path = field(default_factory=default_dir)

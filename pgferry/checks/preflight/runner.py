@@ -7,11 +7,13 @@ learnt (`SourceFacts`), and a side that cannot be reached only skips its own che
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from pgferry.admin.replica_identity import default_plugin, ownership_refusal, read_tables
 from pgferry.catalog.filters import FilterError, Filters
 from pgferry.checks.preflight.facts import PreflightOptions, SourceFacts
 from pgferry.checks.preflight.local import check_filter_file, local_checks
@@ -23,6 +25,7 @@ from pgferry.checks.report import Report
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.describe import error_text
 from pgferry.pg.identity import read_identity, same_database_error
+from pgferry.pg.plugins import DEFAULT_PLUGIN
 from pgferry.state.workdir import default_dir
 
 
@@ -32,7 +35,7 @@ def run_preflight(
     filters: Filters,
     *,
     follow: bool,
-    plugin: str = "test_decoding",
+    plugin: str = DEFAULT_PLUGIN,
     slot: str = "pgferry",
     origin: str = "pgferry",
     workdir: Path | None = None,
@@ -42,6 +45,7 @@ def run_preflight(
     resume: bool = False,
     filters_error: FilterError | None = None,
     wal2json_numeric_as_string: bool = False,
+    plugin_chosen: bool = False,
 ) -> Report:
     """Check the source, the target and this machine for the migration described.
 
@@ -78,6 +82,8 @@ def run_preflight(
         src_conn = open_session(report, source, stack)
         if src_conn is not None:
             try:
+                if opts.follow:
+                    opts = _plugin(report, src_conn, filters, opts, chosen=plugin_chosen)
                 src = source_checks(report, source, src_conn, filters, opts)
             except psycopg.Error as exc:
                 report.fail("source.checks", f"source checks stopped: {error_text(exc)}")
@@ -93,6 +99,36 @@ def run_preflight(
                 report.fail("target.checks", f"target checks stopped: {error_text(exc)}")
     local_checks(report, src, filters, opts)
     return report
+
+
+def _plugin(
+    report: Report,
+    conn: psycopg.Connection[Any],
+    filters: Filters,
+    opts: PreflightOptions,
+    *,
+    chosen: bool,
+) -> PreflightOptions:
+    """The plugin the migration will use (the default one pgferry can publish the tables
+    for, see default_plugin); with pgoutput, whether the role may publish them."""
+    name = "source.plugin"
+    if not chosen and opts.plugin == "pgoutput":
+        plugin, why = default_plugin(conn, filters)
+        if why is not None:
+            report.warn(name, f"the test_decoding plugin is used, not pgoutput: {why}")
+            report.facts["migration"] = report.facts["migration"].replace(
+                f"plugin {opts.plugin}", f"plugin {plugin}"
+            )
+            return replace(opts, plugin=plugin)
+    if opts.plugin != "pgoutput":
+        report.ok(name, f"plugin {opts.plugin}")
+        return opts
+    refusal = ownership_refusal(read_tables(conn, filters), conn.info.user)
+    if refusal is not None:
+        report.fail(name, refusal.message, refusal.fix)
+    else:
+        report.ok(name, "plugin pgoutput: the role may publish every table in scope")
+    return opts
 
 
 def _check_not_same_database(

@@ -209,7 +209,7 @@ def check_special_tables(report: Report, tables: list[ScopeTable], opts: Preflig
             "wal2json 2.5 decodes NaN and Infinity in them as NULL: changed rows holding "
             "such values would arrive wrong: "
             + ", ".join(str(t.qualname) for t in floats[:LISTED]),
-            "use --plugin test_decoding (the default), or wal2json >= 2.6 with "
+            "use --plugin pgoutput (the default) or test_decoding, or wal2json >= 2.6 with "
             "--wal2json-numeric-as-string",
         )
     foreign = [t for t in tables if t.relkind == "f"]
