@@ -137,18 +137,13 @@ class ApplyScope:
         )
 
 
-def _decoder(plugin: str) -> Callable[[bytes | memoryview, int], Change | None]:
+def decoder_for(plugin: str) -> Callable[[bytes | memoryview, int], Change | None]:
     """The plugin's message -> Change function (None for what is not a row change)."""
     if plugin == "wal2json":
         return decode_wal2json
     if plugin == "pgoutput":
-        decoder = PgoutputDecoder()  # keeps the Relation messages each transaction carries
-
-        def decode_pgoutput(payload: bytes | memoryview, lsn: int = 0) -> Change | None:
-            change = decoder.decode(payload, lsn)
-            return change if isinstance(change, Change) else None
-
-        return decode_pgoutput
+        # It keeps the Relation messages each spooled transaction carries.
+        return PgoutputDecoder().change
     return decode_test_decoding
 
 
@@ -211,7 +206,7 @@ class Applier:
         self.target = target
         self.origin = origin
         self.spool_dir = spool_dir
-        self.decode = _decoder(plugin)
+        self.decode = decoder_for(plugin)
         # test_decoding prints an old row without its NULL columns; the others list them.
         self.old_row_omits_nulls = plugin == "test_decoding"
         self.scope = scope

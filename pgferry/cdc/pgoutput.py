@@ -46,6 +46,18 @@ class Relation:
 
 
 @dataclass(frozen=True, slots=True)
+class _Layout:
+    """What the fast path needs of a relation, made once per Relation message. The lists
+    are shared by every Change read with it, and never mutated (as test_decoding's)."""
+
+    schema: str
+    name: str
+    columns: list[str]
+    key_columns: list[str]
+    key_at: tuple[int, ...]  # where the key columns are in a tuple
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEvent:
     """A streaming frame message: S start, E stop, c commit, A abort."""
 
@@ -107,6 +119,30 @@ class _Reader:
 
 
 _UNCHANGED = object()
+_LENGTH = struct.Struct(">I").unpack_from
+_INSERT, _UPDATE, _DELETE = ord("I"), ord("U"), ord("D")
+_NEW, _KEY, _OLD, _TEXT, _NULL = ord("N"), ord("K"), ord("O"), ord("t"), ord("n")
+
+
+def _fast_tuple(data: bytes, pos: int) -> tuple[list[bytes | None], int] | None:
+    """TupleData of text and NULL values only (anything else: None, the careful path);
+    the values and the position after them."""
+    count = (data[pos] << 8) | data[pos + 1]
+    pos += 2
+    values: list[bytes | None] = []
+    append = values.append
+    for _ in range(count):
+        kind = data[pos]
+        if kind == _TEXT:
+            end = pos + 5 + _LENGTH(data, pos + 1)[0]
+            append(data[pos + 5 : end])
+            pos = end
+        elif kind == _NULL:
+            append(None)
+            pos += 1
+        else:
+            return None
+    return values, pos
 
 
 def _tuple(r: _Reader) -> list[bytes | None | object]:
@@ -132,13 +168,40 @@ class PgoutputDecoder:
 
     def __init__(self) -> None:
         self.relations: dict[int, Relation] = {}
+        self.layouts: dict[int, _Layout] = {}
         self.in_stream = False
         self.stream_xid = 0  # the transaction of the data messages of the current segment
 
     def decode(self, payload: bytes | memoryview, lsn: int = 0) -> Change | StreamEvent | None:
         """The Change of a row message, the StreamEvent of a streaming frame message,
         None for the others (after remembering a Relation)."""
-        r = _Reader(bytes(payload))
+        data = bytes(payload)
+        if not self.in_stream and data[0] in (_INSERT, _UPDATE, _DELETE):
+            try:
+                change = self._fast_row(data, lsn)
+            except (IndexError, struct.error):
+                change = None  # cut short: the careful path says so
+            if change is not None:
+                return change
+        return self._careful(data, lsn)
+
+    def change(self, payload: bytes | memoryview, lsn: int = 0) -> Change | None:
+        """`decode` for apply, which reads spooled transactions (no streaming frames):
+        the Change of a row message, else None."""
+        data = bytes(payload)
+        if data[0] in (_INSERT, _UPDATE, _DELETE):
+            try:
+                change = self._fast_row(data, lsn)
+            except (IndexError, struct.error):
+                change = None
+            if change is not None:
+                return change
+        out = self._careful(data, lsn)
+        return out if isinstance(out, Change) else None
+
+    def _careful(self, data: bytes, lsn: int) -> Change | StreamEvent | None:
+        """Every message, field by field, with a clear error for what does not parse."""
+        r = _Reader(data)
         kind = r.byte()
         if self.in_stream and kind in _STREAMED:
             self.stream_xid = r.uint32()
@@ -154,6 +217,47 @@ class PgoutputDecoder:
         if kind in (ord("B"), ord("C"), ord("O"), ord("Y"), ord("M")):
             return None
         raise DecodeError(f"pgoutput message of unknown type {chr(kind)!r}")
+
+    def _fast_row(self, data: bytes, lsn: int) -> Change | None:
+        """The common row message, read in place: a known relation, text and NULL values
+        only, every tuple as long as the relation. Anything else: None."""
+        layout = self.layouts.get(_LENGTH(data, 1)[0])
+        if layout is None:
+            return None
+        kind = data[0]
+        part = data[5]
+        key_values: list[bytes | None] = []
+        pos = 6
+        if part in (_KEY, _OLD):
+            old = _fast_tuple(data, pos)
+            if old is None or len(old[0]) != len(layout.columns):
+                return None
+            values, pos = old
+            if part == _KEY:
+                key_values = [values[i] for i in layout.key_at]
+                key_columns = layout.key_columns
+            else:
+                key_values, key_columns = values, layout.columns
+            if kind == _DELETE:
+                if pos != len(data):
+                    return None
+                return Change(
+                    "D", layout.schema, layout.name, [], [], key_columns, key_values,
+                    set(), [], False, False, lsn,
+                )  # fmt: skip
+            part = data[pos]
+            pos += 1
+        else:
+            key_columns = []
+        if part != _NEW or kind == _DELETE:
+            return None
+        new = _fast_tuple(data, pos)
+        if new is None or new[1] != len(data) or len(new[0]) != len(layout.columns):
+            return None
+        return Change(
+            "I" if kind == _INSERT else "U", layout.schema, layout.name, layout.columns,
+            new[0], key_columns, key_values, set(), [], False, False, lsn,
+        )  # fmt: skip
 
     def relation(self, oid: int) -> Relation:
         try:
@@ -172,8 +276,16 @@ class PgoutputDecoder:
             types.append(r.uint32())
             r.int32()  # typmod
             key.append(bool(flags & 1))
-        self.relations[oid] = Relation(
+        rel = Relation(
             oid, schema or "pg_catalog", name, identity, tuple(columns), tuple(key), tuple(types)
+        )
+        self.relations[oid] = rel
+        self.layouts[oid] = _Layout(
+            rel.schema,
+            rel.name,
+            list(rel.columns),
+            [c for c, k in zip(rel.columns, rel.key, strict=True) if k],
+            tuple(i for i, k in enumerate(rel.key) if k),
         )
 
     def _row(self, r: _Reader, kind: str, lsn: int) -> Change:

@@ -35,6 +35,12 @@ def follow_args(p: DbPair, plugin: str, *extra: str) -> list[str]:
     )
 
 
+def identify_every_table(p: DbPair) -> None:
+    """pgoutput publishes only tables with a replica identity (pgferry refuses otherwise):
+    give the keyless ones one, as a user would."""
+    run_pgferry("fix-replica-identity", "--source", p.source_uri, "--yes")
+
+
 def sentinel(workdir: Path) -> dict[str, object]:
     """The sentinel's fields, read through the state store, read-only ({} before it
     exists or while it cannot be read)."""

@@ -38,3 +38,9 @@ def rich_source(dbpair: DbPair, rich_template: str) -> DbPair:
             )
         )
     return dbpair
+
+
+@pytest.fixture(params=["pgoutput", "test_decoding", "wal2json"])
+def plugin(request: pytest.FixtureRequest) -> str:
+    """Each logical decoding plugin in turn: a CDC test asking for it runs on all three."""
+    return str(request.param)

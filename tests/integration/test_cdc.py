@@ -15,6 +15,7 @@ from tests.helpers.cdc import (
     Pgbench,
     cutover,
     follow_args,
+    identify_every_table,
     lsn,
     names,
     sentinel,
@@ -196,14 +197,7 @@ def drop_origin(p: DbPair) -> None:
     )
 
 
-def identify_every_table(p: DbPair) -> None:
-    """pgoutput publishes only tables with a replica identity (pgferry refuses otherwise):
-    give the keyless ones one, as a user would."""
-    run_pgferry("fix-replica-identity", "--source", p.source_uri, "--yes")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("plugin", ["test_decoding", "wal2json", "pgoutput"])
 def test_clone_follow_under_writes(dbpair: DbPair, plugin: str) -> None:
     p = dbpair
     bench = setup(p)
@@ -262,16 +256,18 @@ def _big_step(conn: psycopg.Connection, rng: random.Random) -> None:
 
 
 @pytest.mark.slow
-def test_kill_during_copy_with_writes_then_resume(dbpair: DbPair) -> None:
+def test_kill_during_copy_with_writes_then_resume(dbpair: DbPair, plugin: str) -> None:
     """The redone copy runs under a new snapshot; apply skips what it already holds."""
     p = dbpair
     bench = _big_source(p)
+    if plugin == "pgoutput":
+        identify_every_table(p)
     loads = [Load(p.source_uri, _big_step, seed=s) for s in (1, 2)]
-    loads.append(Load(p.source_uri, workload("test_decoding"), seed=3))
+    loads.append(Load(p.source_uri, workload(plugin), seed=3))
     for load in loads:
         load.start()
     bench.start(clients=1)
-    args = follow_args(p, "test_decoding", "--split-tables-larger-than", "8MB")
+    args = follow_args(p, plugin, "--split-tables-larger-than", "8MB")
     proc = start_pgferry(*args)
     wait_for(
         proc,
@@ -293,12 +289,14 @@ def test_kill_during_copy_with_writes_then_resume(dbpair: DbPair) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("group", ["1", "64"])
-def test_kill_during_prefetch_and_during_apply(dbpair: DbPair, group: str) -> None:
+def test_kill_during_prefetch_and_during_apply(dbpair: DbPair, plugin: str, group: str) -> None:
     """With --group-txns 64 the kill lands inside groups of transactions."""
     p = dbpair
     bench = setup(p)
-    load = Load(p.source_uri, workload("wal2json"), seed=11)
-    args = follow_args(p, "wal2json", "--group-txns", group)
+    if plugin == "pgoutput":
+        identify_every_table(p)
+    load = Load(p.source_uri, workload(plugin), seed=11)
+    args = follow_args(p, plugin, "--group-txns", group)
     proc = start_pgferry(*args)
     wait_until(lambda: bool(sentinel(p.workdir)), what="the sentinel", proc=proc)
     run_pgferry("stream", "sentinel", "set", "prefetch", "--dir", str(p.workdir))
@@ -339,13 +337,15 @@ def test_kill_during_prefetch_and_during_apply(dbpair: DbPair, group: str) -> No
 
 @pytest.mark.slow
 @pytest.mark.parametrize("group", ["1", "64"])
-def test_kill_between_commit_and_acknowledgement(dbpair: DbPair, group: str) -> None:
+def test_kill_between_commit_and_acknowledgement(dbpair: DbPair, plugin: str, group: str) -> None:
     """Crash right after transactions commit on the target, before pgferry records them:
     the replication origin alone decides, nothing is applied twice."""
     p = dbpair
     bench = setup(p)
+    if plugin == "pgoutput":
+        identify_every_table(p)
     bench.start(clients=2, seconds=4)
-    args = follow_args(p, "test_decoding", "--group-txns", group)
+    args = follow_args(p, plugin, "--group-txns", group)
     proc = start_pgferry(*args, env={"PGFERRY_TEST_CRASH_AFTER_COMMITS": "300"})
     bench.proc.communicate(timeout=60)  # type: ignore[union-attr]
     proc.communicate(timeout=180)
@@ -364,16 +364,18 @@ def test_kill_between_commit_and_acknowledgement(dbpair: DbPair, group: str) -> 
 
 
 @pytest.mark.slow
-def test_kill_at_random_moments_then_resume(dbpair: DbPair) -> None:
+def test_kill_at_random_moments_then_resume(dbpair: DbPair, plugin: str) -> None:
     """kill -9 at random moments of clone --follow under writes (from the first second to
     the cutover itself), each followed by --resume: the end state is exact."""
     p = dbpair
     bench = setup(p)
-    load = Load(p.source_uri, workload("test_decoding"), seed=5, pause=0.005)
+    if plugin == "pgoutput":
+        identify_every_table(p)
+    load = Load(p.source_uri, workload(plugin), seed=5, pause=0.005)
     load.start()
     bench.start(clients=1, rate=300)
     rng = random.Random(int(os.environ.get("PGFERRY_TEST_SEED", "20261124")))
-    args = follow_args(p, "test_decoding", "--group-txns", "16")
+    args = follow_args(p, plugin, "--group-txns", "16")
     proc = start_pgferry(*args)
     try:
         for _ in range(6):
@@ -398,14 +400,16 @@ def test_kill_at_random_moments_then_resume(dbpair: DbPair) -> None:
 
 
 @pytest.mark.slow
-def test_target_lost_during_apply_reconnects(dbpair: DbPair) -> None:
+def test_target_lost_during_apply_reconnects(dbpair: DbPair, plugin: str) -> None:
     """The target's apply session is terminated, then the target crashes (immediate
     stop: its last asynchronous commits are lost) and stays down a few seconds while
     apply drains a backlog in groups: pgferry reconnects by itself and goes on from the
     origin, exactly once."""
     p = dbpair
     bench = setup(p)
-    args = follow_args(p, "test_decoding", "--group-txns", "32")
+    if plugin == "pgoutput":
+        identify_every_table(p)
+    args = follow_args(p, plugin, "--group-txns", "32")
     proc = start_pgferry(*args)
     wait_until(lambda: bool(sentinel(p.workdir)), what="the sentinel", proc=proc)
     run_pgferry("stream", "sentinel", "set", "prefetch", "--dir", str(p.workdir))
@@ -449,7 +453,6 @@ def slot_active(p: DbPair, slot: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("plugin", ["test_decoding", "wal2json", "pgoutput"])
 def test_walsender_terminated_during_apply(dbpair: DbPair, plugin: str) -> None:
     """pgferry's walsender is terminated on the source three times while apply follows
     a live pgbench (pgbench_history has no key: a transaction applied twice leaves a
@@ -493,7 +496,7 @@ def test_walsender_terminated_during_apply(dbpair: DbPair, plugin: str) -> None:
     drop_origin(p)
 
 
-def test_resume_with_foreign_keys_across_snapshots(dbpair: DbPair) -> None:
+def test_resume_with_foreign_keys_across_snapshots(dbpair: DbPair, plugin: str) -> None:
     """Parent copied before the crash, child after it: the child holds rows whose parent
     arrives through the change stream. Foreign keys wait for the catch-up to validate."""
     p = dbpair
@@ -515,7 +518,7 @@ def test_resume_with_foreign_keys_across_snapshots(dbpair: DbPair) -> None:
 
     load = Load(p.source_uri, family, pause=0.001)
     load.start()
-    args = follow_args(p, "test_decoding", "--table-jobs", "1")
+    args = follow_args(p, plugin, "--table-jobs", "1")
     proc = start_pgferry(*args)
     wait_for(
         proc,
