@@ -30,7 +30,7 @@ from pgferry.cdc.streams import FRAME_KINDS, StreamedTransactions
 from pgferry.errors import ConnectionFailed, from_os_error
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none
-from pgferry.state.store import StateStore
+from pgferry.state.store import Meta, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,16 @@ def plugin_options(options: ReceiveOptions, server_version: int) -> dict[str, st
             return {"proto_version": "2", "publication_names": options.slot, "streaming": "on"}
         return {"proto_version": "1", "publication_names": options.slot}
     return dict(TEST_DECODING_OPTIONS)
+
+
+def protocol_text(plugin: str, options: dict[str, str]) -> str:
+    """What the receiver asked the plugin for, as status shows it."""
+    if plugin == "pgoutput":
+        streaming = ", streaming" if options.get("streaming") == "on" else ""
+        return f"protocol {options.get('proto_version')}{streaming}"
+    if plugin == "wal2json":
+        return f"format-version {options.get('format-version', '1')}"
+    return "text"
 
 
 def pgoutput_kind(payload: bytes | memoryview) -> int:
@@ -183,6 +193,7 @@ class Receiver(threading.Thread):
             stream = ReplicationStream(conn)
             options = plugin_options(self.options, conn.info.server_version)
             stream.start(self.options.slot, self.durable, options)
+            self.store.set_meta(Meta.CDC_PROTOCOL, protocol_text(self.options.plugin, options))
             self._streamed = True
             self.connected.set()
             log.info(

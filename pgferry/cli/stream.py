@@ -93,7 +93,11 @@ def sentinel_dict(store: StateStore) -> dict[str, Any]:
     row = store.sentinel()
     assert row is not None
     values = row.to_json()
-    return {k: values[k] for k in SENTINEL_FIELDS}
+    out = {k: values[k] for k in SENTINEL_FIELDS}
+    # Not sentinel fields (pgcopydb has none of them): what the slot decodes with.
+    out["plugin"] = store.get_meta(Meta.CDC_PLUGIN)
+    out["protocol"] = store.get_meta(Meta.CDC_PROTOCOL)
+    return out
 
 
 def handle_get(args: argparse.Namespace) -> int:
@@ -109,7 +113,7 @@ def handle_get(args: argparse.Namespace) -> int:
     elif args.json:
         print_json(values)
     else:
-        for k in SENTINEL_FIELDS:
+        for k in (*SENTINEL_FIELDS, "plugin", "protocol"):
             print(f"{k:<11} {values[k] if values[k] is not None else '-'}")
     return 0
 

@@ -132,6 +132,7 @@ class CdcFigures(TypedDict):
     slot: str | None
     origin: str | None
     plugin: str | None
+    protocol: str | None  # what the receiver asked the plugin for ("protocol 2, streaming")
     positions: CdcPositions
     apply: ApplyFigures
     backlog: Backlog
@@ -474,6 +475,7 @@ def build_cdc_report(
         slot=slot_name,
         origin=store.get_meta(Meta.CDC_ORIGIN),
         plugin=store.get_meta(Meta.CDC_PLUGIN),
+        protocol=store.get_meta(Meta.CDC_PROTOCOL),
         positions=CdcPositions(
             startpos=_lsn(sample.startpos),
             received=_lsn(sample.received),
@@ -609,6 +611,7 @@ def cdc_summary(wd: WorkDir, store: StateStore, info: RunInfo, servers: Servers)
         slot=report["slot"],
         origin=report["origin"],
         plugin=report["plugin"],
+        protocol=report["protocol"],
         positions=report["positions"],
         apply=report["apply"],
         backlog=report["backlog"],

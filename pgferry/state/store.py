@@ -109,6 +109,7 @@ class Meta(StrEnum):
     CDC_SLOT = "cdc_slot"  # the replication slot's name
     CDC_ORIGIN = "cdc_origin"  # the target's replication origin's name
     CDC_PLUGIN = "cdc_plugin"  # the logical decoding plugin
+    CDC_PROTOCOL = "cdc_protocol"  # what the receiver asked the plugin for, in words
     CDC_CREATED = "cdc_created"  # '1' once slot and origin exist and are recorded
     CDC_NUMERIC_AS_STRING = "cdc_numeric_as_string"  # wal2json's numeric-as-string
     CDC_GROUP_TXNS = "cdc_group_txns"  # --group-txns of the run

@@ -299,12 +299,18 @@ def _sessions_table(role: str, ops: ActiveOperations) -> RenderableType:
     return t
 
 
+def _plugin(figures: CdcSummary | CdcReport) -> str:
+    """The plugin, and what it was asked for once the receiver has connected."""
+    protocol = figures.get("protocol")
+    return f"{figures['plugin']}, {protocol}" if protocol else str(figures["plugin"])
+
+
 def _cdc_brief(cdc: CdcSummary) -> Text:
     pos = cdc["positions"]
     backlog = cdc["backlog"]
     text = Text("cdc: ", style="bold")
     text.append(
-        f"slot {cdc['slot']} ({cdc['plugin']}), apply {cdc['apply']['state']}; "
+        f"slot {cdc['slot']} ({_plugin(cdc)}), apply {cdc['apply']['state']}; "
         f"received {pos['received']}, flushed {pos['flushed']}, applied {pos['applied']}"
         f"; backlog {_b(backlog['bytes'])}, {cdc['apply']['pending_txns']} transactions "
         f"waiting; lag {human_duration(cdc['lag']['seconds'])}",
@@ -330,7 +336,7 @@ def render_cdc_status(report: CdcReport) -> RenderableType:
     items.append(_state_line(report["run"], report["state"]))
     items.append(
         Text(
-            f"slot {report['slot']} ({report['plugin']}), origin {report['origin']}, "
+            f"slot {report['slot']} ({_plugin(report)}), origin {report['origin']}, "
             f"apply {report['apply']['state']}",
         )
     )

@@ -4,6 +4,7 @@ and streamed transactions."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -337,3 +338,9 @@ def test_large_transactions_are_streamed_spooled_and_applied_exactly(dbpair: DbP
         ).fetchone()
     assert stats is not None and stats[0] >= 1 and stats[1] == 0, stats
     assert not list((p.workdir / "cdc" / "streams").glob("*"))
+    got = json.loads(
+        run_pgferry("stream", "sentinel", "get", "--json", "--dir", str(p.workdir)).stdout
+    )
+    assert (got["plugin"], got["protocol"]) == ("pgoutput", "protocol 2, streaming")
+    status = json.loads(run_pgferry("cdc-status", "--json", "--dir", str(p.workdir)).stdout)
+    assert status["protocol"] == "protocol 2, streaming"
