@@ -6,6 +6,7 @@ are prefetched during the copy and applied after it) and by `follow` on its own.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -23,7 +24,14 @@ from pgferry.cdc.apply import Applier, ApplyInterrupted, ApplyScope
 from pgferry.cdc.protocol import create_slot, current_wal_lsn
 from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
 from pgferry.checks.verify import run_verify
-from pgferry.errors import ConnectionFailed, InputError, Interrupted, StepFailed, from_os_error
+from pgferry.errors import (
+    ConnectionFailed,
+    InputError,
+    Interrupted,
+    PgferryError,
+    StepFailed,
+    from_os_error,
+)
 from pgferry.faults import crash_point
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
@@ -234,6 +242,20 @@ class Cdc:
             create_publication(conn, name, [(t.schema, t.name) for t in tables])
         log.info("created publication %s of %d tables", name, len(tables))
 
+    def _unpublished(self, filters: Filters) -> str | None:
+        """While following: a table in scope created on the source after the publication
+        is not in it, so pgoutput never sends its changes. Said, not left silent."""
+        with self.source.connect("pgferry publication") as conn:
+            wanted = {(t.schema, t.name) for t in read_tables(conn, filters)}
+            missing = sorted(wanted - published_tables(conn, self.options.slot))
+        if not missing:
+            return None
+        return (
+            f"{len(missing)} table(s) were created on the source after the migration started "
+            f"({_some(['.'.join(m) for m in missing])}): pgoutput sends only the tables of "
+            f"publication {self.options.slot}, so their changes are not captured"
+        )
+
     def _check_published(self, filters: Filters) -> None:
         """After the slot: a table created meanwhile is in the copy's scope but not
         published, and its changes would never arrive. Start over then."""
@@ -305,12 +327,19 @@ class Cdc:
         )
 
     def start_receiver(self) -> None:
+        """Receive into the spool from where the last run left off; with pgoutput, also
+        watch for tables created in scope (the setup's filters) that are not published."""
         row = self.store.sentinel()
         if row is None:
             raise StepFailed(f"{self.store.path} has no CDC sentinel: the slot was never set up")
         start = lsn_or_none(row.flush_lsn) or lsn_or_none(row.startpos) or 0
+        options = self.receive_options()
+        watch = None
+        stored = self.store.get_json(Meta.FOLLOW_FILTERS) or self.store.get_json(Meta.FILTERS)
+        if options.plugin == "pgoutput" and stored is not None:
+            watch = functools.partial(self._unpublished, Filters.from_json(stored))
         self.receiver = Receiver(
-            self.source, self.receive_options(), self.workdir.cdc_dir, self.store, start
+            self.source, options, self.workdir.cdc_dir, self.store, start, watch=watch
         )
         self.receiver.start()
 
@@ -325,6 +354,8 @@ class Cdc:
             problem = from_os_error(r.error)
             if problem is not None:
                 raise problem from None
+            if isinstance(r.error, PgferryError):
+                raise r.error
             raise StepFailed(f"receiving changes failed: {' '.join(str(r.error).split())}")
         return r.durable if r is not None else 0
 

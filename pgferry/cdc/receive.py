@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from pgferry.cdc.pgoutput import RelationMessages
 from pgferry.cdc.protocol import Keepalive, ReplicationStream, XLogData
 from pgferry.cdc.spool import SpoolWriter
 from pgferry.cdc.streams import FRAME_KINDS, StreamedTransactions
-from pgferry.errors import ConnectionFailed, from_os_error
+from pgferry.errors import ConnectionFailed, StepFailed, from_os_error
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none
 from pgferry.state.store import Meta, StateStore
@@ -35,6 +36,7 @@ from pgferry.state.store import Meta, StateStore
 log = logging.getLogger(__name__)
 
 FEEDBACK_SECONDS = 1.0  # fsync + status update cadence (well within wal_sender_timeout)
+WATCH_SECONDS = 10.0
 RETRY_SECONDS = (1, 2, 5, 10, 30)
 _B, _C, _M = ord("B"), ord("C"), ord("M")
 
@@ -108,8 +110,13 @@ class Receiver(threading.Thread):
         spool_dir: Path,
         store: StateStore,
         start_lsn: int,
+        *,
+        watch: Callable[[], str | None] | None = None,
     ) -> None:
         super().__init__(name="cdc-receive", daemon=True)
+        # Asked every WATCH_SECONDS while receiving: a problem that stops receiving.
+        self.watch = watch
+        self._watched_at = time.monotonic()
         self.source = source
         self.options = options
         self.spool_dir = spool_dir
@@ -246,6 +253,7 @@ class Receiver(threading.Thread):
                 stream.send_status(self.received, self.durable, self._applied())
                 self._record()
                 endpos = self._endpos()
+                self._watch(now)
             if endpos is not None and self.durable >= endpos and not writer.in_txn:
                 self.durable = max(self.durable, writer.flush())
                 stream.send_status(self.received, self.durable, self._applied())
@@ -253,6 +261,23 @@ class Receiver(threading.Thread):
                 log.info("received everything up to the end position %s", format_lsn(endpos))
                 self.reached_endpos.set()
                 return
+
+    def _watch(self, now: float) -> None:
+        if self.watch is None or now - self._watched_at < WATCH_SECONDS:
+            return
+        self._watched_at = now
+        try:
+            problem = self.watch()
+        except psycopg.Error as exc:  # the source is busy or restarting: next time
+            log.debug("watch: %s", exc)
+            return
+        if problem is not None:
+            raise StepFailed(
+                problem,
+                fix="copy them and capture again: pgferry cleanup, then clone --follow "
+                "--restart (or use --plugin test_decoding, which sends the changes of tables "
+                "created later)",
+            )
 
     def _in_segment(self) -> bool:
         return self._streams is not None and self._streams.in_segment

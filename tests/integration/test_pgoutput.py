@@ -344,3 +344,24 @@ def test_large_transactions_are_streamed_spooled_and_applied_exactly(dbpair: DbP
     assert (got["plugin"], got["protocol"]) == ("pgoutput", "protocol 2, streaming")
     status = json.loads(run_pgferry("cdc-status", "--json", "--dir", str(p.workdir)).stdout)
     assert status["protocol"] == "protocol 2, streaming"
+
+
+def test_a_table_created_after_the_start_stops_capture_loudly(dbpair: DbPair) -> None:
+    """pgoutput sends only the tables of the publication: a table created on the source
+    later would have its changes silently missing. pgferry notices and stops, naming it."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    proc = start_pgferry(*follow_args(p, "pgoutput"))
+    try:
+        wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
+        with p.src_conn() as conn:
+            conn.execute('CREATE TABLE "Läter" (id int PRIMARY KEY); INSERT INTO t VALUES (1)')
+            conn.execute('INSERT INTO "Läter" VALUES (1)')
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "public.Läter" in err and "not captured" in err and "Traceback" not in err
+    assert "--plugin test_decoding" in err
