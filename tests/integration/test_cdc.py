@@ -233,6 +233,11 @@ def test_clone_follow_under_writes(dbpair: DbPair, plugin: str) -> None:
     drop_origin(p)
 
 
+# Each plugin, and both one transaction and groups of 64 per target transaction, without
+# running every pair (these tests take ~20 s each).
+PLUGIN_GROUPS = [("pgoutput", "1"), ("pgoutput", "64"), ("test_decoding", "64"), ("wal2json", "1")]
+
+
 def _big_source(p: DbPair) -> Pgbench:
     bench = setup(p)
     with p.src_conn() as conn:
@@ -288,7 +293,7 @@ def test_kill_during_copy_with_writes_then_resume(dbpair: DbPair, plugin: str) -
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("group", ["1", "64"])
+@pytest.mark.parametrize(("plugin", "group"), PLUGIN_GROUPS)
 def test_kill_during_prefetch_and_during_apply(dbpair: DbPair, plugin: str, group: str) -> None:
     """With --group-txns 64 the kill lands inside groups of transactions."""
     p = dbpair
@@ -336,7 +341,7 @@ def test_kill_during_prefetch_and_during_apply(dbpair: DbPair, plugin: str, grou
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("group", ["1", "64"])
+@pytest.mark.parametrize(("plugin", "group"), PLUGIN_GROUPS)
 def test_kill_between_commit_and_acknowledgement(dbpair: DbPair, plugin: str, group: str) -> None:
     """Crash right after transactions commit on the target, before pgferry records them:
     the replication origin alone decides, nothing is applied twice."""
