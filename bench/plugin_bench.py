@@ -60,11 +60,14 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 def options(plugin: str) -> dict[str, str]:
     """What pgferry's receiver asks each plugin for (pgoutput: protocol 1, text values;
     the receiver asks for protocol 2 with streaming, which only changes large
-    transactions, and the SQL interface cannot stream)."""
+    transactions, and the SQL interface cannot stream). pgoutput-binary: the same slot
+    read with `binary true`, for the source's side of that choice only."""
     if plugin == "wal2json":
         return dict(WAL2JSON_OPTIONS)
     if plugin == "pgoutput":
         return {"proto_version": "1", "publication_names": PUBLICATION}
+    if plugin == "pgoutput-binary":
+        return {"proto_version": "1", "publication_names": PUBLICATION, "binary": "true"}
     return dict(TEST_DECODING_OPTIONS)
 
 
@@ -132,11 +135,25 @@ def measure(source: LocalCluster, slots: dict[str, str], repeat: int) -> dict[st
             "source_cpu_us_per_change": 1e6 * med["source_cpu_s"] / changes if changes else None,
             "decode_cpu_us_per_change": 1e6 * med["decode_cpu_s"] / changes if changes else None,
         }
+    out["pgoutput-binary"] = _binary(source, slots["pgoutput"], out["pgoutput"]["changes"], repeat)
     counts = {p: out[p]["changes"] for p in PLUGINS}
     out["same_changes"] = len(set(counts.values())) == 1
     if not out["same_changes"]:
         say(f"  WARNING: the plugins decoded different numbers of changes: {counts}")
     return out
+
+
+def _binary(source: LocalCluster, slot: str, changes: int, repeat: int) -> dict[str, Any]:
+    """pgoutput's slot read again with `binary true`: what the source spends and sends
+    (pgferry asks for text, so nothing is decoded)."""
+    runs = [read_slot(source, slot, "pgoutput-binary") for _ in range(repeat)]
+    cpu = statistics.median(r["source_cpu"] for r in runs)
+    size = statistics.median(sum(len(m) for m in r["messages"]) for r in runs)
+    return {
+        "changes": changes,
+        "bytes_per_change": size / changes if changes else None,
+        "source_cpu_us_per_change": 1e6 * cpu / changes if changes else None,
+    }
 
 
 def create_slots(source: LocalCluster, stream: str) -> dict[str, str]:
@@ -174,11 +191,13 @@ def table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for stream, r in results.items():
-        for plugin in PLUGINS:
+        for plugin in (*PLUGINS, "pgoutput-binary"):
             p = r[plugin]
+            decode = p.get("decode_cpu_us_per_change")
             lines.append(
                 f"| {stream} | {plugin} | {p['changes']:,} | {p['bytes_per_change']:.0f} |"
-                f" {p['source_cpu_us_per_change']:.2f} | {p['decode_cpu_us_per_change']:.2f} |"
+                f" {p['source_cpu_us_per_change']:.2f} |"
+                f" {'-' if decode is None else f'{decode:.2f}'} |"
             )
     return "\n".join(lines)
 

@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cdc_bench import pgferry_exe, tree_pids, wait_until
+from cdc_bench import lsn_int, pgferry_exe, tree_pids, wait_until
 from clone_bench import SERVER_SETTINGS, say
 
 from pgferry.demo.clusters import LocalCluster, find_server_bindir
@@ -45,7 +45,7 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 DB = "stream"
 SLOT = "bench_stream"
 INSERT = (
-    "INSERT INTO big SELECT g, g % 1000, 'label ' || g || ' ' || md5(g::text), now()"
+    "INSERT INTO big SELECT g, g %% 1000, 'label ' || g || ' ' || md5(g::text), now()"
     " FROM generate_series(%s::bigint, %s::bigint) g"
 )
 
@@ -79,15 +79,7 @@ def applied_lsn(workdir: Path) -> int:
             store.close()
     except Exception:
         return 0
-    if row is None or not row.replay_lsn:
-        return 0
-    hi, lo = row.replay_lsn.split("/")
-    return (int(hi, 16) << 32) | int(lo, 16)
-
-
-def lsn_int(text: str) -> int:
-    hi, lo = text.split("/")
-    return (int(hi, 16) << 32) | int(lo, 16)
+    return lsn_int(row.replay_lsn) if row is not None else 0
 
 
 def main(argv: list[str] | None = None) -> int:

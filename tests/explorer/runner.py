@@ -103,6 +103,9 @@ class Plan:
     with_faults: bool
     txns_override: int | None
     avoid: frozenset[str]  # known issues steered around (tests.explorer.known)
+    # pgoutput: the source streams transactions past 64kB (its least work memory for
+    # decoding) instead of past 64MB, so the workload's larger ones arrive in segments.
+    stream_small: bool = False
 
     def replay(self) -> str:
         """The one command that runs this seed again."""
@@ -139,6 +142,8 @@ def plan_seed(
     drawn_faults = generate_faults(fault_rng, len(workload.txns)) + maybe_crash_at_setup(seed)
     group = fault_rng.choice([1, 1, 4, 32])
     early = fault_rng.random() < 0.15
+    # Its own stream too: the plans of earlier seeds stay as they were.
+    stream_small = plugin == "pgoutput" and random.Random(seed * 7_919 + 3).random() < 0.7
     return Plan(
         seed,
         plugin,
@@ -150,6 +155,7 @@ def plan_seed(
         faults,
         txns,
         avoid,
+        stream_small,
     )
 
 
@@ -348,6 +354,14 @@ class SeedRun:
         try:
             self.clusters.source.create_database(self.src_db)
             self.clusters.target.create_database(self.tgt_db)
+            if self.plan.stream_small:
+                self.notes["streaming-past-64kB"] += 1
+                with self.clusters.source.connect() as conn:
+                    conn.execute(
+                        sql.SQL("ALTER DATABASE {} SET logical_decoding_work_mem = '64kB'").format(
+                            sql.Identifier(self.src_db)
+                        )
+                    )
             self._build_source()
             self._follow()
             problems = self._differences()
