@@ -122,6 +122,7 @@ _UNCHANGED = object()
 _LENGTH = struct.Struct(">I").unpack_from
 _INSERT, _UPDATE, _DELETE = ord("I"), ord("U"), ord("D")
 _NEW, _KEY, _OLD, _TEXT, _NULL = ord("N"), ord("K"), ord("O"), ord("t"), ord("n")
+_NO_CHANGE = frozenset(b"BCOYM")  # begin, commit, origin, type, logical message
 
 
 def _fast_tuple(data: bytes, pos: int) -> tuple[list[bytes | None], int] | None:
@@ -189,13 +190,16 @@ class PgoutputDecoder:
         """`decode` for apply, which reads spooled transactions (no streaming frames):
         the Change of a row message, else None."""
         data = bytes(payload)
-        if data[0] in (_INSERT, _UPDATE, _DELETE):
+        kind = data[0]
+        if kind in (_INSERT, _UPDATE, _DELETE):
             try:
                 change = self._fast_row(data, lsn)
             except (IndexError, struct.error):
                 change = None
             if change is not None:
                 return change
+        elif kind in _NO_CHANGE:
+            return None
         out = self._careful(data, lsn)
         return out if isinstance(out, Change) else None
 
