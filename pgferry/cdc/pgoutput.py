@@ -123,6 +123,7 @@ _LENGTH = struct.Struct(">I").unpack_from
 _INSERT, _UPDATE, _DELETE = ord("I"), ord("U"), ord("D")
 _NEW, _KEY, _OLD, _TEXT, _NULL = ord("N"), ord("K"), ord("O"), ord("t"), ord("n")
 _NO_CHANGE = frozenset(b"BCOYM")  # begin, commit, origin, type, logical message
+_RELATION = ord("R")
 
 
 def _fast_tuple(data: bytes, pos: int) -> tuple[list[bytes | None], int] | None:
@@ -170,6 +171,7 @@ class PgoutputDecoder:
     def __init__(self) -> None:
         self.relations: dict[int, Relation] = {}
         self.layouts: dict[int, _Layout] = {}
+        self._described: dict[int, bytes] = {}  # the Relation message behind each layout
         self.in_stream = False
         self.stream_xid = 0  # the transaction of the data messages of the current segment
 
@@ -199,6 +201,15 @@ class PgoutputDecoder:
             if change is not None:
                 return change
         elif kind in _NO_CHANGE:
+            return None
+        elif kind == _RELATION:
+            # Every spooled transaction carries the descriptions its changes need: most
+            # are the one already known, byte for byte.
+            oid = _LENGTH(data, 1)[0] if len(data) > 4 else -1
+            if self._described.get(oid) == data:
+                return None
+            self._careful(data, lsn)
+            self._described[oid] = data
             return None
         out = self._careful(data, lsn)
         return out if isinstance(out, Change) else None
@@ -284,6 +295,7 @@ class PgoutputDecoder:
             oid, schema or "pg_catalog", name, identity, tuple(columns), tuple(key), tuple(types)
         )
         self.relations[oid] = rel
+        self._described.pop(oid, None)  # change() records the message it came from
         self.layouts[oid] = _Layout(
             rel.schema,
             rel.name,

@@ -87,3 +87,20 @@ def test_the_fast_path_is_taken() -> None:
     ins, upd = d._fast_row(insert, 0), d._fast_row(update, 0)
     assert ins is not None and ins.values == [b"1", None]
     assert upd is not None and upd.key_columns == ["id"] and upd.key_values == [b"1"]
+
+
+def test_a_relation_described_again_is_read_once_and_a_new_description_replaces_it() -> None:
+    """Each spooled transaction repeats the Relation messages its changes need: the same
+    bytes are not parsed again, other bytes for the same relation are."""
+    d = PgoutputDecoder()
+    two = relation(7, "public", "t", [("id", True), ("v", False)])
+    three = relation(7, "public", "t", [("id", True), ("v", False), ("w", False)])
+    insert2 = b"I" + struct.pack(">I", 7) + b"N" + tuple_data(b"1", b"x")
+    insert3 = b"I" + struct.pack(">I", 7) + b"N" + tuple_data(b"1", b"x", b"y")
+    for message, insert, columns in ((two, insert2, 2), (two, insert2, 2), (three, insert3, 3)):
+        assert d.change(message) is None
+        change = d.change(insert)
+        assert change is not None and len(change.columns) == columns
+    assert d.change(two) is None
+    with pytest.raises(DecodeError, match="3 columns"):
+        d.change(insert3)
