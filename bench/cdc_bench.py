@@ -605,9 +605,9 @@ class PgferryTool:
             "--index-jobs",
             "2",
             "--no-progress",
-            "--group-txns",
-            str(self.b.args.group_txns),
         ]
+        if self.b.args.group_txns is not None:
+            argv += ["--group-txns", str(self.b.args.group_txns)]
         with self.log.open("ab") as out:
             out.write(f"$ {' '.join(argv)}\n".encode())
             out.flush()
@@ -1325,9 +1325,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--group-txns",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
-        help="pgferry --group-txns (1: one target transaction per source transaction)",
+        help="pgferry --group-txns (default: pgferry's own, 32; 1: one target transaction "
+        "per source transaction)",
     )
     p.add_argument(
         "--lag-limit", type=float, default=10, help="seconds to catch up after the live load (10)"

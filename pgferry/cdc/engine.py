@@ -56,6 +56,9 @@ from pgferry.state.workdir import WorkDir
 log = logging.getLogger(__name__)
 
 MAX_GROUP_TXNS = 256  # below apply's in-flight margin: a group never holds up a wait
+# Waiting transactions share target transactions by default (a live stream is applied one
+# by one: a group never waits for more); 16-64 measured best, bench/README.md.
+DEFAULT_GROUP_TXNS = 32
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class CdcOptions:
     origin: str = "pgferry"
     endpos: int | None = None
     numeric_as_string: bool = False
-    group_txns: int = 1  # source transactions per target transaction, at most
+    group_txns: int = DEFAULT_GROUP_TXNS  # source transactions per target transaction, at most
     plugin_chosen: bool = False  # False: pgoutput by default, which settle_plugin may change
 
 

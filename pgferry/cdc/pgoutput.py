@@ -384,9 +384,12 @@ class RelationMessages:
     and tells which ones to write before a change the current transaction has not had.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fallback: dict[int, bytes] | None = None) -> None:
         self.last: dict[int, bytes] = {}
         self.written: set[int] = set()
+        # A streamed transaction's: the connection's descriptions, for a relation the
+        # transaction itself has not described.
+        self.fallback = fallback if fallback is not None else {}
 
     def new_transaction(self) -> None:
         self.written.clear()
@@ -409,7 +412,9 @@ class RelationMessages:
             return []
         out = []
         for oid in oids:
-            if oid not in self.written and oid in self.last:
-                out.append(self.last[oid])
-                self.written.add(oid)
+            if oid not in self.written:
+                described = self.last.get(oid) or self.fallback.get(oid)
+                if described is not None:
+                    out.append(described)
+                    self.written.add(oid)
         return out

@@ -137,7 +137,9 @@ class Receiver(threading.Thread):
         self._relations = RelationMessages() if options.plugin == "pgoutput" else None
         self._begin_xid = pgoutput_begin_xid if options.plugin == "pgoutput" else begin_xid
         self._streams = (
-            StreamedTransactions(spool_dir / "streams") if options.plugin == "pgoutput" else None
+            StreamedTransactions(spool_dir / "streams", self._relations)
+            if self._relations is not None
+            else None
         )
         self._streamed = False  # the current connection got as far as streaming
 

@@ -17,7 +17,9 @@ it again from its first segment. Every connection therefore starts with no files
 In the spool a streamed transaction looks like any other: the transaction id that data
 messages carry inside a segment is taken out, and each file carries the Relation
 messages its changes need (pgoutput describes a relation once per streamed transaction;
-a description cut off with an aborted subtransaction is written again).
+a description cut off with an aborted subtransaction is written again). Once a streamed
+transaction commits, pgoutput counts its descriptions as sent on the connection: the
+receiver keeps them for the transactions after it.
 """
 
 from __future__ import annotations
@@ -79,8 +81,12 @@ class _Streamed:
 class StreamedTransactions:
     """The receiver's streamed transactions, by top-level transaction id."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, described: RelationMessages) -> None:
         self.root = root
+        # The connection's Relation messages (outside streaming). pgoutput counts those a
+        # committed streamed transaction carried as sent: later transactions of the
+        # connection do not get them again, so they join these at Stream Commit.
+        self.described = described
         self.open: dict[int, _Streamed] = {}
         self.current: _Streamed | None = None  # the segment being received
         self.current_xid = 0
@@ -143,7 +149,11 @@ class StreamedTransactions:
                 txn.close()  # sent again from the start: keep only the new one
             self.root.mkdir(parents=True, exist_ok=True)
             path = self.root / f"{xid}.stream"
-            txn = _Streamed(open(path, "w+b", buffering=1024 * 1024), path)  # noqa: SIM115
+            txn = _Streamed(
+                open(path, "w+b", buffering=1024 * 1024),  # noqa: SIM115
+                path,
+                relations=RelationMessages(fallback=self.described.last),
+            )
             self.open[xid] = txn
         self.current, self.current_xid = txn, xid
 
@@ -159,6 +169,8 @@ class StreamedTransactions:
 
     def _commit(self, xid: int, lsn: int, sent_at: int, writer: SpoolWriter) -> bool:
         txn = self.open.pop(xid, None)
+        if txn is not None:
+            self.described.last.update(txn.relations.last)
         if txn is None:
             if lsn <= writer.position:
                 return False  # committed before this connection's start: spooled already

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from pgferry.cdc.engine import MAX_GROUP_TXNS, CdcOptions, parse_endpos
+from pgferry.cdc.engine import DEFAULT_GROUP_TXNS, MAX_GROUP_TXNS, CdcOptions, parse_endpos
 from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,
@@ -171,7 +171,8 @@ def add_cdc_flags(p: argparse.ArgumentParser, *, follow: bool) -> None:
         type=int,
         help="apply up to N small source transactions already waiting as one target "
         f"transaction, each whole and in order (faster catch-up; 1 to {MAX_GROUP_TXNS}, "
-        "default 1: one target transaction per source transaction)",
+        f"default {DEFAULT_GROUP_TXNS}; 1: one target transaction per source transaction; "
+        "a live stream is applied one by one either way)",
     )
 
 
@@ -207,7 +208,7 @@ def endpos(text: str | None) -> int | None:
 
 def group_txns(value: int | None) -> int:
     if value is None:
-        return 1
+        return DEFAULT_GROUP_TXNS
     if not 1 <= value <= MAX_GROUP_TXNS:
         raise InputError(
             f"--group-txns must be between 1 and {MAX_GROUP_TXNS}, not {value}",

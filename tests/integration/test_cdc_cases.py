@@ -240,8 +240,9 @@ def test_ddl_on_the_source_stops_apply_then_resume(dbpair: DbPair, plugin: str) 
     errors = _apply_stopped(proc)
     assert errors and "public.t" in errors[-1] and "extra" in errors[-1]
     assert "INSERT" in errors[-1] and "--resume" in errors[-1]
-    with p.tgt_conn() as conn:  # what came before the DDL is there, nothing after
-        assert conn.execute("SELECT max(id) FROM t").fetchone() == (101,)
+    with p.tgt_conn() as conn:  # nothing after the DDL; before it, a prefix (101 may have
+        # waited in the same group as 102, and gone with it)
+        assert conn.execute("SELECT max(id) FROM t").fetchone() in ((100,), (101,))
         conn.execute("ALTER TABLE t ADD COLUMN extra int DEFAULT 5")
     _resume_to_the_end(p, plugin)
 

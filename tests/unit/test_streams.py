@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pgferry.cdc.decode import Change, DecodeError
-from pgferry.cdc.pgoutput import PgoutputDecoder
+from pgferry.cdc.pgoutput import PgoutputDecoder, RelationMessages
 from pgferry.cdc.spool import SpoolReader, SpoolWriter, read_index, spool_files
 from pgferry.cdc.streams import StreamedTransactions
 from tests.unit.test_pgoutput_unit import relation, tuple_data
@@ -68,7 +68,7 @@ def _spooled(root: Path) -> list[tuple[int, list[int]]]:
 @pytest.fixture
 def spool(tmp_path: Path):
     writer = SpoolWriter(tmp_path / "cdc")
-    streams = StreamedTransactions(tmp_path / "cdc" / "streams")
+    streams = StreamedTransactions(tmp_path / "cdc" / "streams", RelationMessages())
     yield writer, streams
     streams.close()
     writer.close()
@@ -192,3 +192,27 @@ def test_random_savepoint_trees_keep_exactly_the_surviving_rows(spool, seed: int
     streams.frame(_commit(top), lsn + 1, 0, writer)
     writer.flush()
     assert _spooled(writer.root) == [(top, expected)]
+
+
+def test_a_committed_streamed_transaction_describes_relations_for_the_next_ones(spool) -> None:
+    """pgoutput counts the Relation messages of a committed streamed transaction as sent:
+    the connection's next transactions change the relation without describing it, and
+    their spooled copy must still carry the description (found by the explorer, seeds
+    604 and 610 with pgoutput)."""
+    writer, streams = spool
+    streams.frame(_start(50, True), 1, 0, writer)
+    streams.data(_in(50, REL_MSG), 1)
+    streams.data(_in(50, _insert(1)), 2)
+    streams.frame(_stop(), 2, 0, writer)
+    insert = _insert(2)
+    assert streams.described.before(insert) == []  # not yet: it may still abort
+    streams.frame(_commit(50), 3, 0, writer)
+    streams.described.new_transaction()
+    assert streams.described.before(insert) == [REL_MSG]
+    # A streamed transaction that never describes it gets the connection's description.
+    streams.frame(_start(51, True), 4, 0, writer)
+    streams.data(_in(51, _insert(3)), 5)
+    streams.frame(_stop(), 5, 0, writer)
+    streams.frame(_commit(51), 6, 0, writer)
+    writer.flush()
+    assert _spooled(writer.root) == [(50, [1]), (51, [3])]
