@@ -748,7 +748,13 @@ def test_a_copy_waiting_behind_an_exclusive_lock_is_taken_again(
         wait_for(proc, p.workdir, lambda us: any(u["kind"] == "copy" and u["bytes"] for u in us))
         holder.execute("LOCK TABLE small IN ACCESS EXCLUSIVE MODE")
         holder.execute("UPDATE small SET v = 'while locked' WHERE id <= 5")
-        time.sleep(2.5)
+        # Held until small's copy has given up waiting (a fixed pause ran out before big's
+        # copy ended on a loaded machine, and small was then copied without waiting).
+        wait_until(
+            lambda: "could not lock the table" in (p.workdir / "pgferry.log").read_text(),
+            what="the copy to give up waiting",
+            proc=proc,
+        )
         holder.execute("COMMIT")
     wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
     err = cutover(p, proc)
