@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _UNITS = {
     "": 1,
@@ -55,6 +56,12 @@ def human_duration(seconds: float | None) -> str:
 
 
 _PLAIN_IDENT = re.compile(r"^[a-z_][a-z0-9_$]*$")
+
+
+def listed(names: Sequence[str], limit: int) -> str:
+    """The first `limit` names, comma separated, and how many more there are."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def display_name(*parts: str) -> str:

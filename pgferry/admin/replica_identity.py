@@ -37,6 +37,7 @@ from pgferry.catalog.row_identity import (
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.profiles import UTF8
 from pgferry.pg.settings import set_settings
+from pgferry.text import listed
 
 
 @dataclass(frozen=True)
@@ -239,12 +240,6 @@ def read_tables(conn: psycopg.Connection[Any], filters: Filters) -> list[TableId
     ]
 
 
-def _some(names: list[str], limit: int = 5) -> str:
-    return ", ".join(names[:limit]) + (
-        f" and {len(names) - limit} more" if len(names) > limit else ""
-    )
-
-
 @dataclass(frozen=True)
 class PublicationRefusal:
     """Why pgferry will not publish the tables in scope for pgoutput."""
@@ -265,7 +260,7 @@ def publication_refusal(tables: list[TableIdentity], role: str) -> PublicationRe
     if unidentified:
         return PublicationRefusal(
             f"pgoutput publishes the tables in scope, and {len(unidentified)} have no usable "
-            f"replica identity ({_some(unidentified)}): the source's own UPDATEs and DELETEs "
+            f"replica identity ({listed(unidentified, 5)}): the source's own UPDATEs and DELETEs "
             "on a published table without one fail",
             "give them one with pgferry fix-replica-identity",
         )
@@ -282,7 +277,7 @@ def ownership_refusal(tables: list[TableIdentity], role: str) -> PublicationRefu
         grants = "; ".join(f"GRANT {sql.Identifier(o).as_string()} TO {me}" for o in owners)
         return PublicationRefusal(
             f"pgoutput needs a publication of the tables in scope, which only their owner "
-            f"may create; {role} does not own {len(not_owned)} ({_some(not_owned)})",
+            f"may create; {role} does not own {len(not_owned)} ({listed(not_owned, 5)})",
             f"{grants} (revoke it after the migration)",
         )
     return None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pgferry.catalog.filters import Filters, QualifiedName, quote_ident
 from pgferry.catalog.model import Catalog
 from pgferry.catalog.toc import DECORATION_DESCS, LARGE_OBJECT_DESCS, TocEntry
+from pgferry.text import listed
 
 PG_CLASS = 1259
 PG_CONSTRAINT = 2606
@@ -186,7 +187,7 @@ def resolve_scope(
         if users:
             needed.add(e.tag)
         if users and e.tag in filtered_exts:
-            shown = ", ".join(users[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+            shown = listed(users, 5)
             warnings.append(
                 f"extension {quote_ident(e.tag)} is excluded but kept objects use it: {shown}; "
                 "they only restore if the target already has the extension"

@@ -9,6 +9,7 @@ from psycopg import sql
 
 from pgferry.catalog.model import Catalog
 from pgferry.errors import InputError
+from pgferry.text import listed
 
 USER_OBJECTS_SQL = """
 SELECT kind, name FROM (
@@ -51,9 +52,7 @@ def require_empty_target(conn: psycopg.Connection[Any], dbname: str) -> None:
     """Refuse a target holding user objects; extensions created beforehand are fine."""
     objects = user_objects(conn, extensions=False)
     if objects:
-        shown = ", ".join(objects[:3]) + (
-            f" and {len(objects) - 3} more" if len(objects) > 3 else ""
-        )
+        shown = listed(objects, 3)
         raise InputError(
             f"target database {dbname} is not empty: {shown}",
             fix="use an empty database, add --drop-if-exists to replace what the source "

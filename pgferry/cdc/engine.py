@@ -52,6 +52,7 @@ from pgferry.pg.replication import (
 from pgferry.pg.snapshot import Snapshot
 from pgferry.state.store import Meta, Sentinel, StateStore
 from pgferry.state.workdir import WorkDir
+from pgferry.text import listed
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +256,7 @@ class Cdc:
             return None
         return (
             f"{len(missing)} table(s) were created on the source after the migration started "
-            f"({_some(['.'.join(m) for m in missing])}): pgoutput sends only the tables of "
+            f"({listed(['.'.join(m) for m in missing], 5)}): pgoutput sends only the tables of "
             f"publication {self.options.slot}, so their changes are not captured"
         )
 
@@ -269,7 +270,7 @@ class Cdc:
             raise StepFailed(
                 f"{len(missing)} table(s) were created while the replication slot was being "
                 f"created and are not in publication {self.options.slot} "
-                f"({_some(['.'.join(m) for m in missing])})",
+                f"({listed(['.'.join(m) for m in missing], 5)})",
                 fix="run the same command again: it starts over",
             )
 
@@ -525,12 +526,6 @@ def set_endpos_current(source: ConnInfo, store: StateStore) -> int:
     store.set_sentinel(endpos=format_lsn(lsn))
     store.set_meta(Meta.ENDPOS_KIND, "current")
     return lsn
-
-
-def _some(names: list[str], limit: int = 5) -> str:
-    return ", ".join(names[:limit]) + (
-        f" and {len(names) - limit} more" if len(names) > limit else ""
-    )
 
 
 def parse_endpos(text: str) -> int:

@@ -20,6 +20,7 @@ from pgferry.checks.preflight.facts import LISTED, PreflightOptions, RoleFacts, 
 from pgferry.checks.preflight.session import guarded_check
 from pgferry.checks.report import Report
 from pgferry.errors import InputError
+from pgferry.text import listed
 
 
 def replica_identity_problem(t: ScopeTable) -> str | None:
@@ -159,9 +160,7 @@ def check_replica_identity(
     if not problems:
         report.ok(name, "every table in scope has a usable replica identity")
         return
-    shown = ", ".join(f"{t.qualname} ({why})" for t, why in problems[:LISTED]) + (
-        f" and {len(problems) - LISTED} more" if len(problems) > LISTED else ""
-    )
+    shown = listed([f"{t.qualname} ({why})" for t, why in problems], LISTED)
     message = f"{len(problems)} table(s) without a usable replica identity: {shown}"
     if not opts.follow:
         report.skip(name, message + " (matters only with --follow)")

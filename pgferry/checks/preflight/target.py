@@ -32,6 +32,7 @@ from pgferry.checks.report import Check, Report, Verdict
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.replication import ORIGIN_FUNCTIONS, list_origins
 from pgferry.pg.settings import read_settings, reset_value, set_settings
+from pgferry.text import listed
 
 _LEFTOVER_SCHEMAS = ("pgferry", "pgcopydb")
 
@@ -68,9 +69,7 @@ def judge_target_empty(
     name = "target.empty"
     if not objects:
         return Check(name, Verdict.PASS, f"target database {dbname} holds no user objects")
-    shown = ", ".join(objects[:LISTED]) + (
-        f" and {len(objects) - LISTED} more" if len(objects) > LISTED else ""
-    )
+    shown = listed(objects, LISTED)
     if resume:
         return Check(
             name, Verdict.PASS, f"resuming: the target holds {len(objects)} objects ({shown})"
