@@ -246,31 +246,34 @@ class Cdc:
             create_publication(conn, name, [(t.schema, t.name) for t in tables])
         log.info("created publication %s of %d tables", name, len(tables))
 
-    def _unpublished(self, filters: Filters) -> str | None:
-        """While following: a table in scope created on the source after the publication
-        is not in it, so pgoutput never sends its changes. Said, not left silent."""
+    def _not_published(self, filters: Filters) -> list[str]:
+        """Tables in scope that the publication lacks (created after it): pgoutput never
+        sends their changes."""
         with self.source.connect("pgferry publication") as conn:
             wanted = {(t.schema, t.name) for t in read_tables(conn, filters)}
             missing = sorted(wanted - published_tables(conn, self.options.slot))
+        return [".".join(m) for m in missing]
+
+    def _unpublished(self, filters: Filters) -> str | None:
+        """While following: a table created in scope after the start. Said, not left
+        silent."""
+        missing = self._not_published(filters)
         if not missing:
             return None
         return (
             f"{len(missing)} table(s) were created on the source after the migration started "
-            f"({listed(['.'.join(m) for m in missing], 5)}): pgoutput sends only the tables of "
+            f"({listed(missing, 5)}): pgoutput sends only the tables of "
             f"publication {self.options.slot}, so their changes are not captured"
         )
 
     def _check_published(self, filters: Filters) -> None:
         """After the slot: a table created meanwhile is in the copy's scope but not
         published, and its changes would never arrive. Start over then."""
-        with self.source.connect("pgferry publication") as conn:
-            wanted = {(t.schema, t.name) for t in read_tables(conn, filters)}
-            missing = sorted(wanted - published_tables(conn, self.options.slot))
+        missing = self._not_published(filters)
         if missing:
             raise StepFailed(
                 f"{len(missing)} table(s) were created while the replication slot was being "
-                f"created and are not in publication {self.options.slot} "
-                f"({listed(['.'.join(m) for m in missing], 5)})",
+                f"created and are not in publication {self.options.slot} ({listed(missing, 5)})",
                 fix="run the same command again: it starts over",
             )
 
