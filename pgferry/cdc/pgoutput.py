@@ -180,10 +180,7 @@ class PgoutputDecoder:
         None for the others (after remembering a Relation)."""
         data = bytes(payload)
         if not self.in_stream and data[0] in (_INSERT, _UPDATE, _DELETE):
-            try:
-                change = self._fast_row(data, lsn)
-            except (IndexError, struct.error):
-                change = None  # cut short: the careful path says so
+            change = self._fast_row(data, lsn)
             if change is not None:
                 return change
         return self._careful(data, lsn)
@@ -194,10 +191,7 @@ class PgoutputDecoder:
         data = bytes(payload)
         kind = data[0]
         if kind in (_INSERT, _UPDATE, _DELETE):
-            try:
-                change = self._fast_row(data, lsn)
-            except (IndexError, struct.error):
-                change = None
+            change = self._fast_row(data, lsn)
             if change is not None:
                 return change
         elif kind in _NO_CHANGE:
@@ -235,7 +229,14 @@ class PgoutputDecoder:
 
     def _fast_row(self, data: bytes, lsn: int) -> Change | None:
         """The common row message, read in place: a known relation, text and NULL values
-        only, every tuple as long as the relation. Anything else: None."""
+        only, every tuple as long as the relation. Anything else (a message cut short
+        too): None, and the careful path says what is wrong."""
+        try:
+            return self._read_row(data, lsn)
+        except (IndexError, struct.error):
+            return None
+
+    def _read_row(self, data: bytes, lsn: int) -> Change | None:
         layout = self.layouts.get(_LENGTH(data, 1)[0])
         if layout is None:
             return None
