@@ -283,10 +283,11 @@ def ownership_refusal(tables: list[TableIdentity], role: str) -> PublicationRefu
     return None
 
 
-def default_plugin(conn: psycopg.Connection[Any], filters: Filters) -> tuple[str, str | None]:
+def default_plugin(tables: list[TableIdentity], role: str) -> tuple[str, str | None]:
     """The plugin a new migration uses when none is asked for: pgoutput, unless pgferry
-    cannot publish the tables in scope; then test_decoding, with the reason."""
-    refusal = publication_refusal(read_tables(conn, filters), conn.info.user)
+    cannot publish the tables in scope (`read_tables`) as `role`; then test_decoding,
+    with the reason."""
+    refusal = publication_refusal(tables, role)
     if refusal is None:
         return "pgoutput", None
     return "test_decoding", f"{refusal.message} (to use pgoutput: {refusal.remedy})"

@@ -79,7 +79,7 @@ def settle_plugin(source: ConnInfo, filters: Filters, options: CdcOptions) -> Cd
     if options.plugin_chosen or options.plugin != "pgoutput":
         return options
     with source.connect("pgferry plugin") as conn:
-        plugin, why = default_plugin(conn, filters)
+        plugin, why = default_plugin(read_tables(conn, filters), conn.info.user)
     if why is not None:
         log.warning("using the test_decoding plugin, not pgoutput: %s", why)
     return replace(options, plugin=plugin, plugin_chosen=True)

@@ -191,6 +191,7 @@ class Clone:
             o.filters,
             follow=o.follow,
             plugin=o.cdc.plugin,
+            plugin_chosen=o.cdc.plugin_chosen,  # settled already: not decided again
             slot=o.cdc.slot,
             origin=o.cdc.origin,
             workdir=self.workdir.path,

@@ -112,18 +112,19 @@ def _plugin(
     """The plugin the migration will use (the default one pgferry can publish the tables
     for, see default_plugin); with pgoutput, whether the role may publish them."""
     name = "source.plugin"
-    if not chosen and opts.plugin == "pgoutput":
-        plugin, why = default_plugin(conn, filters)
+    if opts.plugin != "pgoutput":
+        report.ok(name, f"plugin {opts.plugin}")
+        return opts
+    tables = read_tables(conn, filters)
+    if not chosen:
+        plugin, why = default_plugin(tables, conn.info.user)
         if why is not None:
             report.warn(name, f"the test_decoding plugin is used, not pgoutput: {why}")
             report.facts["migration"] = report.facts["migration"].replace(
                 f"plugin {opts.plugin}", f"plugin {plugin}"
             )
             return replace(opts, plugin=plugin)
-    if opts.plugin != "pgoutput":
-        report.ok(name, f"plugin {opts.plugin}")
-        return opts
-    refusal = ownership_refusal(read_tables(conn, filters), conn.info.user)
+    refusal = ownership_refusal(tables, conn.info.user)
     if refusal is not None:
         report.fail(name, refusal.message, refusal.fix)
     else:
