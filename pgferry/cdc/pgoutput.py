@@ -18,8 +18,11 @@ column, 'u') is never given a value: the column goes to `Change.unchanged`.
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from pgferry.cdc.decode import Change, DecodeError
 
@@ -55,6 +58,7 @@ class _Layout:
     columns: list[str]
     key_columns: list[str]
     key_at: tuple[int, ...]  # where the key columns are in a tuple
+    read: TupleReader  # tuple_reader(len(columns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +130,93 @@ _NO_CHANGE = frozenset(b"BCOYM")  # begin, commit, origin, type, logical message
 _RELATION = ord("R")
 
 
-def _fast_tuple(data: bytes, pos: int) -> tuple[list[bytes | None], int] | None:
-    """TupleData of text and NULL values only (anything else: None, the careful path);
-    the values and the position after them."""
-    count = (data[pos] << 8) | data[pos + 1]
+# The row readers of the fast path. A Python loop over the columns was half of a row's
+# decoding (0.22 us a column looped, ~0.14 written out; issue 12's target is half of
+# test_decoding's CPU per change), so the column steps are written out once per column
+# count, as Python text compiled here (as `dataclasses` and `namedtuple` do). Each reads
+# text and NULL values only (anything else: None, the careful path). A length that runs
+# past the message gives a short slice and a position past the end, which every reader
+# and caller refuses.
+#
+# The Changes they give share their empty lists and set (four allocations less a row), as
+# they share the relation's column names: a decoded Change is read, never mutated.
+_NONE: list[Any] = []
+_NOTHING: set[str] = set()
+TupleReader = Callable[[bytes, int], "tuple[list[bytes | None], int] | None"]
+NewRowReader = Callable[[bytes, int], "Change | None"]
+_WRITTEN_OUT_MAX = 200  # wider tables: the loop (PostgreSQL allows 1,600 columns)
+
+
+def _column_steps(count: int) -> list[str]:
+    """Python lines that read `count` TupleData columns from data[pos] into v0, v1, ..."""
+    lines = [
+        f"    if data[pos] != {count >> 8} or data[pos + 1] != {count & 0xFF}:",
+        "        return None",
+        "    pos += 2",
+    ]
+    for i in range(count):
+        lines += [
+            f"    if data[pos] == {_TEXT}:",
+            f"        e = pos + 5 + length(data, pos + 1)[0]; v{i} = data[pos + 5 : e]; pos = e",
+            f"    elif data[pos] == {_NULL}:",
+            f"        v{i} = None; pos += 1",
+            "    else:",
+            "        return None",
+        ]
+    return lines
+
+
+def _compiled(lines: list[str], name: str) -> Any:
+    namespace: dict[str, Any] = {
+        "length": _LENGTH,
+        "Change": Change,
+        "none": _NONE,
+        "nothing": _NOTHING,
+    }
+    exec("\n".join(lines), namespace)  # our own text: nothing in it comes from a message
+    return namespace[name]
+
+
+@functools.cache
+def tuple_reader(count: int) -> TupleReader:
+    """The reader of a TupleData of exactly `count` text or NULL values at data[pos]:
+    the values and the position after them, or None."""
+    if count > _WRITTEN_OUT_MAX:
+        return functools.partial(_loop_tuple, count)
+    values = ", ".join(f"v{i}" for i in range(count))
+    lines = ["def read(data, pos):", *_column_steps(count), f"    return [{values}], pos"]
+    return cast(TupleReader, _compiled(lines, "read"))
+
+
+@functools.cache
+def _new_row_factory(count: int) -> Callable[[str, str, str, list[str]], NewRowReader]:
+    if count > _WRITTEN_OUT_MAX:
+        return functools.partial(_loop_new_row, tuple_reader(count))
+    values = ", ".join(f"v{i}" for i in range(count))
+    lines = [
+        "def make(kind, schema, table, columns):",
+        "  def read(data, lsn):",
+        "      pos = 6",
+        *(f"  {line}" for line in _column_steps(count)),
+        "      if pos != len(data):",
+        "          return None",
+        f"      return Change(kind, schema, table, columns, [{values}], none, none, nothing,"
+        " none, False, False, lsn)",
+        "  return read",
+    ]
+    return cast(Callable[[str, str, str, list[str]], NewRowReader], _compiled(lines, "make"))
+
+
+def new_row_reader(kind: str, schema: str, table: str, columns: list[str]) -> NewRowReader:
+    """The reader of one relation's INSERT (kind "I") or UPDATE ("U") message that carries
+    its new tuple only (data[5] == 'N': the common case), values from data[6] to the end."""
+    return _new_row_factory(len(columns))(kind, schema, table, columns)
+
+
+def _loop_tuple(count: int, data: bytes, pos: int) -> tuple[list[bytes | None], int] | None:
+    """`tuple_reader`'s loop, for tables wider than it writes out."""
+    if (data[pos] << 8) | data[pos + 1] != count:
+        return None
     pos += 2
     values: list[bytes | None] = []
     append = values.append
@@ -145,6 +232,22 @@ def _fast_tuple(data: bytes, pos: int) -> tuple[list[bytes | None], int] | None:
         else:
             return None
     return values, pos
+
+
+def _loop_new_row(
+    read: TupleReader, kind: str, schema: str, table: str, columns: list[str]
+) -> NewRowReader:
+    """`new_row_reader` for tables wider than it writes out."""
+
+    def new_row(data: bytes, lsn: int) -> Change | None:
+        new = read(data, 6)
+        if new is None or new[1] != len(data):
+            return None
+        return Change(
+            kind, schema, table, columns, new[0], _NONE, _NONE, _NOTHING, _NONE, False, False, lsn
+        )
+
+    return new_row
 
 
 def _tuple(r: _Reader) -> list[bytes | None | object]:
@@ -165,12 +268,47 @@ def _tuple(r: _Reader) -> list[bytes | None | object]:
     return values
 
 
+def _keyed_row(layout: _Layout, data: bytes, lsn: int) -> Change | None:
+    """An UPDATE or DELETE that carries the old key (K) or the whole old row (O)."""
+    part = data[5]
+    if part != _KEY and part != _OLD:
+        return None
+    old = layout.read(data, 6)
+    if old is None:
+        return None
+    values, pos = old
+    if part == _KEY:
+        key_values = [values[i] for i in layout.key_at]
+        key_columns = layout.key_columns
+    else:
+        key_values, key_columns = values, layout.columns
+    if data[0] == _DELETE:
+        if pos != len(data):
+            return None
+        return Change(
+            "D", layout.schema, layout.name, _NONE, _NONE, key_columns, key_values,
+            _NOTHING, _NONE, False, False, lsn,
+        )  # fmt: skip
+    if data[pos] != _NEW:
+        return None
+    new = layout.read(data, pos + 1)
+    if new is None or new[1] != len(data):
+        return None
+    return Change(
+        "U", layout.schema, layout.name, layout.columns, new[0], key_columns, key_values,
+        _NOTHING, _NONE, False, False, lsn,
+    )  # fmt: skip
+
+
 class PgoutputDecoder:
     """Decodes one stream's messages in order (it remembers Relation messages)."""
 
     def __init__(self) -> None:
         self.relations: dict[int, Relation] = {}
-        self.layouts: dict[int, _Layout] = {}
+        # The fast path's reader of each known relation's row messages, by their first six
+        # bytes (kind, relation id, first tuple's kind): text and NULL values only, every
+        # tuple as long as the relation; None for anything else.
+        self.readers: dict[bytes, NewRowReader] = {}
         self._described: dict[int, bytes] = {}  # the Relation message behind each layout
         self.in_stream = False
         self.stream_xid = 0  # the transaction of the data messages of the current segment
@@ -180,23 +318,28 @@ class PgoutputDecoder:
         None for the others (after remembering a Relation)."""
         data = bytes(payload)
         if not self.in_stream and data[0] in (_INSERT, _UPDATE, _DELETE):
-            change = self._fast_row(data, lsn)
-            if change is not None:
-                return change
+            return self.change(data, lsn)
         return self._careful(data, lsn)
 
     def change(self, payload: bytes | memoryview, lsn: int = 0) -> Change | None:
         """`decode` for apply, which reads spooled transactions (no streaming frames):
         the Change of a row message, else None."""
-        data = bytes(payload)
-        kind = data[0]
-        if kind in (_INSERT, _UPDATE, _DELETE):
-            change = self._fast_row(data, lsn)
+        data = payload if type(payload) is bytes else bytes(payload)
+        # The fast path: a row message of a known relation (any other message finds no
+        # reader). What its reader refuses, a message cut short too, goes the careful way,
+        # which says what is wrong.
+        read = self.readers.get(data[:6])
+        if read is not None:
+            try:
+                change = read(data, lsn)
+            except (IndexError, struct.error):
+                change = None
             if change is not None:
                 return change
-        elif kind in _NO_CHANGE:
+        kind = data[0]
+        if kind in _NO_CHANGE:
             return None
-        elif kind == _RELATION:
+        if kind == _RELATION:
             # Every spooled transaction carries the descriptions its changes need: most
             # are the one already known, byte for byte.
             oid = _LENGTH(data, 1)[0] if len(data) > 4 else -1
@@ -227,54 +370,6 @@ class PgoutputDecoder:
             return None
         raise DecodeError(f"pgoutput message of unknown type {chr(kind)!r}")
 
-    def _fast_row(self, data: bytes, lsn: int) -> Change | None:
-        """The common row message, read in place: a known relation, text and NULL values
-        only, every tuple as long as the relation. Anything else (a message cut short
-        too): None, and the careful path says what is wrong."""
-        try:
-            return self._read_row(data, lsn)
-        except (IndexError, struct.error):
-            return None
-
-    def _read_row(self, data: bytes, lsn: int) -> Change | None:
-        layout = self.layouts.get(_LENGTH(data, 1)[0])
-        if layout is None:
-            return None
-        kind = data[0]
-        part = data[5]
-        key_values: list[bytes | None] = []
-        pos = 6
-        if part in (_KEY, _OLD):
-            old = _fast_tuple(data, pos)
-            if old is None or len(old[0]) != len(layout.columns):
-                return None
-            values, pos = old
-            if part == _KEY:
-                key_values = [values[i] for i in layout.key_at]
-                key_columns = layout.key_columns
-            else:
-                key_values, key_columns = values, layout.columns
-            if kind == _DELETE:
-                if pos != len(data):
-                    return None
-                return Change(
-                    "D", layout.schema, layout.name, [], [], key_columns, key_values,
-                    set(), [], False, False, lsn,
-                )  # fmt: skip
-            part = data[pos]
-            pos += 1
-        else:
-            key_columns = []
-        if part != _NEW or kind == _DELETE:
-            return None
-        new = _fast_tuple(data, pos)
-        if new is None or new[1] != len(data) or len(new[0]) != len(layout.columns):
-            return None
-        return Change(
-            "I" if kind == _INSERT else "U", layout.schema, layout.name, layout.columns,
-            new[0], key_columns, key_values, set(), [], False, False, lsn,
-        )  # fmt: skip
-
     def relation(self, oid: int) -> Relation:
         try:
             return self.relations[oid]
@@ -297,12 +392,27 @@ class PgoutputDecoder:
         )
         self.relations[oid] = rel
         self._described.pop(oid, None)  # change() records the message it came from
-        self.layouts[oid] = _Layout(
+        names = list(rel.columns)
+        layout = _Layout(
             rel.schema,
             rel.name,
-            list(rel.columns),
+            names,
             [c for c, k in zip(rel.columns, rel.key, strict=True) if k],
             tuple(i for i, k in enumerate(rel.key) if k),
+            tuple_reader(len(names)),
+        )
+        # By the message's first six bytes: kind, relation id, first tuple's kind.
+        head = _UINT32.pack(oid)
+        keyed = functools.partial(_keyed_row, layout)
+        self.readers.update(
+            {
+                b"I" + head + b"N": new_row_reader("I", rel.schema, rel.name, names),
+                b"U" + head + b"N": new_row_reader("U", rel.schema, rel.name, names),
+                b"U" + head + b"K": keyed,
+                b"U" + head + b"O": keyed,
+                b"D" + head + b"K": keyed,
+                b"D" + head + b"O": keyed,
+            }
         )
 
     def _row(self, r: _Reader, kind: str, lsn: int) -> Change:

@@ -84,7 +84,12 @@ def test_the_fast_path_is_taken() -> None:
         b"U" + struct.pack(">I", 7) + b"K" + tuple_data(b"1", None)
         + b"N" + tuple_data(b"2", b"x")
     )  # fmt: skip
-    ins, upd = d._fast_row(insert, 0), d._fast_row(update, 0)
+
+    def careful(data: bytes, lsn: int) -> None:
+        raise AssertionError(f"the careful path read {data!r}")
+
+    d._careful = careful  # type: ignore[method-assign]
+    ins, upd = d.change(insert, 0), d.change(update, 0)
     assert ins is not None and ins.values == [b"1", None]
     assert upd is not None and upd.key_columns == ["id"] and upd.key_values == [b"1"]
 
@@ -104,3 +109,38 @@ def test_a_relation_described_again_is_read_once_and_a_new_description_replaces_
     assert d.change(two) is None
     with pytest.raises(DecodeError, match="3 columns"):
         d.change(insert3)
+
+
+@pytest.mark.parametrize("width", [1, 2, 199, 200, 201, 1600])
+def test_every_width_reads_as_the_careful_path_does(width: int) -> None:
+    """Up to _WRITTEN_OUT_MAX columns the readers are written out per column count, above
+    it they loop: both give the careful path's Change, NULLs and a keyed update included."""
+    rng = random.Random(width)
+    fast, careful = PgoutputDecoder(), PgoutputDecoder()
+    spec = [(f"c{i}", i % 7 == 0) for i in range(width)]
+    for d in (fast, careful):
+        d.decode(relation(9, "public", "wide", spec))
+
+    def row() -> bytes:
+        return tuple_data(*(rng.choice([None, b"", str(i).encode()]) for i in range(width)))
+
+    messages = [
+        b"I" + struct.pack(">I", 9) + b"N" + row(),
+        b"U" + struct.pack(">I", 9) + b"N" + row(),
+        b"U" + struct.pack(">I", 9) + b"O" + row() + b"N" + row(),
+        b"D" + struct.pack(">I", 9) + b"K" + row(),
+    ]
+    for message in messages:
+        expected = careful._careful(message, 3)
+        assert fast.change(message, 3) == expected
+        with pytest.raises(DecodeError, match="cut short"):
+            fast.change(message[:-1], 3)
+
+
+def test_the_shared_empties_stay_empty() -> None:
+    """The fast path's Changes share one empty list and set: decoding never fills them."""
+    from pgferry.cdc import pgoutput
+
+    test_fast_and_careful_agree(3)
+    test_every_width_reads_as_the_careful_path_does(201)
+    assert pgoutput._NONE == [] and pgoutput._NOTHING == set()
