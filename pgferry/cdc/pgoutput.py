@@ -147,14 +147,34 @@ NewRowReader = Callable[[bytes, int], "Change | None"]
 _WRITTEN_OUT_MAX = 200  # wider tables: the loop (PostgreSQL allows 1,600 columns)
 
 
-def _column_steps(count: int) -> list[str]:
-    """Python lines that read `count` TupleData columns from data[pos] into v0, v1, ..."""
-    lines = [
-        f"    if data[pos] != {count >> 8} or data[pos + 1] != {count & 0xFF}:",
-        "        return None",
-        "    pos += 2",
-    ]
+def _column_steps(count: int, at: int | None = None) -> list[str]:
+    """Python lines that read `count` TupleData columns into v0, v1, ... and leave `pos`
+    after them: from data[pos], or from data[at] when the offset is known (a new tuple
+    right after the message head), whose first steps then use constant offsets."""
+    if at is None:
+        lines = [
+            f"    if data[pos] != {count >> 8} or data[pos + 1] != {count & 0xFF}:",
+            "        return None",
+            "    pos += 2",
+        ]
+    else:
+        lines = [f"    if data[{at}] != {count >> 8} or data[{at + 1}] != {count & 0xFF}:"]
+        lines += ["        return None"]
+        if count == 0:
+            lines.append(f"    pos = {at + 2}")
     for i in range(count):
+        if at is not None and i == 0:
+            first = at + 2
+            lines += [
+                f"    if data[{first}] == {_TEXT}:",
+                f"        pos = {first + 5} + length(data, {first + 1})[0];"
+                f" v0 = data[{first + 5} : pos]",
+                f"    elif data[{first}] == {_NULL}:",
+                f"        v0 = None; pos = {first + 1}",
+                "    else:",
+                "        return None",
+            ]
+            continue
         lines += [
             f"    if data[pos] == {_TEXT}:",
             f"        e = pos + 5 + length(data, pos + 1)[0]; v{i} = data[pos + 5 : e]; pos = e",
@@ -196,8 +216,7 @@ def _new_row_factory(count: int) -> Callable[[str, str, str, list[str]], NewRowR
     lines = [
         "def make(kind, schema, table, columns):",
         "  def read(data, lsn):",
-        "      pos = 6",
-        *(f"  {line}" for line in _column_steps(count)),
+        *(f"  {line}" for line in _column_steps(count, at=6)),
         "      if pos != len(data):",
         "          return None",
         f"      return Change(kind, schema, table, columns, [{values}], none, none, nothing,"
