@@ -725,9 +725,12 @@ def machine_description() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    pgcopydb = subprocess.run(
-        ["pgcopydb", "--version"], capture_output=True, text=True, check=False
-    ).stdout.split("\n")[0]
+    try:
+        pgcopydb = subprocess.run(
+            ["pgcopydb", "--version"], capture_output=True, text=True, check=False
+        ).stdout.split("\n")[0]
+    except OSError:
+        pgcopydb = "not installed"  # the pgferry-only benches run without it
     return {
         "cpus": os.cpu_count(),
         "cpu": cpu,
