@@ -235,6 +235,11 @@ class Applier:
 
     # -- setup ------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
+        # A run after an interrupted one (lost connection, transient error) starts with
+        # no open group: the old one was rolled back. Closing it again would commit its
+        # last transaction's commit LSN as the origin's position without its changes.
+        self._group = self._group_changes = self._group_sent = 0
+        self._group_last = None
         conn = self.target.connect("pgferry apply", settings=APPLY_WRITER)
         try:
             progress = origin_session_setup(conn, self.origin)
