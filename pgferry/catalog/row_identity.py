@@ -159,6 +159,22 @@ SELECT n.nspname, c.relname, c.relreplident::text,
  WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('r', 'p')
 """
 
+# What on the target could see the order in which apply writes to different tables inside
+# one transaction (None: nothing): a trigger that fires under session_replication_role =
+# replica (ENABLE ALWAYS or ENABLE REPLICA), or a rule on a table.
+ORDER_OBSERVERS_SQL = """
+SELECT coalesce(
+  (SELECT format('trigger %I on %s (enabled %s)', t.tgname, t.tgrelid::regclass,
+                 CASE t.tgenabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END)
+     FROM pg_catalog.pg_trigger t
+    WHERE NOT t.tgisinternal AND t.tgenabled IN ('A', 'R')
+    ORDER BY t.oid LIMIT 1),
+  (SELECT format('rule %I on %s', r.rulename, r.ev_class::regclass)
+     FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+    WHERE c.relkind IN ('r', 'p') AND r.rulename <> '_RETURN'
+    ORDER BY r.oid LIMIT 1))
+"""
+
 IDENTITY_TABLES_SQL = _IDENTITY_TABLES_TEMPLATE.replace("{identity}", identity_sql("c")).replace(
     "{ancestors}", ANCESTORS_SQL
 )

@@ -32,6 +32,7 @@ from pgferry.catalog.inscope import table_in_scope
 from pgferry.catalog.row_identity import (
     APPLY_TABLES_SQL,
     NO_EQUALITY_SQL,
+    ORDER_OBSERVERS_SQL,
     TEXT_COMPARE_TYPES,
     RowIdentity,
 )
@@ -137,6 +138,21 @@ class ApplyScope:
         )
 
 
+@dataclass(slots=True)
+class _InsertRun:
+    """Inserts into one table not yet sent, in commit order, all with the same columns."""
+
+    table: TargetTable
+    columns: list[str]
+    rows: list[Change] = field(default_factory=list)
+    # (index of its first row, transaction) for each transaction with rows here: the
+    # transaction an insert statement's error names.
+    starts: list[tuple[int, TxnEntry]] = field(default_factory=list)
+
+    def entry_at(self, row: int) -> TxnEntry:
+        return next(entry for first, entry in reversed(self.starts) if first <= row)
+
+
 def decoder_for(plugin: str) -> Callable[[bytes | memoryview, int], Change | None]:
     """The plugin's message -> Change function (None for what is not a row change)."""
     if plugin == "wal2json":
@@ -231,6 +247,13 @@ class Applier:
         self._group_changes = 0
         self._group_sent = 0
         self._group_last: TxnEntry | None = None
+        # Inserts waiting to be sent, per table (by id): within one target transaction a
+        # table's inserts wait until a change of another kind touches that table, so the
+        # inserts of many grouped transactions go as one multi-row statement (pgbench's
+        # history rows sit between updates of three other tables). Only while nothing on
+        # the target can see the order of changes between tables (`_reorder`).
+        self._runs: dict[int, _InsertRun] = {}
+        self._reorder = False
         self.reader = SpoolReader(spool_dir)
 
     # -- setup ------------------------------------------------------------------------
@@ -240,6 +263,7 @@ class Applier:
         # last transaction's commit LSN as the origin's position without its changes.
         self._group = self._group_changes = self._group_sent = 0
         self._group_last = None
+        self._runs.clear()
         conn = self.target.connect("pgferry apply", settings=APPLY_WRITER)
         try:
             progress = origin_session_setup(conn, self.origin)
@@ -295,6 +319,7 @@ class Applier:
         try:
             self.conn = self._connect()
             self.meta = self.target.connect("pgferry apply-meta", settings=APPLY_WRITER)
+            self._reorder = self._may_reorder()
         except BaseException:
             self._close()
             raise
@@ -556,8 +581,7 @@ class Applier:
         self._group_changes += entry.changes
         close = explicit or self._group >= self.group_txns
         origin = self._origin_params(entry) if close else None
-        batch: list[Change] = []
-        batch_table: TargetTable | None = None
+        runs = self._runs
         for lsn, payload in self.reader.changes(entry, self._limits.get(entry.file_no, 0)):
             try:
                 change = self.decode(payload, lsn)
@@ -572,38 +596,47 @@ class Applier:
                 table = self._target_for(change, entry)
                 if table is None:
                     continue
-                if batch and (batch_table is not table or batch[0].columns != change.columns):
-                    self._insert(pipe, entry, batch_table, batch)  # type: ignore[arg-type]
-                    batch = []
-                batch.append(change)
-                batch_table = table
-                if len(batch) >= 1024:
-                    self._insert(pipe, entry, table, batch)
-                    batch = []
+                run = runs.get(id(table))
+                if run is not None and run.columns != change.columns:
+                    self._send(pipe, run)
+                    run = None
+                if run is None:
+                    if runs and not self._reorder:
+                        self._send_all(pipe)
+                    run = runs[id(table)] = _InsertRun(table, change.columns)
+                if not run.starts or run.starts[-1][1] is not entry:
+                    run.starts.append((len(run.rows), entry))
+                run.rows.append(change)
+                if len(run.rows) >= 1024:
+                    self._send(pipe, run)
                 continue
-            if batch:
-                self._insert(pipe, entry, batch_table, batch)  # type: ignore[arg-type]
-                batch = []
             if change.kind == "T":
+                self._send_all(pipe)
                 self._truncate(pipe, entry, change)
                 continue
             table = self._target_for(change, entry)
             if table is None:
                 continue
+            if runs:
+                # This table's own inserts go first; another table's may wait, unless
+                # something on the target could see the order.
+                run = runs.get(id(table))
+                if not self._reorder:
+                    self._send_all(pipe)
+                elif run is not None:
+                    self._send(pipe, run)
             if change.kind == "U":
                 self._update(pipe, entry, table, change)
             else:
                 self._delete(pipe, entry, table, change)
             if explicit and pipe.queued >= SYNC_EVERY_STATEMENTS:
                 pipe.sync()  # bounded memory inside huge transactions
-        if batch:
-            fused = self._insert(pipe, entry, batch_table, batch, origin)  # type: ignore[arg-type]
-        else:
-            fused = False
         if origin is None:
+            if not self._reorder:
+                self._send_all(pipe)
             self._group_last = entry
             return pipe.syncs_sent + 1  # the sync that will close the group
-        if not fused:
+        if not self._send_all(pipe, origin):
             self._queue_origin(pipe, entry, origin)
         if explicit:
             pipe.execute("COMMIT", (), Ctx("commit", (entry, None)))
@@ -637,7 +670,9 @@ class Applier:
         join it."""
         entry = self._group_last
         if entry is None:
+            assert not self._runs, "inserts waiting outside a group"
             return
+        self._send_all(pipe)
         origin = self._origin_params(entry)
         self._queue_origin(pipe, entry, origin)
         self._synced(pipe, origin[0])
@@ -657,19 +692,39 @@ class Applier:
                     fix="add the column on the target (DDL is not replicated), then --resume",
                 )
 
-    def _insert(
-        self,
-        pipe: Pipeline,
-        entry: TxnEntry,
-        table: TargetTable,
-        rows: list[Change],
-        origin: list[bytes] | None = None,
-    ) -> bool:
-        """Queue the rows as multi-row inserts. With `origin` (the origin setup's
-        parameters), a last statement of one row carries the origin setup too: returns
+    def _may_reorder(self) -> bool:
+        """Whether a table's inserts may be sent after later changes of other tables in
+        the same target transaction: nothing on the target sees that order (under
+        session_replication_role = replica only ALWAYS and REPLICA triggers fire, and
+        rules always do); unique and exclusion constraints are per table, whose own
+        order is kept, and deferred ones are checked at commit."""
+        assert self.meta is not None
+        row = self.meta.execute(ORDER_OBSERVERS_SQL).fetchone()
+        if row and row[0]:
+            log.info(
+                "apply sends each change in commit order: the target has %s, which could "
+                "see the order of changes between tables",
+                row[0],
+            )
+            return False
+        return True
+
+    def _send_all(self, pipe: Pipeline, origin: list[bytes] | None = None) -> bool:
+        """Queue every waiting insert. With `origin` (the origin setup's parameters), the
+        last statement carries the origin setup when it inserts one row: returns
         whether it did."""
+        fused = False
+        while self._runs:
+            run = next(iter(self._runs.values()))
+            fused = self._send(pipe, run, origin if len(self._runs) == 1 else None)
+        return fused
+
+    def _send(self, pipe: Pipeline, run: _InsertRun, origin: list[bytes] | None = None) -> bool:
+        """Queue one table's waiting inserts as multi-row inserts (see `_send_all`)."""
+        del self._runs[id(run.table)]
+        table, rows = run.table, run.rows
         first = rows[0]
-        shape = ("I", tuple(first.columns))
+        shape = ("I", tuple(run.columns))
         plan = table.plans.get(shape)
         if plan is None:
             self._columns(table, first, first.columns)
@@ -683,6 +738,7 @@ class Applier:
         fused = origin is not None and sizes[-1] == 1 and bool(columns)
         for size in sizes:
             chunk = rows[start : start + size]
+            entry = run.entry_at(start)
             start += size
             params: list[bytes | None] = []
             if all_columns:

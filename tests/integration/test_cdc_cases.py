@@ -312,6 +312,72 @@ def test_grouped_transactions_roll_back_together_then_resume(dbpair: DbPair, plu
     _resume_to_the_end(p, plugin, "--group-txns", "32")
 
 
+def test_grouped_inserts_wait_past_other_tables_never_past_their_own(
+    dbpair: DbPair, plugin: str
+) -> None:
+    """In a group, a table's inserts are sent together after other tables' changes, but
+    never after a change of their own table: deletes and re-inserts of one key, a key
+    moved by an UPDATE, a TRUNCATE, inside one transaction and across many."""
+    p = dbpair
+    _table_t(p, 10, with_u=True)
+    proc = _started(p, plugin)
+    _backlog(
+        p,
+        "INSERT INTO u VALUES (1)",
+        "UPDATE t SET v = 'a' WHERE id = 1",
+        "INSERT INTO u VALUES (2)",
+        "DELETE FROM u WHERE id = 1",
+        "INSERT INTO t VALUES (11, 'b')",
+        "INSERT INTO u VALUES (1)",
+        "UPDATE u SET id = 5 WHERE id = 2",
+        "INSERT INTO u VALUES (2); INSERT INTO t VALUES (12, 'c'); DELETE FROM u WHERE id = 2;"
+        " INSERT INTO u VALUES (2); UPDATE t SET v = 'd' WHERE id = 11",
+        "TRUNCATE t",
+        "INSERT INTO t VALUES (1, 'e'); INSERT INTO u VALUES (7); UPDATE t SET id = 2",
+        "INSERT INTO u VALUES (8); UPDATE u SET id = 9 WHERE id = 8; INSERT INTO u VALUES (8)",
+    )
+    cutover(p, proc)
+    _equal(p)
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT array_agg(id ORDER BY id) FROM u").fetchone() == (
+            [1, 2, 5, 7, 8, 9],
+        )
+    _cleanup(p)
+
+
+def test_a_trigger_firing_on_the_target_sees_the_changes_in_commit_order(
+    dbpair: DbPair, plugin: str
+) -> None:
+    """An ENABLE ALWAYS trigger fires under apply's session_replication_role = replica
+    and could see the order of changes between tables: apply then sends every change in
+    commit order (it says so), and the trigger computes on the target what it did on
+    the source."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE a (id int PRIMARY KEY);"
+            "CREATE TABLE b (id int PRIMARY KEY, seen bigint);"
+            "CREATE FUNCTION b_seen() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN NEW.seen := (SELECT count(*) FROM public.a); RETURN NEW; END$$;"
+            "CREATE TRIGGER b_seen BEFORE INSERT ON b FOR EACH ROW EXECUTE FUNCTION b_seen();"
+            "ALTER TABLE b ENABLE ALWAYS TRIGGER b_seen"
+        )
+    proc = _started(p, plugin)
+    _backlog(
+        p,
+        *[f"INSERT INTO {table} VALUES ({i})" for i in range(1, 9) for table in ("a", "b")],
+    )
+    err = cutover(p, proc)
+    _equal(p)
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT array_agg(seen ORDER BY id) FROM b").fetchone() == (
+            list(range(1, 9)),
+        )
+    log = (p.workdir / "pgferry.log").read_text() + err
+    assert "sends each change in commit order" in log and "b_seen" in log
+    _cleanup(p)
+
+
 def test_grouped_transactions_failing_on_the_target_then_resume(
     dbpair: DbPair, plugin: str
 ) -> None:
