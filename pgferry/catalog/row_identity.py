@@ -153,7 +153,9 @@ SELECT n.nspname, c.relname, c.relreplident::text,
                           ORDER BY a.attnum)
            FROM pg_attribute a
           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{{}}'),
-       ri.ri_index, ri.ri_valid, ri.ri_key, c.oid::int8
+       ri.ri_index, ri.ri_valid, ri.ri_key, c.oid::int8,
+       (SELECT count(*) FROM pg_index x
+         WHERE x.indrelid = c.oid AND (x.indisunique OR x.indisexclusion))::int AS uniques
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN {identity_sql("c")} AS ri ON true
  WHERE n.nspname = %(schema)s AND c.relname = %(name)s AND c.relkind IN ('r', 'p')

@@ -49,7 +49,9 @@ from pgferry.cdc.sqlgen import (
     insert_origin_sql,
     insert_sql,
     origin_setup_sql,
+    row_exists_sql,
     truncate_sql,
+    update_rows_sql,
     update_sql,
 )
 from pgferry.errors import StepFailed
@@ -139,15 +141,24 @@ class ApplyScope:
 
 
 @dataclass(slots=True)
-class _InsertRun:
-    """Inserts into one table not yet sent, in commit order, all with the same columns."""
+class _Run:
+    """Changes of one table not yet sent, in commit order, all with the same columns:
+    inserts (kind I), or updates (U) of different rows, each found by the table's key."""
 
+    kind: str
     table: TargetTable
     columns: list[str]
     rows: list[Change] = field(default_factory=list)
     # (index of its first row, transaction) for each transaction with rows here: the
-    # transaction an insert statement's error names.
+    # transaction a statement's error names.
     starts: list[tuple[int, TxnEntry]] = field(default_factory=list)
+    keys: set[Any] = field(default_factory=set)  # U: the rows' keys
+    key_of: Callable[[list[bytes | None]], Any] | None = None  # U: a row's key
+
+    def add(self, change: Change, entry: TxnEntry) -> None:
+        if not self.starts or self.starts[-1][1] is not entry:
+            self.starts.append((len(self.rows), entry))
+        self.rows.append(change)
 
     def entry_at(self, row: int) -> TxnEntry:
         return next(entry for first, entry in reversed(self.starts) if first <= row)
@@ -189,6 +200,8 @@ def _described(ctx: Ctx) -> tuple[str, str]:
     """What a queued command applied, and in which transaction (for messages)."""
     entry = _entry_of(ctx)
     change = ctx.detail[1] if isinstance(ctx.detail, tuple) else None
+    if isinstance(change, list):  # updates sent together: the first one
+        change = change[0]
     where = ""
     if entry is not None:
         where = f" in transaction {entry.xid} (commit {format_lsn(entry.commit_lsn)})"
@@ -252,7 +265,7 @@ class Applier:
         # inserts of many grouped transactions go as one multi-row statement (pgbench's
         # history rows sit between updates of three other tables). Only while nothing on
         # the target can see the order of changes between tables (`_reorder`).
-        self._runs: dict[int, _InsertRun] = {}
+        self._runs: dict[int, _Run] = {}
         self._reorder = False
         self.reader = SpoolReader(spool_dir)
 
@@ -309,6 +322,10 @@ class Applier:
             key=identity.key,
             identity=identity.replident,
             copy_lsn=copy_lsn or 0,
+            update_rows=identity.replident != "f"
+            and identity.problem is None
+            and bool(identity.key)
+            and row[8] == 1,  # its only unique or exclusion index is the key's
         )
         self.tables[key] = table
         return table
@@ -467,9 +484,19 @@ class Applier:
         what, where = _described(ctx)
         # Only those whose transaction committed: after a failure, later transactions
         # run until their continuity check fails them, and are rolled back.
-        others = [c for c in pipe.unmatched if c is not ctx and _committed(c, self.applied_lsn)]
+        others = [
+            _described(c)
+            for c in pipe.unmatched
+            if c is not ctx and _committed(c, self.applied_lsn)
+        ]
+        if error is None and isinstance(ctx.detail, tuple) and isinstance(ctx.detail[1], list):
+            # Updates sent together: which of them found no row.
+            missing = [(c.describe(), where) for c in self._rows_missing(ctx.detail[1])]
+            if missing:
+                what = missing[0][0]
+                others = missing[1:] + others
         for other in others:
-            log.error("also matched no row on the target: %s%s", *_described(other))
+            log.error("also matched no row on the target: %s%s", *other)
         also = (
             f"; {len(others)} more UPDATE/DELETE matched no row either (logged above): their "
             "transactions committed without them"
@@ -508,6 +535,23 @@ class Applier:
                 "same command with --resume"
             )
         raise ApplyError("apply stopped: " + " ".join(message.split()), fix=fix)
+
+    def _rows_missing(self, changes: list[Change]) -> list[Change]:
+        """Of updates sent together (update_rows_sql), those whose row the target does
+        not have: the statement only counts the rows it found."""
+        assert self.meta is not None
+        table = self.table(changes[0].schema, changes[0].table)
+        if table is None:
+            return []
+        missing = []
+        for change in changes:
+            at = {c: i for i, c in enumerate(change.columns)}
+            found = self.meta.execute(
+                row_exists_sql(table, [change.values[at[k]] for k in table.key])
+            ).fetchone()
+            if not (found and found[0]):
+                missing.append(change)
+        return missing
 
     def _continuity_message(self, error: str, where: str) -> str:
         """The continuity check refused a transaction: say so in the user's words."""
@@ -597,16 +641,14 @@ class Applier:
                 if table is None:
                     continue
                 run = runs.get(id(table))
-                if run is not None and run.columns != change.columns:
+                if run is not None and (run.kind != "I" or run.columns != change.columns):
                     self._send(pipe, run)
                     run = None
                 if run is None:
                     if runs and not self._reorder:
                         self._send_all(pipe)
-                    run = runs[id(table)] = _InsertRun(table, change.columns)
-                if not run.starts or run.starts[-1][1] is not entry:
-                    run.starts.append((len(run.rows), entry))
-                run.rows.append(change)
+                    run = runs[id(table)] = _Run("I", table, change.columns)
+                run.add(change, entry)
                 if len(run.rows) >= 1024:
                     self._send(pipe, run)
                 continue
@@ -617,10 +659,34 @@ class Applier:
             table = self._target_for(change, entry)
             if table is None:
                 continue
-            if runs:
-                # This table's own inserts go first; another table's may wait, unless
+            run = runs.get(id(table)) if runs else None
+            if (
+                change.kind == "U"
+                and not change.key_columns  # the key stays (no old key sent)
+                and table.update_rows
+                and self._reorder
+            ):
+                # An update of a row no waiting update of this table touches joins them.
+                if run is not None and run.kind == "U" and run.columns == change.columns:
+                    assert run.key_of is not None
+                    row_key = run.key_of(change.values)
+                    if row_key not in run.keys:
+                        run.keys.add(row_key)
+                        run.add(change, entry)
+                        if len(run.rows) >= 1024:
+                            self._send(pipe, run)
+                        continue
+                if run is not None:
+                    self._send(pipe, run)
+                run = self._update_run(table, change)
+                if run is not None:
+                    runs[id(table)] = run
+                    run.keys.add(run.key_of(change.values))  # type: ignore[misc]
+                    run.add(change, entry)
+                    continue
+            elif runs:
+                # This table's own changes go first; another table's may wait, unless
                 # something on the target could see the order.
-                run = runs.get(id(table))
                 if not self._reorder:
                     self._send_all(pipe)
                 elif run is not None:
@@ -719,9 +785,57 @@ class Applier:
             fused = self._send(pipe, run, origin if len(self._runs) == 1 else None)
         return fused
 
-    def _send(self, pipe: Pipeline, run: _InsertRun, origin: list[bytes] | None = None) -> bool:
-        """Queue one table's waiting inserts as multi-row inserts (see `_send_all`)."""
+    def _send(self, pipe: Pipeline, run: _Run, origin: list[bytes] | None = None) -> bool:
+        """Queue one table's waiting changes (see `_send_all`)."""
         del self._runs[id(run.table)]
+        if run.kind == "U":
+            self._send_updates(pipe, run)
+            return False
+        return self._send_inserts(pipe, run, origin)
+
+    def _update_run(self, table: TargetTable, change: Change) -> _Run | None:
+        """A new run of updates of the table starting with `change`, or None when
+        updates of its columns cannot go together (a key column not sent, as an
+        unchanged TOASTed value; nothing to set)."""
+        shape = ("UR", tuple(change.columns))
+        if shape not in table.plans:
+            self._columns(table, change, change.columns)
+            at = {c: i for i, c in enumerate(change.columns)}
+            settable = tuple(
+                c
+                for c in change.columns
+                if not table.columns[c].generated and not table.columns[c].always_identity
+            )
+            ok = settable and all(k in at for k in table.key)
+            table.plans[shape] = (
+                (shape[1], settable, itemgetter(*(at[k] for k in table.key))) if ok else ()
+            )
+        plan = table.plans[shape]
+        if not plan:
+            return None
+        return _Run("U", table, change.columns, key_of=plan[2])
+
+    def _send_updates(self, pipe: Pipeline, run: _Run) -> None:
+        """Queue a run of updates of different rows as few statements (one row: the
+        plain UPDATE, whose failure names its change)."""
+        table, rows = run.table, run.rows
+        columns, settable, _ = table.plans[("UR", tuple(run.columns))]
+        start = 0
+        for size in batch_sizes(len(rows), len(columns)):
+            chunk = rows[start : start + size]
+            entry = run.entry_at(start)
+            start += size
+            if size == 1:
+                self._update(pipe, entry, table, chunk[0])
+                continue
+            params: list[bytes | None] = []
+            for change in chunk:
+                params += change.values
+            text = update_rows_sql(table, columns, settable, size)
+            pipe.execute(text, params, Ctx("update", (entry, chunk), size))
+
+    def _send_inserts(self, pipe: Pipeline, run: _Run, origin: list[bytes] | None = None) -> bool:
+        """Queue a run of inserts as multi-row inserts (see `_send_all`)."""
         table, rows = run.table, run.rows
         first = rows[0]
         shape = ("I", tuple(run.columns))
@@ -814,7 +928,7 @@ class Applier:
         if text is None:
             return
         values = change.values + change.key_values if from_key else change.values
-        pipe.execute(text, pick(values), Ctx("update", (entry, change), True))
+        pipe.execute(text, pick(values), Ctx("update", (entry, change), 1))
 
     def _delete(self, pipe: Pipeline, entry: TxnEntry, table: TargetTable, change: Change) -> None:
         shape = ("D", (), tuple(change.key_columns))
@@ -825,7 +939,7 @@ class Applier:
             table.plans[shape] = plan
         text, pick, from_key = plan
         keys = change.key_values if from_key else change.values
-        pipe.execute(text, pick(keys), Ctx("delete", (entry, change), True))
+        pipe.execute(text, pick(keys), Ctx("delete", (entry, change), 1))
 
     def _truncate(self, pipe: Pipeline, entry: TxnEntry, change: Change) -> None:
         tables = []

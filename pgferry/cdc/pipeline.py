@@ -62,7 +62,7 @@ class Ctx(NamedTuple):
 
     what: str  # "begin", "commit", "change", ...
     detail: Any = None
-    expect_rows: bool = False  # an UPDATE/DELETE that must touch a row
+    expect_rows: int = 0  # an UPDATE/DELETE that must touch this many rows
 
 
 class CommandFailed(Exception):
@@ -204,7 +204,7 @@ class Pipeline:
     def _check(self, ctx: Any, res: pq.abc.PGresult) -> None:
         status = res.status
         if status in _OK:
-            if ctx.expect_rows and res.command_tuples == 0:
+            if ctx.expect_rows and (res.command_tuples or 0) < ctx.expect_rows:
                 if len(self.unmatched) < MAX_UNMATCHED:
                     self.unmatched.append(ctx)
                 if self.error is None:

@@ -31,6 +31,9 @@ class TargetTable:
     key: tuple[str, ...]  # PK or replica identity index; empty for FULL / NOTHING
     identity: str  # d default, i index, f full, n nothing
     copy_lsn: int = 0  # changes committed at or before this are in the copied data
+    # UPDATEs of different rows may go as one statement: the rows are found by a key,
+    # and no other unique or exclusion index could see the order they change in.
+    update_rows: bool = False
     apply: bool = True  # False: filtered out, changes are skipped
     statements: dict[tuple, str] = field(default_factory=dict)
     plans: dict[tuple, tuple] = field(default_factory=dict)  # per change shape (apply.py)
@@ -179,6 +182,59 @@ def update_sql(
         text = _render(stmt)
         table.statements[key] = text
     return text
+
+
+def update_rows_sql(
+    table: TargetTable,
+    columns: tuple[str, ...],
+    set_columns: tuple[str, ...],
+    rows: int,
+) -> str:
+    """One UPDATE of `rows` different rows found by the table's key: each row's
+    parameters are the values of `columns` (a full new row, the key among them), cast to
+    the columns' types; `set_columns` of them are written."""
+    key = ("UR", columns, set_columns, rows)
+    text = table.statements.get(key)
+    if text is None:
+        n = len(columns)
+        types = [sql.SQL(table.columns[c].type) for c in columns]
+        values = sql.SQL(", ").join(
+            sql.SQL("({})").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{}::{}").format(_p(r * n + i + 1), types[i]) for i in range(n)
+                )
+            )
+            for r in range(rows)
+        )
+        stmt = sql.SQL("UPDATE ONLY {} AS t SET {} FROM (VALUES {}) AS v ({}) WHERE {}").format(
+            table.ident,
+            sql.SQL(", ").join(
+                sql.SQL("{} = v.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in set_columns
+            ),
+            values,
+            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            sql.SQL(" AND ").join(
+                sql.SQL("t.{} = v.{}").format(sql.Identifier(c), sql.Identifier(c))
+                for c in table.key
+            ),
+        )
+        text = _render(stmt)
+        table.statements[key] = text
+    return text
+
+
+def row_exists_sql(table: TargetTable, key_values: list[bytes | None]) -> sql.Composed:
+    """Whether the table has the row of these key values (in key order), for messages."""
+    return sql.SQL("SELECT EXISTS (SELECT 1 FROM ONLY {} WHERE {})").format(
+        table.ident,
+        sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(
+                sql.Identifier(k), sql.Literal(None if v is None else v.decode())
+            )
+            for k, v in zip(table.key, key_values, strict=True)
+        ),
+    )
 
 
 def delete_sql(
