@@ -157,3 +157,35 @@ def test_names_with_percent_signs_survive_parameters() -> None:
     )
     plain = sql.SQL("SELECT 1 WHERE x = %s")
     assert with_params(plain) is plain
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_apply_update_of_many_rows_and_row_lookup(name: str) -> None:
+    """Updates sent together: every name quoted, each parameter cast to its column's
+    type, the rows found by the key; the lookup of a row for messages quotes its values."""
+    from pgferry.cdc.sqlgen import Column, TargetTable, row_exists_sql, update_rows_sql
+
+    table = TargetTable(
+        schema=name,
+        name=name,
+        columns={
+            name: Column(name, "integer"),
+            "v": Column("v", "character varying(5)"),
+            "g": Column("g", "integer", generated=True),
+        },
+        key=(name,),
+        identity="d",
+    )
+    q = _quoted(name)
+    text = update_rows_sql(table, (name, "v", "g"), (name, "v"), 2)
+    assert text == (
+        f'UPDATE ONLY {q}.{q} AS t SET {q} = v.{q}, "v" = v."v" FROM (VALUES '
+        "($1::integer, $2::character varying(5), $3::integer), "
+        "($4::integer, $5::character varying(5), $6::integer)) "
+        f'AS v ({q}, "v", "g") WHERE t.{q} = v.{q}'
+    )
+    assert update_rows_sql(table, (name, "v", "g"), (name, "v"), 2) is text  # cached
+    lookup = _render(row_exists_sql(table, [b"1'; DROP TABLE x; --"]))
+    assert lookup == (
+        f"SELECT EXISTS (SELECT 1 FROM ONLY {q}.{q} WHERE {q} = '1''; DROP TABLE x; --')"
+    )
