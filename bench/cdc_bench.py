@@ -66,6 +66,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
 SOURCE_DB = "bench"
 SESSIONS = ("native", "pgferry-pgoutput", "pgferry-test_decoding", "pgferry-wal2json", "pgcopydb")
+PGFERRY_SESSIONS = tuple(s for s in SESSIONS if s.startswith("pgferry-"))
 TITLES = {
     "native": "native logical replication",
     "pgferry-pgoutput": "pgferry (pgoutput)",
@@ -75,7 +76,10 @@ TITLES = {
 }
 STREAMS = ("tpcb", "bulk")
 STREAM_UNITS = {"tpcb": "txn/s", "bulk": "rows/s"}
-TARGET_RATIO = 0.5  # pgferry catch-up rate >= 0.5 x native logical replication's
+# Issue 16: pgferry's catch-up rate >= native logical replication's, its live lag p95 at
+# most twice native's, and caught up within --lag-limit seconds of the load's end.
+TARGET_RATIO = 1.0
+TARGET_LAG_P95 = 2.0
 QUIET_CPUS = 0.25
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -1171,7 +1175,7 @@ def session_pgcopydb(b: Bench, stream: str) -> dict[str, Any]:
 def evaluate(results: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
     targets = []
     native = results.get("native", {})
-    for name in ("pgferry-test_decoding", "pgferry-wal2json"):
+    for name in PGFERRY_SESSIONS:
         r = results.get(name)
         if not r:
             continue
@@ -1193,6 +1197,17 @@ def evaluate(results: dict[str, Any], args: argparse.Namespace) -> list[dict[str
                 }
             )
         live = r.get("live")
+        native_live = native.get("live")
+        if live is not None and native_live is not None:
+            ratio = live["p95_lag_seconds"] / max(native_live["p95_lag_seconds"], 0.001)
+            targets.append(
+                {
+                    "name": f"{TITLES[name]} live lag p95 / native's",
+                    "value": f"{ratio:.2f}",
+                    "target": f"<= {TARGET_LAG_P95}",
+                    "verdict": "PASS" if ratio <= TARGET_LAG_P95 else "FAIL",
+                }
+            )
         if live is not None:
             caught = live.get("caught_up_seconds_after_load")
             ok = caught is not None and caught <= args.lag_limit
@@ -1222,7 +1237,7 @@ def print_report(report: dict[str, Any]) -> None:
     head += f" {'check':>6}"
     print(head)
     print("-" * len(head))
-    for name in ("native", "pgferry-test_decoding", "pgferry-wal2json"):
+    for name in ("native", *PGFERRY_SESSIONS):
         r = results.get(name)
         if not r:
             continue
@@ -1248,7 +1263,7 @@ def print_report(report: dict[str, Any]) -> None:
     )
     print(head)
     print("-" * len(head))
-    for name in ("native", "pgferry-test_decoding", "pgferry-wal2json"):
+    for name in ("native", *PGFERRY_SESSIONS):
         live = results.get(name, {}).get("live")
         if not live:
             continue
@@ -1283,7 +1298,7 @@ def print_report(report: dict[str, Any]) -> None:
     for t in report["targets"]:
         print(f"  {t['name']:<60} {t['value']:>8} (target {t['target']}) {t['verdict']}")
     print()
-    for name in ("native", "pgferry-test_decoding", "pgferry-wal2json"):
+    for name in ("native", *PGFERRY_SESSIONS):
         r = results.get(name)
         if not r:
             continue
@@ -1331,7 +1346,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "per source transaction)",
     )
     p.add_argument(
-        "--lag-limit", type=float, default=10, help="seconds to catch up after the live load (10)"
+        "--lag-limit", type=float, default=1, help="seconds to catch up after the live load (1)"
     )
     p.add_argument("--drain-timeout", type=float, default=900, help="seconds (900)")
     p.add_argument(

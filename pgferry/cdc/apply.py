@@ -4,10 +4,12 @@ Each source transaction becomes one target transaction run with
 session_replication_role = replica, and `pg_replication_origin_xact_setup` records its
 commit LSN in the same commit. After any crash the origin's progress says exactly which
 transaction comes next. Statements are prepared and pipelined, many transactions per
-round trip; consecutive inserts into a table become multi-row inserts. With
---group-txns N, up to N small transactions waiting in a row share one target
-transaction (whole, in order, the origin at the last one's commit): far fewer commits
-when catching up on a backlog.
+round trip; inserts into a table become multi-row inserts. With --group-txns N (32 by
+default), up to N small transactions waiting in a row share one target transaction
+(whole, in order, the origin at the last one's commit): far fewer commits when catching
+up on a backlog. Inside one target transaction, a table's inserts, and its updates of
+different rows found by its key, wait past other tables' changes and go together (one
+statement for many rows), unless a trigger or rule on the target could see that order.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ ORIGIN_SETUP_SQL = origin_setup_sql(1)
 # position is recorded anywhere but in the target's replication origin.
 _CRASH_AFTER_COMMIT = crash_after_commits()
 SYNC_EVERY_STATEMENTS = 2000
+# Changes waiting to go together (Applier._runs): at most MAX_RUN_ROWS per table and
+# this many tables, so a huge transaction is never held in memory.
+MAX_WAITING_TABLES = 64
+MAX_RUN_ROWS = 1024
 GC_THRESHOLD = 100_000  # container allocations between two young-generation collections
 
 # Not the change's fault, and gone on a new try: the session ended (shutdown, crash,
@@ -260,11 +266,12 @@ class Applier:
         self._group_changes = 0
         self._group_sent = 0
         self._group_last: TxnEntry | None = None
-        # Inserts waiting to be sent, per table (by id): within one target transaction a
-        # table's inserts wait until a change of another kind touches that table, so the
-        # inserts of many grouped transactions go as one multi-row statement (pgbench's
-        # history rows sit between updates of three other tables). Only while nothing on
-        # the target can see the order of changes between tables (`_reorder`).
+        # Changes waiting to be sent, per table (by id): within one target transaction a
+        # table's inserts, or its updates of different rows by key, wait until another
+        # kind of change touches that table, so those of many grouped transactions go as
+        # one statement (pgbench's three updates and one insert each touch a different
+        # table). Only while nothing on the target can see the order of changes between
+        # tables (`_reorder`); a table's own changes keep their order.
         self._runs: dict[int, _Run] = {}
         self._reorder = False
         self.reader = SpoolReader(spool_dir)
@@ -645,11 +652,11 @@ class Applier:
                     self._send(pipe, run)
                     run = None
                 if run is None:
-                    if runs and not self._reorder:
+                    if runs and (not self._reorder or len(runs) >= MAX_WAITING_TABLES):
                         self._send_all(pipe)
                     run = runs[id(table)] = _Run("I", table, change.columns)
                 run.add(change, entry)
-                if len(run.rows) >= 1024:
+                if len(run.rows) >= MAX_RUN_ROWS:
                     self._send(pipe, run)
                 continue
             if change.kind == "T":
@@ -673,13 +680,15 @@ class Applier:
                     if row_key not in run.keys:
                         run.keys.add(row_key)
                         run.add(change, entry)
-                        if len(run.rows) >= 1024:
+                        if len(run.rows) >= MAX_RUN_ROWS:
                             self._send(pipe, run)
                         continue
                 if run is not None:
                     self._send(pipe, run)
                 run = self._update_run(table, change)
                 if run is not None:
+                    if len(runs) >= MAX_WAITING_TABLES:
+                        self._send_all(pipe)
                     runs[id(table)] = run
                     run.keys.add(run.key_of(change.values))  # type: ignore[misc]
                     run.add(change, entry)
