@@ -350,7 +350,8 @@ def test_grouped_updates_of_different_rows_go_together_in_commit_order(
     dbpair: DbPair, plugin: str
 ) -> None:
     """In a group, updates of different rows of a table go as one statement: hot rows
-    updated again, inserts and deletes of the same rows between them, keys moved. A table
+    updated again, inserts and deletes of the same rows between them, keys moved, a
+    quoted table with a text key of its own collation and a numeric(6, 2). A table
     with another unique index keeps one statement per update: swapping unique values
     through a third one (each step valid on the source) would collide there if its rows
     were changed in another order."""
@@ -360,7 +361,9 @@ def test_grouped_updates_of_different_rows_go_together_in_commit_order(
             "CREATE TABLE hot (id int PRIMARY KEY, n int, v text);"
             "INSERT INTO hot SELECT g, 0, 'v' FROM generate_series(1, 10) g;"
             "CREATE TABLE mail (id int PRIMARY KEY, email text NOT NULL UNIQUE);"
-            "INSERT INTO mail SELECT g, 'm' || g FROM generate_series(1, 40) g"
+            "INSERT INTO mail SELECT g, 'm' || g FROM generate_series(1, 40) g;"
+            'CREATE TABLE "Coll" ("K" text COLLATE "C" PRIMARY KEY, "n n" numeric(6, 2));'
+            """INSERT INTO "Coll" SELECT 'k' || g, g FROM generate_series(1, 9) g"""
         )
     proc = _started(p, plugin)
     rng = random.Random(16)
@@ -374,6 +377,7 @@ def test_grouped_updates_of_different_rows_go_together_in_commit_order(
             steps.append(f"INSERT INTO hot VALUES ({row}, {i}, 'i') ON CONFLICT DO NOTHING")
         if i % 29 == 0:
             steps.append(f"UPDATE hot SET id = id + 100 WHERE id = {rng.randrange(1, 13)}")
+    steps += [f"""UPDATE "Coll" SET "n n" = {i}.5 WHERE "K" = 'k{i % 9 + 1}'""" for i in range(30)]
     for a in range(1, 40, 2):  # swap a's and a+1's addresses through a third one
         steps += [
             f"UPDATE mail SET email = 'tmp' WHERE id = {a}",
