@@ -70,6 +70,9 @@ MAX_IN_FLIGHT = 1000  # transactions queued but not yet confirmed committed
 # wake-up (send, select, receive) for every transaction while the target is the slower.
 RESUME_IN_FLIGHT = 500
 POLL_EVERY_TXNS = 32  # look at results that often when not waiting
+# Caught up: look for new transactions that often (the receiver makes them visible at
+# least every receive.VISIBLE_SECONDS).
+CAUGHT_UP_POLL_SECONDS = 0.05
 IMPLICIT_TXN_MAX_CHANGES = 500
 # --group-txns: a group of small source transactions stops growing at this many changes.
 GROUP_MAX_CHANGES = 1000
@@ -422,7 +425,7 @@ class Applier:
                 if time.monotonic() - last_cleanup > 10:
                     remove_applied(self.spool_dir, self._durable_lsn())
                     last_cleanup = time.monotonic()
-                self.stop.wait(0.1)
+                self.stop.wait(CAUGHT_UP_POLL_SECONDS)
                 continue
             while not self.may_apply() and not self.stop.is_set():
                 self._close_group(pipe)

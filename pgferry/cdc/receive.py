@@ -36,6 +36,10 @@ from pgferry.state.store import Meta, StateStore
 log = logging.getLogger(__name__)
 
 FEEDBACK_SECONDS = 1.0  # fsync + status update cadence (well within wal_sender_timeout)
+# Committed transactions reach apply (fsynced, with their index entries) at least this
+# often: apply reads only what is durable, and waiting for the status cadence put up to
+# a second of lag on a live stream.
+VISIBLE_SECONDS = 0.1
 WATCH_SECONDS = 10.0
 RETRY_SECONDS = (1, 2, 5, 10, 30)
 _B, _C, _M = ord("B"), ord("C"), ord("M")
@@ -214,7 +218,7 @@ class Receiver(threading.Thread):
             conn.close()
 
     def _loop(self, stream: ReplicationStream, writer: SpoolWriter) -> None:
-        last_feedback = time.monotonic()
+        last_feedback = last_visible = time.monotonic()
         kind_of = self._kind
         endpos = self._endpos()
         while not self.stop_event.is_set():
@@ -249,6 +253,9 @@ class Receiver(threading.Thread):
                 if msg.reply_requested:
                     last_feedback = 0.0
             now = time.monotonic()
+            if writer.pending and now - last_visible >= VISIBLE_SECONDS:
+                last_visible = now
+                self.durable = max(self.durable, writer.flush())
             if now - last_feedback >= FEEDBACK_SECONDS:
                 last_feedback = now
                 self.durable = max(self.durable, writer.flush())
