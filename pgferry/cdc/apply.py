@@ -70,9 +70,9 @@ MAX_IN_FLIGHT = 1000  # transactions queued but not yet confirmed committed
 # wake-up (send, select, receive) for every transaction while the target is the slower.
 RESUME_IN_FLIGHT = 500
 POLL_EVERY_TXNS = 32  # look at results that often when not waiting
-# Caught up: look for new transactions that often (the receiver makes them visible at
-# least every receive.VISIBLE_SECONDS).
-CAUGHT_UP_POLL_SECONDS = 0.05
+# Caught up: look for new transactions at least that often (`wait_for_changes` wakes
+# apply as soon as the receiver has made some durable).
+CAUGHT_UP_POLL_SECONDS = 0.1
 IMPLICIT_TXN_MAX_CHANGES = 500
 # --group-txns: a group of small source transactions stops growing at this many changes.
 GROUP_MAX_CHANGES = 1000
@@ -240,6 +240,7 @@ class Applier:
         on_progress: Callable[[int, int], None],
         stop: threading.Event,
         group_txns: int = 1,
+        wait_for_changes: Callable[[float], object] | None = None,
     ) -> None:
         self.target = target
         self.origin = origin
@@ -254,6 +255,8 @@ class Applier:
         self.on_progress = on_progress
         self.stop = stop
         self.group_txns = group_txns
+        # Caught up: wait up to N seconds for new transactions (or a stop).
+        self.wait_for_changes = wait_for_changes or stop.wait
         self.tables: dict[tuple[str, str], TargetTable | None] = {}
         self.conn: psycopg.Connection[Any] | None = None  # pipelined: changes only
         self.meta: psycopg.Connection[Any] | None = None  # catalog and progress queries
@@ -425,7 +428,7 @@ class Applier:
                 if time.monotonic() - last_cleanup > 10:
                     remove_applied(self.spool_dir, self._durable_lsn())
                     last_cleanup = time.monotonic()
-                self.stop.wait(CAUGHT_UP_POLL_SECONDS)
+                self.wait_for_changes(CAUGHT_UP_POLL_SECONDS)
                 continue
             while not self.may_apply() and not self.stop.is_set():
                 self._close_group(pipe)

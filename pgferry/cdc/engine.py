@@ -355,6 +355,18 @@ class Cdc:
             self.receiver.stop()
             self.receiver.join(timeout=60)
 
+    def _wait_for_changes(self, seconds: float) -> None:
+        """Apply is caught up: return once the receiver has made new transactions
+        durable, after `seconds` at most (sooner on a stop)."""
+        r = self.receiver
+        if r is None or self.stop.is_set():
+            self.stop.wait(seconds)
+            return
+        r.visible.wait(seconds)
+        # Cleared after the wait, before apply scans the spool again: a transaction made
+        # durable in between is found by that scan, and a later one sets it anew.
+        r.visible.clear()
+
     def _received(self) -> int:
         r = self.receiver
         if r is not None and r.error is not None:
@@ -428,6 +440,7 @@ class Cdc:
                 on_progress=self._progress,
                 stop=self.stop,
                 group_txns=self.options.group_txns,
+                wait_for_changes=self._wait_for_changes,
             )
             try:
                 applied = applier.run()

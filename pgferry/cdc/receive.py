@@ -36,10 +36,14 @@ from pgferry.state.store import Meta, StateStore
 log = logging.getLogger(__name__)
 
 FEEDBACK_SECONDS = 1.0  # fsync + status update cadence (well within wal_sender_timeout)
-# Committed transactions reach apply (fsynced, with their index entries) at least this
-# often: apply reads only what is durable, and waiting for the status cadence put up to
-# a second of lag on a live stream.
+# Committed transactions reach apply (fsynced, with their index entries: apply reads only
+# what is durable) as soon as the stream pauses for VISIBLE_IDLE_SECONDS, at most every
+# VISIBLE_MIN_SECONDS, and at least every VISIBLE_SECONDS while it never pauses (a
+# backlog streaming in). Waiting for the status cadence put up to a second of lag on a
+# live stream.
 VISIBLE_SECONDS = 0.1
+VISIBLE_MIN_SECONDS = 0.02
+VISIBLE_IDLE_SECONDS = 0.005
 WATCH_SECONDS = 10.0
 RETRY_SECONDS = (1, 2, 5, 10, 30)
 _B, _C, _M = ord("B"), ord("C"), ord("M")
@@ -132,6 +136,8 @@ class Receiver(threading.Thread):
         self.durable = 0
         self.reached_endpos = threading.Event()
         self.connected = threading.Event()
+        # Set whenever newly committed transactions became durable (apply waits on it).
+        self.visible = threading.Event()
         self._kind = {"wal2json": wal2json_action, "pgoutput": pgoutput_kind}.get(
             options.plugin, test_decoding_kind
         )
@@ -175,7 +181,7 @@ class Receiver(threading.Thread):
                     writer.abort()
                     if self._streams is not None:
                         self._streams.reset()  # the source sends them again
-                    self.durable = max(self.durable, writer.flush())
+                    self._flush(writer)
                     wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                     attempt += 1
                     log.warning(
@@ -192,7 +198,7 @@ class Receiver(threading.Thread):
                 log.error("receiving changes failed: %s", " ".join(str(exc).split()))
         finally:
             try:
-                self.durable = max(self.durable, writer.flush())
+                self._flush(writer)
                 self._record()
             finally:
                 writer.close()
@@ -217,12 +223,19 @@ class Receiver(threading.Thread):
             self.connected.clear()
             conn.close()
 
+    def _flush(self, writer: SpoolWriter) -> None:
+        """Make what is spooled durable; wake apply when that is something new."""
+        durable = writer.flush()
+        if durable > self.durable:
+            self.durable = durable
+            self.visible.set()
+
     def _loop(self, stream: ReplicationStream, writer: SpoolWriter) -> None:
         last_feedback = last_visible = time.monotonic()
         kind_of = self._kind
         endpos = self._endpos()
         while not self.stop_event.is_set():
-            msg = stream.read(timeout=0.2)
+            msg = stream.read(timeout=VISIBLE_IDLE_SECONDS if writer.pending else 0.2)
             if isinstance(msg, XLogData):
                 self.received = max(self.received, msg.start)
                 kind = kind_of(msg.payload)
@@ -253,18 +266,21 @@ class Receiver(threading.Thread):
                 if msg.reply_requested:
                     last_feedback = 0.0
             now = time.monotonic()
-            if writer.pending and now - last_visible >= VISIBLE_SECONDS:
+            if writer.pending and (
+                now - last_visible >= VISIBLE_SECONDS
+                or (msg is None and now - last_visible >= VISIBLE_MIN_SECONDS)
+            ):
                 last_visible = now
-                self.durable = max(self.durable, writer.flush())
+                self._flush(writer)
             if now - last_feedback >= FEEDBACK_SECONDS:
                 last_feedback = now
-                self.durable = max(self.durable, writer.flush())
+                self._flush(writer)
                 stream.send_status(self.received, self.durable, self._applied())
                 self._record()
                 endpos = self._endpos()
                 self._watch(now)
             if endpos is not None and self.durable >= endpos and not writer.in_txn:
-                self.durable = max(self.durable, writer.flush())
+                self._flush(writer)
                 stream.send_status(self.received, self.durable, self._applied())
                 self._record()
                 log.info("received everything up to the end position %s", format_lsn(endpos))
