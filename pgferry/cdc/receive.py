@@ -286,6 +286,11 @@ class Receiver(threading.Thread):
                 log.info("received everything up to the end position %s", format_lsn(endpos))
                 self.reached_endpos.set()
                 return
+        # Stopped (apply reached the end position first, or a stop): what is durable
+        # reaches the source and the sentinel, which the status cadence had not yet sent.
+        self._flush(writer)
+        stream.send_status(self.received, self.durable, self._applied())
+        self._record()
 
     def _watch(self, now: float) -> None:
         if self.watch is None or now - self._watched_at < WATCH_SECONDS:

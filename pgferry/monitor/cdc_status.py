@@ -222,6 +222,13 @@ def source_current(servers: Servers) -> int | None:
         return None
 
 
+def _at_least(recorded: int | None, floor: int | None) -> int | None:
+    """A recorded position (None: none yet), raised to one known to be passed."""
+    if not floor:
+        return recorded
+    return floor if recorded is None else max(recorded, floor)
+
+
 def take_sample(wd: WorkDir, store: StateStore, servers: Servers) -> CdcSample:
     origin = origin_progress(servers, store.get_meta(Meta.CDC_ORIGIN))
     row = store.sentinel()
@@ -234,13 +241,16 @@ def take_sample(wd: WorkDir, store: StateStore, servers: Servers) -> CdcSample:
 
     sentinel_applied = get("replay_lsn")
     applied = origin if origin is not None else (sentinel_applied or get("startpos") or 0)
+    # The receiver records its positions once a second, but hands transactions to apply
+    # as soon as they are durable: what is applied was flushed (and received) already.
+    flushed = _at_least(get("flush_lsn"), applied)
     return CdcSample(
         at=time.time(),
         mono=time.monotonic(),
         origin_applied=origin,
         sentinel_applied=sentinel_applied,
-        received=get("write_lsn"),
-        flushed=get("flush_lsn"),
+        received=_at_least(get("write_lsn"), flushed),
+        flushed=flushed,
         source_current=current,
         applied_txns=txns,
         apply_enabled=bool(row.apply) if row is not None else False,
