@@ -60,7 +60,7 @@ from pgferry.faults import crash_point
 from pgferry.pg.binaries import DumpTools, find_dump_tools
 from pgferry.pg.identity import refuse_same_database_conns
 from pgferry.pg.lsn import lsn_or_none
-from pgferry.pg.profiles import SNAPSHOT_READER
+from pgferry.pg.profiles import DURABLE_WRITER, SNAPSHOT_READER
 from pgferry.pg.sessions import dir_tag, terminate_orphans
 from pgferry.pg.snapshot import Snapshot, SnapshotHolder, begin_on_snapshot
 from pgferry.state.store import Meta, StateStore, Status, UnitKind
@@ -409,7 +409,7 @@ class Clone:
         assert store is not None
         deferred = store.get_json(Meta.DEFERRED_FOREIGN_KEYS) or []
         if deferred and store.get_meta(Meta.FOREIGN_KEYS_VALIDATED) != "1":
-            with self.o.target.connect("pgferry validate") as conn:
+            with self.o.target.connect("pgferry validate", settings=DURABLE_WRITER) as conn:
                 validate(conn, fk_from_json(deferred))
             store.set_meta(Meta.FOREIGN_KEYS_VALIDATED, "1")
 
@@ -650,7 +650,7 @@ class Clone:
                 )
             crash_point("pre-data-restored")  # restored, not yet recorded
             if not self.o.skip_db_properties and p.catalog.settings:
-                target = self.o.target.connect("pgferry pre-data")
+                target = self.o.target.connect("pgferry pre-data", settings=DURABLE_WRITER)
                 try:
                     skipped = apply_database_settings(target, p.catalog, self.o.target.dbname)
                 finally:
@@ -748,7 +748,7 @@ class Clone:
             )
             crash_point("post-data-restored")
             if deferred:
-                with self.o.target.connect("pgferry post-data") as conn:
+                with self.o.target.connect("pgferry post-data", settings=DURABLE_WRITER) as conn:
                     add_not_valid(conn, deferred)
                 log.info(
                     "%d foreign keys added NOT VALID: the copy mixes snapshots after a "

@@ -120,7 +120,9 @@ def restore(
     if options.ignore_errors == 0:
         argv.append("--exit-on-error")
     argv.append(str(dump_file))
-    proc = _spawn(argv, target)
+    # Durable before the phase is recorded done, whatever the target's default (a crash
+    # would lose asynchronous commits, and a resume would not restore them again).
+    proc = _spawn(argv, target, options="-c synchronous_commit=on")
     errors = parse_restore_errors(proc.stderr)
     if proc.returncode == 0:
         return []
@@ -158,10 +160,14 @@ def parse_restore_errors(stderr: str) -> list[str]:
     return out
 
 
-def _spawn(argv: list[str], conn: ConnInfo) -> subprocess.CompletedProcess[str]:
+def _spawn(argv: list[str], conn: ConnInfo, options: str = "") -> subprocess.CompletedProcess[str]:
+    """Run a client program; `options` go to its server sessions (PGOPTIONS)."""
     log.debug("running %s", " ".join(argv[:1] + [scrub(a) for a in argv[1:]]))
+    env = conn.child_env()
+    if options:
+        env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {options}".strip()
     return subprocess.run(
-        argv, capture_output=True, text=True, errors="replace", env=conn.child_env(), check=False
+        argv, capture_output=True, text=True, errors="replace", env=env, check=False
     )
 
 

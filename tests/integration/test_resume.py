@@ -219,3 +219,34 @@ def test_kill_after_pre_data_before_its_record_then_resume(crash_source: DbPair)
     result = run_pgferry(*_args(p, "--resume"))
     assert "pre-data: restored by the previous attempt" in result.stderr
     assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
+
+
+@pytest.mark.slow
+def test_target_crash_right_after_clone_loses_nothing(dbpair: DbPair) -> None:
+    """The target crashes (immediate stop) the moment the clone ends. Every unit it
+    recorded done (a table's rows, its key, an index, a sequence) must have been durable
+    on the target: a resume skips it. The target's WAL writer is slowed to 10 s so that an
+    asynchronous commit stays unflushed until the crash (it lost the tables' keys), and
+    VACUUM is skipped (its clog truncation flushes the WAL)."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE a (id int PRIMARY KEY, v text); CREATE INDEX a_v ON a (v);"
+            "INSERT INTO a SELECT g, md5(g::text) FROM generate_series(1, 2000) g;"
+            'CREATE TABLE "B b" (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n int);'
+            'INSERT INTO "B b" (n) SELECT g FROM generate_series(1, 500) g;'
+            "CREATE SEQUENCE s; SELECT setval('s', 4242);"
+        )
+    with p.target.connect("postgres") as conn:
+        conn.execute("ALTER SYSTEM SET wal_writer_delay = '10s'")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        run_pgferry(*clone_args(p, "--skip-vacuum"))
+        p.target.stop("immediate")
+        p.target.start()
+    finally:
+        with p.target.connect("postgres") as conn:
+            conn.execute("ALTER SYSTEM RESET wal_writer_delay")
+            conn.execute("SELECT pg_reload_conf()")
+    _assert_no_duplicates(p)
+    assert_same_database(p.source_uri, p.target_uri, no_owner=False, no_acl=False)
