@@ -39,6 +39,7 @@ from pgferry.catalog.row_identity import (
     RowIdentity,
 )
 from pgferry.cdc.decode import Change, DecodeError, decode_test_decoding, decode_wal2json
+from pgferry.cdc.parallel import ConflictIndex, Group, KeyMaker, Keys
 from pgferry.cdc.pgoutput import PgoutputDecoder
 from pgferry.cdc.pipeline import MAX_UNMATCHED, CommandFailed, Ctx, Pipeline
 from pgferry.cdc.spool import SpoolReader, TxnEntry, read_index, remove_applied, spool_files
@@ -61,7 +62,14 @@ from pgferry.faults import crash_after_commits, die
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, parse_lsn
 from pgferry.pg.profiles import APPLY_WRITER
-from pgferry.pg.replication import origin_progress, origin_session_setup
+from pgferry.pg.replication import (
+    create_origin,
+    lane_origin,
+    lane_origins,
+    origin_exists,
+    origin_progress,
+    origin_session_setup,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +93,11 @@ SYNC_EVERY_STATEMENTS = 2000
 # this many tables, so a huge transaction is never held in memory.
 MAX_WAITING_TABLES = 64
 MAX_RUN_ROWS = 1024
+# Parallel apply: a lane waiting this long for a lock gives up, and apply goes on one
+# transaction at a time (a wait on a later transaction's lock never ends by itself: that
+# transaction commits only after this one).
+PARALLEL_LOCK_TIMEOUT = "5s"
+LANE_START = "0/1"  # a new lane origin's position (below every commit)
 GC_THRESHOLD = 100_000  # container allocations between two young-generation collections
 
 # Not the change's fault, and gone on a new try: the session ended (shutdown, crash,
@@ -173,6 +186,29 @@ class _Run:
         return next(entry for first, entry in reversed(self.starts) if first <= row)
 
 
+@dataclass(eq=False)
+class _Lane:
+    """One target session of parallel apply, and the Applier's per-session state
+    (`_runs`, the open group, `_previous`) while another lane is the current one."""
+
+    index: int
+    conn: psycopg.Connection[Any]
+    pipe: Pipeline
+    previous: bytes
+    runs: dict[int, _Run] = field(default_factory=dict)
+    group: int = 0
+    group_changes: int = 0
+    group_sent: int = 0
+    group_last: TxnEntry | None = None
+    gated: Group | None = None  # closed, waiting to commit: nothing else may go here
+    groups: int = 0  # groups here not yet committed
+
+
+class ApplyConflict(ApplyInterrupted):
+    """Parallel apply met a conflict it did not foresee before a commit: apply again
+    from the origins, one transaction at a time past what was dispatched."""
+
+
 def decoder_for(plugin: str) -> Callable[[bytes | memoryview, int], Change | None]:
     """The plugin's message -> Change function (None for what is not a row change)."""
     if plugin == "wal2json":
@@ -241,6 +277,8 @@ class Applier:
         stop: threading.Event,
         group_txns: int = 1,
         wait_for_changes: Callable[[float], object] | None = None,
+        apply_jobs: int = 1,
+        serial_until: int = 0,
     ) -> None:
         self.target = target
         self.origin = origin
@@ -281,6 +319,17 @@ class Applier:
         self._runs: dict[int, _Run] = {}
         self._reorder = False
         self.reader = SpoolReader(spool_dir)
+        # --apply-jobs N: N target sessions (parallel.py). Transactions up to
+        # `serial_until` go one at a time (a parallel run stopped on a conflict there).
+        self.apply_jobs = apply_jobs
+        self.serial_until = serial_until
+        self.dispatched_lsn = 0  # the last transaction sent to a lane
+        self._lanes: list[_Lane] = []
+        self._lane: _Lane | None = None  # whose state `_runs`, `_group`... hold now
+        self._order: deque[Group] = deque()  # groups not yet committed, in commit order
+        self._index = ConflictIndex()
+        self._group_size = group_txns
+        self._until_passed = False
 
     # -- setup ------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
@@ -290,15 +339,33 @@ class Applier:
         self._group = self._group_changes = self._group_sent = 0
         self._group_last = None
         self._runs.clear()
-        conn = self.target.connect("pgferry apply", settings=APPLY_WRITER)
+        conn, progress = self._lane_session(0)
+        # An earlier apply with --apply-jobs left its lanes' origins: what is applied is
+        # a prefix of the stream up to the highest of them (parallel.py).
+        lanes = lane_origins(conn, self.origin)
+        self.applied_lsn = max([parse_lsn(p) for p in lanes.values() if p] + [progress], default=0)
+        self._previous = format_lsn(progress).encode()
+        return conn
+
+    def _lane_session(self, lane: int) -> tuple[psycopg.Connection[Any], int]:
+        """A target session bound to the lane's origin (created when missing), and the
+        origin's position."""
+        settings = APPLY_WRITER
+        if self.apply_jobs > 1:
+            settings = dict(APPLY_WRITER, lock_timeout=PARALLEL_LOCK_TIMEOUT)
+        name = lane_origin(self.origin, lane)
+        conn = self.target.connect(
+            f"pgferry apply {lane}" if lane else "pgferry apply", settings=settings
+        )
         try:
-            progress = origin_session_setup(conn, self.origin)
+            if lane and not origin_exists(conn, name):
+                # Positioned, so that its continuity check has a position to compare.
+                create_origin(conn, name, LANE_START)
+            progress = origin_session_setup(conn, name)
         except BaseException:
             conn.close()
             raise
-        self.applied_lsn = parse_lsn(progress) if progress else 0
-        self._previous = format_lsn(self.applied_lsn).encode()
-        return conn
+        return conn, parse_lsn(progress) if progress else 0
 
     def table(self, schema: str, name: str) -> TargetTable | None:
         """Target metadata for a source table; None when the table is not applied."""
@@ -339,6 +406,7 @@ class Applier:
             and identity.problem is None
             and bool(identity.key)
             and row[8] == 1,  # its only unique or exclusion index is the key's
+            uniques=row[8],
         )
         self.tables[key] = table
         return table
@@ -350,27 +418,45 @@ class Applier:
             self.conn = self._connect()
             self.meta = self.target.connect("pgferry apply-meta", settings=APPLY_WRITER)
             self._reorder = self._may_reorder()
+            if self.apply_jobs > 1 and not self._reorder:
+                log.info("--apply-jobs %d: applying one transaction at a time", self.apply_jobs)
+                self.apply_jobs = 1
         except BaseException:
             self._close()
             raise
         pipe = Pipeline(self.conn)
+        self._lanes = [_Lane(0, self.conn, pipe, self._previous)]
         _tune_gc()
         try:
-            return self._loop(pipe)
+            if self.apply_jobs == 1:
+                return self._loop(pipe)
+            self._open_lanes()
+            if self.serial_until > self.applied_lsn:
+                log.info(
+                    "applying one transaction at a time up to %s, then with %d sessions",
+                    format_lsn(self.serial_until),
+                    self.apply_jobs,
+                )
+                self._loop(pipe, until=self.serial_until)
+                if not self._until_passed:
+                    return self.applied_lsn
+            return self._loop_parallel()
         except BaseException:
             # What is queued since the last sync is part of a transaction that did not
-            # finish queueing (a change the target cannot take): closing the pipeline
-            # would commit that part. Roll it back instead.
-            with contextlib.suppress(Exception):
-                pipe.simple(b"ROLLBACK", Ctx("rollback"))
+            # finish queueing (a change the target cannot take, a parallel conflict):
+            # closing the pipeline would commit that part. Roll it back instead.
+            for lane in self._lanes:
+                with contextlib.suppress(Exception):
+                    lane.pipe.simple(b"ROLLBACK", Ctx("rollback"))
             raise
         finally:
-            with contextlib.suppress(Exception):
-                pipe.close()
+            for lane in self._lanes:
+                with contextlib.suppress(Exception):
+                    lane.pipe.close()
             self._close()
 
     def _close(self) -> None:
-        for conn in (self.conn, self.meta):
+        for conn in (self.conn, self.meta, *(lane.conn for lane in self._lanes[1:])):
             if conn is not None:
                 conn.close()
         self.reader.close()
@@ -403,12 +489,18 @@ class Applier:
             if not found:
                 yield None
 
-    def _loop(self, pipe: Pipeline) -> int:
+    def _loop(self, pipe: Pipeline, until: int = 0) -> int:
         """Queue transactions, keeping at most MAX_IN_FLIGHT unconfirmed: the server
-        never waits for us, and we only wait when it is that far behind."""
+        never waits for us, and we only wait when it is that far behind. With `until`,
+        return once every transaction up to there is applied (`_until_passed`)."""
         in_flight: deque[tuple[int, TxnEntry]] = deque()  # (sync number, transaction)
         last_cleanup = time.monotonic()
         for entry in self._entries():
+            if until and entry is not None and entry.commit_lsn > until:
+                self._close_group(pipe)
+                self._confirm(pipe, in_flight, wait_for=len(in_flight))
+                self._until_passed = True
+                return self.applied_lsn
             endpos = self.endpos()
             if entry is not None and endpos is not None and entry.commit_lsn > endpos:
                 entry = None  # past the end: what remains is not applied
@@ -421,11 +513,13 @@ class Applier:
                 # else comes (it is recorded at most twice a second).
                 self.on_progress(self.applied_lsn, 0)
                 if endpos is not None and self._scanned_up_to >= endpos:
+                    self._settle(pipe)
                     if self.applied_lsn < endpos:
                         self._advance_origin(pipe, endpos)
                     self._durable_lsn()  # the cutover's last commits are on disk
                     return self.applied_lsn
                 if time.monotonic() - last_cleanup > 10:
+                    self._settle(pipe)
                     remove_applied(self.spool_dir, self._durable_lsn())
                     last_cleanup = time.monotonic()
                 self.wait_for_changes(CAUGHT_UP_POLL_SECONDS)
@@ -442,6 +536,241 @@ class Applier:
             behind = len(in_flight) - RESUME_IN_FLIGHT if len(in_flight) >= MAX_IN_FLIGHT else 0
             self._confirm(pipe, in_flight, wait_for=behind)
         return self.applied_lsn
+
+    # -- parallel apply (--apply-jobs, parallel.py) ---------------------------------------
+    def _open_lanes(self) -> None:
+        """Lanes 1..N-1: sessions of their own, each bound to its lane's origin."""
+        for k in range(1, self.apply_jobs):
+            conn, progress = self._lane_session(k)
+            lane = _Lane(k, conn, Pipeline(conn), format_lsn(progress).encode())
+            self._lanes.append(lane)
+
+    def _enter(self, lane: _Lane) -> Pipeline:
+        """Make `lane` the current one: the per-session state moves with it."""
+        current = self._lane or self._lanes[0]
+        if current is not lane:
+            current.runs, current.previous = self._runs, self._previous
+            current.group, current.group_changes = self._group, self._group_changes
+            current.group_sent, current.group_last = self._group_sent, self._group_last
+            self._runs, self._previous = lane.runs, lane.previous
+            self._group, self._group_changes = lane.group, lane.group_changes
+            self._group_sent, self._group_last = lane.group_sent, lane.group_last
+        self._lane = lane
+        return lane.pipe
+
+    def _settle(self, pipe: Pipeline) -> None:
+        """Bring the origin up to what is applied when parallel lanes took it further
+        (others read the origin: status, cutover, spool trimming). On lane 0."""
+        if parse_lsn(self._previous.decode()) < self.applied_lsn:
+            self._advance_origin(pipe, self.applied_lsn)
+
+    def _loop_parallel(self) -> int:
+        """Dispatch groups of transactions to the lanes (parallel.py); commit them in
+        commit order."""
+        self.group_txns = 1 << 30  # groups are closed here, not by _apply_txn
+        keymaker = KeyMaker()
+        current: Group | None = None
+        last_cleanup = time.monotonic()
+        lane0 = self._lanes[0]
+        for entry in self._entries():
+            endpos = self.endpos()
+            if entry is not None and endpos is not None and entry.commit_lsn > endpos:
+                entry = None  # past the end: what remains is not applied
+            if entry is None or not self.may_apply() or self.stop.is_set():
+                self._drain(current)
+                current = None
+            if entry is None:
+                if self.stop.is_set():
+                    return self.applied_lsn
+                self.on_progress(self.applied_lsn, 0)
+                pipe = self._enter(lane0)
+                if endpos is not None and self._scanned_up_to >= endpos:
+                    self._settle(pipe)
+                    if self.applied_lsn < endpos:
+                        self._advance_origin(pipe, endpos)
+                    self._durable_lsn()
+                    return self.applied_lsn
+                if time.monotonic() - last_cleanup > 10:
+                    self._settle(pipe)
+                    remove_applied(self.spool_dir, self._durable_lsn())
+                    last_cleanup = time.monotonic()
+                self.wait_for_changes(CAUGHT_UP_POLL_SECONDS)
+                continue
+            while not self.may_apply() and not self.stop.is_set():
+                self.stop.wait(0.1)
+            if self.stop.is_set():
+                return self.applied_lsn
+            changes: list[Change] | None = None
+            keys: Keys | None = None
+            if entry.changes <= IMPLICIT_TXN_MAX_CHANGES:
+                changes = list(self._changes(entry))
+                keys = keymaker.keys(self._touched(changes, entry))
+            if keys is None:  # a barrier: alone, once everything before it committed
+                self._drain(current)
+                current = None
+                self._apply_alone(entry, changes)
+                continue
+            lanes = self._index.lanes(keys)
+            if (
+                current is None
+                or lanes - {current.lane}
+                or current.txns >= self._group_size
+                or current.changes + entry.changes > GROUP_MAX_CHANGES
+            ):
+                if current is not None:
+                    self._close_lane_group(current)
+                current = self._new_group(entry, keys)
+            pipe = self._enter(self._lanes[current.lane])
+            self._apply_txn(pipe, entry, changes)
+            current.txns += 1
+            current.changes += entry.changes
+            current.last = entry
+            self._index.add(current, keys)
+            self.dispatched_lsn = entry.commit_lsn
+        return self.applied_lsn
+
+    def _touched(
+        self, changes: list[Change], entry: TxnEntry
+    ) -> Iterator[tuple[Change, TargetTable]]:
+        for change in changes:
+            if change.kind == "T":
+                yield change, None  # type: ignore[misc]  # a barrier (KeyMaker)
+                return
+            table = self._target_for(change, entry)
+            if table is not None:
+                yield change, table
+
+    def _new_group(self, entry: TxnEntry, keys: Keys) -> Group:
+        """A group starting with `entry`: behind the one lane it conflicts with, or on
+        the least busy free lane; waits for commits while neither is possible."""
+        while True:
+            lanes = self._index.lanes(keys)
+            if len(lanes) == 1:
+                (k,) = lanes
+                if self._lanes[k].gated is None:
+                    break
+            elif not lanes:
+                free = [lane for lane in self._lanes if lane.gated is None]
+                if free:
+                    k = min(free, key=lambda lane: lane.groups).index
+                    break
+            self._wait_front()
+        group = Group(lane=k, first_lsn=entry.commit_lsn, last=entry)
+        self._lanes[k].groups += 1
+        self._order.append(group)
+        return group
+
+    def _close_lane_group(self, group: Group) -> None:
+        """Queue the group's origin setup; its commit waits for the earlier groups'."""
+        lane = self._lanes[group.lane]
+        pipe = self._enter(lane)
+        self._send_all(pipe)
+        origin = self._origin_params(group.last)
+        self._queue_origin(pipe, group.last, origin)
+        self._previous = origin[0]
+        self._group = self._group_changes = 0
+        self._group_last = None
+        group.closed = True
+        group.mark = pipe.commands
+        lane.gated = group
+        pipe.flush_results()
+        self._release()
+
+    def _release(self) -> None:
+        """Record the groups that committed; send the commit of each group whose turn
+        has come (every earlier group committed, or the one before it committing on
+        the same lane) once its statements have all run without error."""
+        order = self._order
+        while order and order[0].sync_no:
+            group = order[0]
+            pipe = self._lanes[group.lane].pipe
+            if pipe.syncs < group.sync_no:
+                self._poll(pipe)
+                if pipe.syncs < group.sync_no:
+                    break
+            order.popleft()
+            self._group_committed(group)
+        previous: Group | None = None
+        for group in order:
+            if not group.sync_no:
+                if not group.closed:
+                    return
+                if previous is not None and previous.lane != group.lane:
+                    return
+                lane = self._lanes[group.lane]
+                if lane.pipe.answered < group.mark:
+                    self._poll(lane.pipe)
+                    if lane.pipe.answered < group.mark:
+                        return
+                group.sync_no = lane.pipe.sync()
+                lane.gated = None
+                self._poll(lane.pipe)
+            previous = group
+
+    def _group_committed(self, group: Group) -> None:
+        self._lanes[group.lane].groups -= 1
+        self._index.remove(group)
+        if _CRASH_AFTER_COMMIT and self.applied_txns + group.txns >= _CRASH_AFTER_COMMIT:
+            die()  # fault injection for tests: after the commit, before recording it
+        self.applied_lsn = max(self.applied_lsn, group.last.commit_lsn)
+        self.applied_txns += group.txns
+        self.on_progress(self.applied_lsn, group.txns)
+
+    def _wait_front(self) -> None:
+        """Wait until the oldest group moves on: its results are in, or it committed."""
+        group = self._order[0]
+        pipe = self._lanes[group.lane].pipe
+        try:
+            if group.sync_no:
+                pipe.wait_for_sync(group.sync_no)
+            else:
+                assert group.closed, "waiting on the open group"
+                pipe.wait_for_answers(group.mark)
+        except CommandFailed as exc:
+            self._conflict(exc)
+        self._release()
+
+    def _drain(self, current: Group | None) -> None:
+        """Commit every group (the open one closed first)."""
+        if current is not None and not current.closed:
+            self._close_lane_group(current)
+        while self._order:
+            self._wait_front()
+
+    def _apply_alone(self, entry: TxnEntry, changes: list[Change] | None) -> None:
+        """A barrier (TRUNCATE, a big transaction): on lane 0, committed before
+        anything after it is sent."""
+        pipe = self._enter(self._lanes[0])
+        self.group_txns = 1
+        try:
+            number = self._apply_txn(pipe, entry, changes)
+        finally:
+            self.group_txns = 1 << 30
+        try:
+            pipe.wait_for_sync(number)
+        except CommandFailed as exc:
+            self._fail(pipe, exc)
+        self.dispatched_lsn = entry.commit_lsn
+        self.applied_lsn = max(self.applied_lsn, entry.commit_lsn)
+        self.applied_txns += 1
+        self.on_progress(self.applied_lsn, 1)
+
+    def _poll(self, pipe: Pipeline) -> None:
+        try:
+            pipe.poll()
+        except CommandFailed as exc:
+            self._conflict(exc)
+
+    def _conflict(self, exc: CommandFailed) -> None:
+        """A lane's group failed before its commit: everything not committed is rolled
+        back (run), and apply goes on from the origins (Cdc.apply_until_endpos)."""
+        error = exc.error
+        state = getattr(error, "sqlstate", None) or ""
+        what, where = _described(exc.ctx)
+        text = " ".join(str(error).split()) if error is not None else "matched no row"
+        if state.startswith("08") or state in _TRANSIENT:
+            raise ApplyInterrupted(f"[{state}] {error}") from error
+        raise ApplyConflict(f"{what}{where}: {text}")
 
     def _confirm(
         self, pipe: Pipeline, in_flight: deque[tuple[int, TxnEntry]], wait_for: int
@@ -490,7 +819,7 @@ class Applier:
                 continue
         progress = self._origin_progress(flush=False)
         if progress:
-            self.applied_lsn = progress
+            self.applied_lsn = max(self.applied_lsn, progress)
             self.on_progress(self.applied_lsn, 0)
         error = exc.error
         ctx = exc.ctx
@@ -609,10 +938,26 @@ class Applier:
             self._fail(pipe, exc)
         self.applied_lsn = lsn
         self._previous = format_lsn(lsn).encode()
+        self._previous = format_lsn(lsn).encode()
         self.on_progress(lsn, 0)
 
     # -- one transaction ----------------------------------------------------------------
-    def _apply_txn(self, pipe: Pipeline, entry: TxnEntry) -> int:
+    def _changes(self, entry: TxnEntry) -> Iterator[Change]:
+        """The transaction's row changes, read from the spool."""
+        for lsn, payload in self.reader.changes(entry, self._limits.get(entry.file_no, 0)):
+            try:
+                change = self.decode(payload, lsn)
+            except DecodeError as exc:
+                raise ApplyError(
+                    f"cannot read transaction {entry.xid} (commit "
+                    f"{format_lsn(entry.commit_lsn)}): {exc}"
+                ) from None
+            if change is not None:
+                yield change
+
+    def _apply_txn(
+        self, pipe: Pipeline, entry: TxnEntry, changes: list[Change] | None = None
+    ) -> int:
         """Queue one source transaction as one target transaction; returns the number
         of the sync that commits it.
 
@@ -639,16 +984,7 @@ class Applier:
         close = explicit or self._group >= self.group_txns
         origin = self._origin_params(entry) if close else None
         runs = self._runs
-        for lsn, payload in self.reader.changes(entry, self._limits.get(entry.file_no, 0)):
-            try:
-                change = self.decode(payload, lsn)
-            except DecodeError as exc:
-                raise ApplyError(
-                    f"cannot read transaction {entry.xid} (commit "
-                    f"{format_lsn(entry.commit_lsn)}): {exc}"
-                ) from None
-            if change is None:
-                continue
+        for change in self._changes(entry) if changes is None else changes:
             if change.kind == "I":
                 table = self._target_for(change, entry)
                 if table is None:

@@ -20,7 +20,7 @@ from pgferry.admin.replica_identity import default_plugin, publication_refusal, 
 from pgferry.catalog.filters import Filters, no_filters
 from pgferry.catalog.model import Sequence
 from pgferry.catalog.sequences import read_sequence, set_sequence
-from pgferry.cdc.apply import Applier, ApplyInterrupted, ApplyScope
+from pgferry.cdc.apply import Applier, ApplyConflict, ApplyInterrupted, ApplyScope
 from pgferry.cdc.protocol import create_slot, current_wal_lsn
 from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
 from pgferry.checks.verify import run_verify
@@ -43,6 +43,7 @@ from pgferry.pg.replication import (
     drop_origin,
     drop_publication,
     drop_slot,
+    lane_origins,
     origin_exists,
     publication_exists,
     published_tables,
@@ -60,6 +61,9 @@ MAX_GROUP_TXNS = 256  # below apply's in-flight margin: a group never holds up a
 # Waiting transactions share target transactions by default (a live stream is applied one
 # by one: a group never waits for more); 16-64 measured best, bench/README.md.
 DEFAULT_GROUP_TXNS = 32
+# --apply-jobs: target sessions applying at once (cdc/parallel.py).
+DEFAULT_APPLY_JOBS = 1
+MAX_APPLY_JOBS = 64
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class CdcOptions:
     endpos: int | None = None
     numeric_as_string: bool = False
     group_txns: int = DEFAULT_GROUP_TXNS  # source transactions per target transaction, at most
+    apply_jobs: int = DEFAULT_APPLY_JOBS  # target sessions applying at once
     plugin_chosen: bool = False  # False: pgoutput by default, which settle_plugin may change
 
 
@@ -110,9 +115,9 @@ def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore
                 log.info("dropped publication %s, left by the earlier attempt", publication)
     if origin:
         with target.connect("pgferry cleanup") as conn:
-            if origin_exists(conn, origin):
-                drop_origin(conn, origin)
-                log.info("dropped replication origin %s, left by the earlier attempt", origin)
+            for name in lane_origins(conn, origin):
+                drop_origin(conn, name)
+                log.info("dropped replication origin %s, left by the earlier attempt", name)
     store.set_json(Meta.CDC_CREATED, {})
 
 
@@ -279,6 +284,11 @@ class Cdc:
 
     def _create_origin(self, start: int) -> None:
         with self.target.connect("pgferry origin") as conn:
+            for lane in lane_origins(conn, self.options.origin):
+                if lane != self.options.origin:
+                    # A parallel apply's lane left by an earlier migration of this name: its
+                    # position would count as applied here.
+                    drop_origin(conn, lane)
             if not origin_exists(conn, self.options.origin):
                 create_origin(conn, self.options.origin, None)
             advance_origin(conn, self.options.origin, format_lsn(start))
@@ -426,7 +436,7 @@ class Cdc:
             if self.options.group_txns > 1
             else "",
         )
-        attempt = applied = 0
+        attempt = applied = serial_until = 0
         while True:
             applier = Applier(
                 self.target,
@@ -441,10 +451,17 @@ class Cdc:
                 stop=self.stop,
                 group_txns=self.options.group_txns,
                 wait_for_changes=self._wait_for_changes,
+                apply_jobs=self.options.apply_jobs,
+                serial_until=serial_until,
             )
             try:
                 applied = applier.run()
                 break
+            except ApplyConflict as exc:
+                # Nothing of it committed: again at once, one at a time past it.
+                serial_until = max(serial_until, applier.dispatched_lsn)
+                log.info("parallel apply: %s; applying again from the origins", exc)
+                continue
             except (psycopg.OperationalError, ConnectionFailed, ApplyInterrupted) as exc:
                 # ConnectionFailed: the target refuses connections for now (restarting,
                 # in crash recovery, failing over): retried like a lost connection.

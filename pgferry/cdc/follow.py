@@ -29,6 +29,7 @@ from pgferry.pg.replication import (
     drop_publication,
     drop_slot,
     end_slot_user,
+    lane_origins,
     origin_exists,
     slot_exists,
     slot_user,
@@ -186,6 +187,7 @@ def cleanup(source: ConnInfo, target: ConnInfo, slot: str, origin: str) -> Clean
             rows = conn.execute(APPLY_SESSIONS_SQL).fetchall()
             for (pid,) in rows:
                 conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
-            drop_origin(conn, origin)
-            dropped.append(f"replication origin {origin} on the target")
+            for name in lane_origins(conn, origin):  # with parallel apply's lanes
+                drop_origin(conn, name)
+                dropped.append(f"replication origin {name} on the target")
     return CleanupResult(dropped, absent)

@@ -80,6 +80,10 @@ class Pipeline:
         self.prepared: dict[str, bytes] = {}
         self.syncs = 0
         self.results_seen = 0
+        # Commands queued, and commands whose result is in (prepares included): parallel
+        # apply commits a group only once `answered` reaches its last command.
+        self.commands = 0
+        self.answered = 0
         self._current_done = False
         self._since_pump = 0
         self.executed = 0  # statements queued so far (prepares not counted)
@@ -106,12 +110,14 @@ class Pipeline:
             name = f"pgf{len(self.prepared) + 1}".encode()
             self.pg.send_prepare(name, text.encode())
             self.pending.append(Ctx("prepare", text))
+            self.commands += 1
             self.prepared[text] = name
         return name
 
     def execute(self, text: str, params: Sequence[bytes | None], ctx: Ctx) -> None:
         self.pg.send_query_prepared(self.statement(text), params)
         self.pending.append(ctx)
+        self.commands += 1
         self.executed += 1
         self._since_pump += 1
         if self._since_pump >= PUMP_EVERY:
@@ -120,6 +126,7 @@ class Pipeline:
     def simple(self, text: bytes, ctx: Ctx) -> None:
         self.pg.send_query_params(text, None)
         self.pending.append(ctx)
+        self.commands += 1
         self.executed += 1
 
     def sync(self) -> int:
@@ -148,6 +155,19 @@ class Pipeline:
             self._pump(block=True)
             if number - self.syncs > BATCH_WAKE_SYNCS:
                 time.sleep(BATCH_WAKE_SECONDS)
+        self._raise()
+
+    def flush_results(self) -> None:
+        """Ask the server to send the results it holds (they wait for a Sync otherwise),
+        and send what is queued."""
+        self.pg.send_flush_request()
+        self._pump(block=False)
+
+    def wait_for_answers(self, mark: int) -> None:
+        """Read results until `mark` commands have theirs (flush_results asked for them);
+        raise a failure seen."""
+        while self.answered < mark and self.error is None:
+            self._pump(block=True)
         self._raise()
 
     def poll(self) -> None:
@@ -190,6 +210,7 @@ class Pipeline:
             if res is None:
                 if self._current_done:
                     self.pending.popleft()
+                    self.answered += 1
                     self._current_done = False
                     continue
                 break

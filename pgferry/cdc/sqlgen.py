@@ -34,6 +34,7 @@ class TargetTable:
     # UPDATEs of different rows may go as one statement: the rows are found by a key,
     # and no other unique or exclusion index could see the order they change in.
     update_rows: bool = False
+    uniques: int = 0  # unique and exclusion indexes (the key's among them)
     apply: bool = True  # False: filtered out, changes are skipped
     statements: dict[tuple, str] = field(default_factory=dict)
     plans: dict[tuple, tuple] = field(default_factory=dict)  # per change shape (apply.py)

@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from pgferry.cdc.engine import DEFAULT_GROUP_TXNS, MAX_GROUP_TXNS, CdcOptions, parse_endpos
+from pgferry.cdc.engine import (
+    DEFAULT_APPLY_JOBS,
+    DEFAULT_GROUP_TXNS,
+    MAX_APPLY_JOBS,
+    MAX_GROUP_TXNS,
+    CdcOptions,
+    parse_endpos,
+)
 from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,
@@ -174,6 +181,14 @@ def add_cdc_flags(p: argparse.ArgumentParser, *, follow: bool) -> None:
         f"default {DEFAULT_GROUP_TXNS}; 1: one target transaction per source transaction; "
         "a live stream is applied one by one either way)",
     )
+    g.add_argument(
+        "--apply-jobs",
+        metavar="N",
+        type=int,
+        help="apply on N target sessions at once: transactions that change different rows "
+        f"run side by side, still committed in commit order and exactly once (1 to "
+        f"{MAX_APPLY_JOBS}, default {DEFAULT_APPLY_JOBS})",
+    )
 
 
 def cdc_options_from_args(args: argparse.Namespace) -> CdcOptions:
@@ -190,6 +205,7 @@ def cdc_options_from_args(args: argparse.Namespace) -> CdcOptions:
         endpos=endpos(args.endpos),
         numeric_as_string=numeric,
         group_txns=group_txns(args.group_txns),
+        apply_jobs=apply_jobs(args.apply_jobs),
         plugin_chosen=chosen,
     )
 
@@ -213,6 +229,17 @@ def group_txns(value: int | None) -> int:
         raise InputError(
             f"--group-txns must be between 1 and {MAX_GROUP_TXNS}, not {value}",
             fix="use 1 (one target transaction per source transaction) or a group size such as 32",
+        )
+    return value
+
+
+def apply_jobs(value: int | None) -> int:
+    if value is None:
+        return DEFAULT_APPLY_JOBS
+    if not 1 <= value <= MAX_APPLY_JOBS:
+        raise InputError(
+            f"--apply-jobs must be between 1 and {MAX_APPLY_JOBS}, not {value}",
+            fix="use 1 (one target session) or about as many as the target has cores",
         )
     return value
 

@@ -170,6 +170,25 @@ def advance_origin(conn: psycopg.Connection[Any], origin: str, position: str) ->
     conn.execute("SELECT pg_replication_origin_advance(%s, %s::pg_lsn)", (origin, position))
 
 
+def lane_origin(origin: str, lane: int) -> str:
+    """The origin of parallel apply's lane `lane` (--apply-jobs): the origin itself for
+    lane 0, `origin.N` for the others."""
+    return origin if lane == 0 else f"{origin}.{lane}"
+
+
+def lane_origins(conn: psycopg.Connection[Any], origin: str) -> dict[str, str | None]:
+    """The origins of every lane an apply with `origin` has used (the origin itself
+    included, when it exists), with their positions (None: never advanced)."""
+    rows = conn.execute(
+        "SELECT roname, pg_replication_origin_progress(roname, false)::text "
+        "FROM pg_catalog.pg_replication_origin "
+        "WHERE roname = %(o)s OR (starts_with(roname, %(o)s || '.') "
+        "AND substr(roname, length(%(o)s) + 2) ~ '^[1-9][0-9]{0,3}$')",
+        {"o": origin},
+    ).fetchall()
+    return {name: position for name, position in rows}
+
+
 def drop_origin_sql(origin: str) -> sql.Composed:
     """The statement that drops the origin."""
     return sql.SQL("SELECT pg_replication_origin_drop({})").format(sql.Literal(origin))

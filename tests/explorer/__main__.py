@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run the pgferry package found in DIR (e.g. an older commit's, from git "
         "archive) instead of this checkout's",
     )
+    parser.add_argument(
+        "--apply-jobs", type=int, default=1, metavar="N", help="pgferry's --apply-jobs"
+    )
     parser.add_argument("--seed-timeout", type=float, default=Limits.seed, help="seconds")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every detail")
     args = parser.parse_args(argv)
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     keep=args.keep,
                     avoid=args.avoid,
                     pgferry_root=args.pgferry,
+                    apply_jobs=args.apply_jobs,
                 )
                 results.append(result)
                 print(result.line(), flush=True)

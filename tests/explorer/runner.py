@@ -106,6 +106,7 @@ class Plan:
     # pgoutput: the source streams transactions past 64kB (its least work memory for
     # decoding) instead of past 64MB, so the workload's larger ones arrive in segments.
     stream_small: bool = False
+    apply_jobs: int = 1  # --apply-jobs (parallel apply); not drawn: the caller's
 
     def replay(self) -> str:
         """The one command that runs this seed again."""
@@ -116,6 +117,8 @@ class Plan:
             parts.append(f"--txns {self.txns_override}")
         if self.avoid != DEFAULT_AVOID:
             parts.append(f"--avoid {','.join(sorted(self.avoid)) or 'none'}")
+        if self.apply_jobs != 1:
+            parts.append(f"--apply-jobs {self.apply_jobs}")
         return " ".join(parts)
 
 
@@ -126,6 +129,7 @@ def plan_seed(
     faults: bool = True,
     txns: int | None = None,
     avoid: frozenset[str] = DEFAULT_AVOID,
+    apply_jobs: int = 1,
 ) -> Plan:
     """Draw the schema, the workload and the faults of `seed` (pure: nothing runs)."""
     rng = random.Random(seed)
@@ -156,6 +160,7 @@ def plan_seed(
         txns,
         avoid,
         stream_small,
+        apply_jobs,
     )
 
 
@@ -340,6 +345,7 @@ class SeedRun:
             "2",
             "--group-txns",
             str(self.plan.group_txns),
+            *(["--apply-jobs", str(self.plan.apply_jobs)] if self.plan.apply_jobs != 1 else []),
             "--no-progress",
         ]
 
@@ -802,7 +808,8 @@ def run_seed(
     keep: bool = False,
     avoid: frozenset[str] = DEFAULT_AVOID,
     pgferry_root: Path = REPO_ROOT,
+    apply_jobs: int = 1,
 ) -> SeedResult:
     """Plan and run one seed; never raises for what pgferry or the generator did."""
-    plan = plan_seed(seed, plugin, faults=faults, txns=txns, avoid=avoid)
+    plan = plan_seed(seed, plugin, faults=faults, txns=txns, avoid=avoid, apply_jobs=apply_jobs)
     return SeedRun(clusters, plan, limits or Limits(), keep, pgferry_root).run()

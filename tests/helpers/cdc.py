@@ -57,6 +57,14 @@ def sentinel(workdir: Path) -> dict[str, object]:
     return row.to_json() if row is not None else {}
 
 
+def pause_apply(p: DbPair) -> None:
+    """Hold apply (sentinel: prefetch) until told otherwise. Apply re-reads the sentinel
+    every 200 ms and takes a transaction as soon as it is received: whatever is written
+    on the source after this returns waits."""
+    run_pgferry("stream", "sentinel", "set", "prefetch", "--dir", str(p.workdir))
+    time.sleep(0.5)
+
+
 def lsn(text: object) -> int:
     if not text:
         return 0

@@ -21,6 +21,7 @@ from tests.helpers.cdc import (
     identify_every_table,
     lsn,
     names,
+    pause_apply,
     sentinel,
     wait_until,
 )
@@ -93,14 +94,6 @@ def _resume_to_the_end(p: DbPair, plugin: str, *extra: str) -> None:
     _cleanup(p)
 
 
-def _pause_apply(p: DbPair) -> None:
-    """Hold apply (sentinel: prefetch) until told otherwise. Apply re-reads the sentinel
-    every 200 ms and takes a transaction as soon as it is received: whatever is written
-    on the source after this returns waits."""
-    run_pgferry("stream", "sentinel", "set", "prefetch", "--dir", str(p.workdir))
-    time.sleep(0.5)
-
-
 def _apply_stopped(proc: subprocess.Popen[str]) -> list[str]:
     """pgferry stopped with exit code 1: its ERROR lines."""
     _, err = proc.communicate(timeout=120)
@@ -159,7 +152,7 @@ def test_endpos_inside_a_transaction(dbpair: DbPair, plugin: str) -> None:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY, note text)")
     proc = _started(p, plugin)
     # Apply paused while the end position is decided: else it may apply everything first.
-    _pause_apply(p)
+    pause_apply(p)
     with p.src_conn() as writer, psycopg.connect(p.source_uri) as open_txn:
         writer.execute("INSERT INTO t VALUES (1, 'before')")
         open_txn.execute("INSERT INTO t VALUES (2, 'inside, first half')")
@@ -284,7 +277,7 @@ def test_change_the_target_cannot_take_rolls_back_its_whole_transaction(
 def _backlog(p: DbPair, *transactions: str) -> None:
     """Run each statement as its own source transaction while apply is paused, then
     resume apply once all of them are received: they wait in a row, as in a catch-up."""
-    _pause_apply(p)
+    pause_apply(p)
     with p.src_conn() as conn:
         for statement in transactions:
             conn.execute(statement)
@@ -898,7 +891,7 @@ def test_the_sentinel_shows_the_last_transaction_applied_when_idle(
     with p.src_conn() as conn:
         conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
     proc = _started(p, plugin)
-    _pause_apply(p)
+    pause_apply(p)
     with p.src_conn() as conn:
         for i in range(count):
             conn.execute("INSERT INTO t VALUES (%s)", (i,))
