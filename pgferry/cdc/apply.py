@@ -354,9 +354,8 @@ class Applier:
         if self.apply_jobs > 1:
             settings = dict(APPLY_WRITER, lock_timeout=PARALLEL_LOCK_TIMEOUT)
         name = lane_origin(self.origin, lane)
-        conn = self.target.connect(
-            f"pgferry apply {lane}" if lane else "pgferry apply", settings=settings
-        )
+        # Every lane's session is "apply" (cleanup ends them all before dropping origins).
+        conn = self.target.connect("pgferry apply", settings=settings)
         try:
             if lane and not origin_exists(conn, name):
                 # Positioned, so that its continuity check has a position to compare.
