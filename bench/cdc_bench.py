@@ -612,6 +612,8 @@ class PgferryTool:
         ]
         if self.b.args.group_txns is not None:
             argv += ["--group-txns", str(self.b.args.group_txns)]
+        if self.b.args.apply_jobs is not None:
+            argv += ["--apply-jobs", str(self.b.args.apply_jobs)]
         with self.log.open("ab") as out:
             out.write(f"$ {' '.join(argv)}\n".encode())
             out.flush()
@@ -1344,6 +1346,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help="pgferry --group-txns (default: pgferry's own, 32; 1: one target transaction "
         "per source transaction)",
+    )
+    p.add_argument(
+        "--apply-jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pgferry --apply-jobs (default: pgferry's own, 1)",
     )
     p.add_argument(
         "--lag-limit", type=float, default=1, help="seconds to catch up after the live load (1)"

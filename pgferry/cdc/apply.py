@@ -63,9 +63,9 @@ from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, parse_lsn
 from pgferry.pg.profiles import APPLY_WRITER
 from pgferry.pg.replication import (
+    applied_position,
     create_origin,
     lane_origin,
-    lane_origins,
     origin_exists,
     origin_progress,
     origin_session_setup,
@@ -340,10 +340,9 @@ class Applier:
         self._group_last = None
         self._runs.clear()
         conn, progress = self._lane_session(0)
-        # An earlier apply with --apply-jobs left its lanes' origins: what is applied is
-        # a prefix of the stream up to the highest of them (parallel.py).
-        lanes = lane_origins(conn, self.origin)
-        self.applied_lsn = max([parse_lsn(p) for p in lanes.values() if p] + [progress], default=0)
+        # With --apply-jobs, now or earlier, the highest of the lanes' origins.
+        applied = applied_position(conn, self.origin)
+        self.applied_lsn = max(parse_lsn(applied) if applied else 0, progress)
         self._previous = format_lsn(progress).encode()
         return conn
 

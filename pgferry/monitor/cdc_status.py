@@ -204,7 +204,7 @@ def origin_progress(servers: Servers, origin: str | None) -> int | None:
     if conn is None or not origin:
         return None
     try:
-        position = replication.origin_progress(conn, origin, flush=False)
+        position = replication.applied_position(conn, origin)
     except psycopg.Error as exc:
         servers.failed("target", exc)
         return None

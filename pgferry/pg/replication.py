@@ -176,17 +176,32 @@ def lane_origin(origin: str, lane: int) -> str:
     return origin if lane == 0 else f"{origin}.{lane}"
 
 
+_LANES = (
+    "FROM pg_catalog.pg_replication_origin "
+    "WHERE roname = %(o)s OR (starts_with(roname, %(o)s || '.') "
+    "AND substr(roname, length(%(o)s) + 2) ~ '^[1-9][0-9]{0,3}$')"
+)
+
+
 def lane_origins(conn: psycopg.Connection[Any], origin: str) -> dict[str, str | None]:
     """The origins of every lane an apply with `origin` has used (the origin itself
     included, when it exists), with their positions (None: never advanced)."""
     rows = conn.execute(
-        "SELECT roname, pg_replication_origin_progress(roname, false)::text "
-        "FROM pg_catalog.pg_replication_origin "
-        "WHERE roname = %(o)s OR (starts_with(roname, %(o)s || '.') "
-        "AND substr(roname, length(%(o)s) + 2) ~ '^[1-9][0-9]{0,3}$')",
+        "SELECT roname, pg_replication_origin_progress(roname, false)::text " + _LANES,
         {"o": origin},
     ).fetchall()
     return {name: position for name, position in rows}
+
+
+def applied_position(conn: psycopg.Connection[Any], origin: str) -> str | None:
+    """What apply with `origin` has applied, as text (None: nothing recorded): the
+    highest position of its lanes' origins (cdc/parallel.py: the target holds a prefix
+    of the stream, so every transaction up to there)."""
+    row = conn.execute(
+        "SELECT max(pg_replication_origin_progress(roname, false))::text " + _LANES,
+        {"o": origin},
+    ).fetchone()
+    return row[0] if row else None
 
 
 def drop_origin_sql(origin: str) -> sql.Composed:

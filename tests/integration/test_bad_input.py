@@ -382,6 +382,8 @@ CASES = [
     Case("split-size", lambda c: c.clone("--split-tables-larger-than", "10XB"), 3, "not a size"),
     Case("group-txns-0", lambda c: c.clone("--follow", "--group-txns", "0"), 3, "--group-txns"),
     Case("group-txns-abc", lambda c: c.clone("--follow", "--group-txns", "x"), 3, "invalid int"),
+    Case("apply-jobs-0", lambda c: c.clone("--follow", "--apply-jobs", "0"), 3, "--apply-jobs"),
+    Case("apply-jobs-65", lambda c: c.clone("--follow", "--apply-jobs", "65"), 3, "--apply-jobs"),
     Case("plugin", lambda c: c.clone("--follow", "--plugin", "decoderbufs"), 3, "invalid choice"),
     Case("endpos", lambda c: c.clone("--follow", "--endpos", "zz"), 3, "--endpos: not an LSN"),
     Case(
