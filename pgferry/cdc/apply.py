@@ -98,12 +98,14 @@ MAX_RUN_ROWS = 1024
 # transaction commits only after this one).
 PARALLEL_LOCK_TIMEOUT = "5s"
 LANE_START = "0/1"  # a new lane origin's position (below every commit)
+MAX_GROUPS_IN_FLIGHT = 32  # groups sent and not yet committed, as MAX_IN_FLIGHT
 GC_THRESHOLD = 100_000  # container allocations between two young-generation collections
 
 # Not the change's fault, and gone on a new try: the session ended (shutdown, crash,
 # pg_terminate_backend: 57P01-03, class 08), a cancel (57014), a deadlock or
-# serialization failure with someone else's session (class 40).
-_TRANSIENT = {"57P01", "57P02", "57P03", "57014"}
+# serialization failure with someone else's session (class 40), a lock not granted
+# within parallel apply's lock_timeout (55P03: someone else holds it; wait again).
+_TRANSIENT = {"57P01", "57P02", "57P03", "57014", "55P03"}
 _TRANSIENT_CLASSES = ("08", "40")
 
 
@@ -539,7 +541,15 @@ class Applier:
     def _open_lanes(self) -> None:
         """Lanes 1..N-1: sessions of their own, each bound to its lane's origin."""
         for k in range(1, self.apply_jobs):
-            conn, progress = self._lane_session(k)
+            try:
+                conn, progress = self._lane_session(k)
+            except psycopg.errors.ConfigurationLimitExceeded as exc:
+                raise ApplyError(
+                    f"--apply-jobs {self.apply_jobs} needs {self.apply_jobs} replication "
+                    f"origins in use at once on the target: {' '.join(str(exc).split())}",
+                    fix="raise max_replication_slots on the target (PostgreSQL 18: "
+                    "max_active_replication_origins), or lower --apply-jobs, then --resume",
+                ) from None
             lane = _Lane(k, conn, Pipeline(conn), format_lsn(progress).encode())
             self._lanes.append(lane)
 
@@ -641,6 +651,8 @@ class Applier:
     def _new_group(self, entry: TxnEntry, keys: Keys) -> Group:
         """A group starting with `entry`: behind the one lane it conflicts with, or on
         the least busy free lane; waits for commits while neither is possible."""
+        while len(self._order) >= max(MAX_GROUPS_IN_FLIGHT, 2 * len(self._lanes)):
+            self._wait_front()
         while True:
             lanes = self._index.lanes(keys)
             if len(lanes) == 1:

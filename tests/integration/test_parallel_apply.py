@@ -186,3 +186,23 @@ def test_later_transactions_never_commit_before_a_blocked_earlier_one(dbpair: Db
     cutover(p, proc)
     assert_equal(p)
     drop_origin(p)
+
+
+@pytest.mark.slow
+def test_more_apply_jobs_than_the_target_has_origins_for(dbpair: DbPair) -> None:
+    """Each lane holds a replication origin while it applies: past the target's limit
+    (max_replication_slots, 20 here) apply stops with one line saying what to raise."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(HOT)
+    proc = start_pgferry(*follow_args(p, "pgoutput", "--apply-jobs", "24"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    errors = [line for line in err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, err
+    assert "--apply-jobs 24 needs 24 replication origins" in errors[0]
+    assert "max_replication_slots" in errors[0]
+    assert "Traceback" not in err
+    drop_origin(p)
+    with p.tgt_conn() as conn:
+        assert not lane_origins(conn, names(p)[1])
