@@ -33,10 +33,27 @@ EXTRA = range(20, 40)
 CI_LIMITS = Limits(seed=240.0, apply_start=90.0, cutover=120.0)
 
 
+# --apply-jobs 4 (parallel apply), seeds whose faults land while it applies: 1 (killed
+# right after a commit), 10 (kill -9, the walsender terminated, the target restarted), 16
+# (killed after a commit, then the target restarted).
+PARALLEL = [("pgoutput", 1), ("test_decoding", 10), ("wal2json", 16)]
+
+
 def _explore(
-    source: LocalCluster, target: LocalCluster, tmp_path: Path, seed: int, plugin: str
+    source: LocalCluster,
+    target: LocalCluster,
+    tmp_path: Path,
+    seed: int,
+    plugin: str,
+    apply_jobs: int = 1,
 ) -> None:
-    result = run_seed(Clusters(source, target, tmp_path), seed, plugin, limits=CI_LIMITS)
+    result = run_seed(
+        Clusters(source, target, tmp_path),
+        seed,
+        plugin,
+        limits=CI_LIMITS,
+        apply_jobs=apply_jobs,
+    )
     assert result.status == Status.PASS, (
         f"{result.line()}\n{result.detail}\nreplay: {result.replay}"
     )
@@ -54,6 +71,18 @@ def test_explorer_seed(
     seed: int,
 ) -> None:
     _explore(source_cluster, target_cluster, tmp_path, seed, plugin)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("plugin", "seed"), PARALLEL)
+def test_explorer_seed_parallel_apply(
+    source_cluster: LocalCluster,
+    target_cluster: LocalCluster,
+    tmp_path: Path,
+    plugin: str,
+    seed: int,
+) -> None:
+    _explore(source_cluster, target_cluster, tmp_path, seed, plugin, apply_jobs=4)
 
 
 def test_explorer_full_identity_null_columns(
