@@ -82,6 +82,9 @@ POLL_EVERY_TXNS = 32  # look at results that often when not waiting
 # apply as soon as the receiver has made some durable).
 CAUGHT_UP_POLL_SECONDS = 0.1
 IMPLICIT_TXN_MAX_CHANGES = 500
+# Parallel apply: a transaction up to this big goes to a lane, as an implicit transaction
+# (its Sync, the commit, has to wait for the earlier groups'); a bigger one runs alone.
+PARALLEL_TXN_MAX_CHANGES = 5000
 # --group-txns: a group of small source transactions stops growing at this many changes.
 GROUP_MAX_CHANGES = 1000
 ORIGIN_SETUP_SQL = origin_setup_sql(1)
@@ -331,6 +334,7 @@ class Applier:
         self._order: deque[Group] = deque()  # groups not yet committed, in commit order
         self._index = ConflictIndex()
         self._group_size = group_txns
+        self._implicit_max = IMPLICIT_TXN_MAX_CHANGES  # bigger: BEGIN/COMMIT of its own
         self._until_passed = False
 
     # -- setup ------------------------------------------------------------------------
@@ -576,6 +580,7 @@ class Applier:
         """Dispatch groups of transactions to the lanes (parallel.py); commit them in
         commit order."""
         self.group_txns = 1 << 30  # groups are closed here, not by _apply_txn
+        self._implicit_max = PARALLEL_TXN_MAX_CHANGES
         keymaker = KeyMaker()
         current: Group | None = None
         last_cleanup = time.monotonic()
@@ -610,7 +615,7 @@ class Applier:
                 return self.applied_lsn
             changes: list[Change] | None = None
             keys: Keys | None = None
-            if entry.changes <= IMPLICIT_TXN_MAX_CHANGES:
+            if entry.changes <= PARALLEL_TXN_MAX_CHANGES:
                 changes = list(self._changes(entry))
                 keys = keymaker.keys(self._touched(changes, entry))
             if keys is None:  # a barrier: alone, once everything before it committed
@@ -751,11 +756,11 @@ class Applier:
         """A barrier (TRUNCATE, a big transaction): on lane 0, committed before
         anything after it is sent."""
         pipe = self._enter(self._lanes[0])
-        self.group_txns = 1
+        self.group_txns, self._implicit_max = 1, IMPLICIT_TXN_MAX_CHANGES
         try:
             number = self._apply_txn(pipe, entry, changes)
         finally:
-            self.group_txns = 1 << 30
+            self.group_txns, self._implicit_max = 1 << 30, PARALLEL_TXN_MAX_CHANGES
         try:
             pipe.wait_for_sync(number)
         except CommandFailed as exc:
@@ -982,7 +987,7 @@ class Applier:
         target transaction (the sync and origin setup come after the last of them),
         each whole and in commit order: the origin records the last one's commit.
         """
-        explicit = entry.changes > IMPLICIT_TXN_MAX_CHANGES
+        explicit = entry.changes > self._implicit_max
         if self._group and (explicit or self._group_changes + entry.changes > GROUP_MAX_CHANGES):
             self._close_group(pipe)
         if explicit:
