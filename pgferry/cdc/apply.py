@@ -336,6 +336,7 @@ class Applier:
         self._group_size = group_txns
         self._implicit_max = IMPLICIT_TXN_MAX_CHANGES  # bigger: BEGIN/COMMIT of its own
         self._until_passed = False
+        self._last_cleanup = time.monotonic()  # spool files applied were last removed
 
     # -- setup ------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
@@ -498,7 +499,6 @@ class Applier:
         never waits for us, and we only wait when it is that far behind. With `until`,
         return once every transaction up to there is applied (`_until_passed`)."""
         in_flight: deque[tuple[int, TxnEntry]] = deque()  # (sync number, transaction)
-        last_cleanup = time.monotonic()
         for entry in self._entries():
             if until and entry is not None and entry.commit_lsn > until:
                 self._close_group(pipe)
@@ -516,17 +516,8 @@ class Applier:
                 # Caught up for now: what was applied reaches the sentinel even if nothing
                 # else comes (it is recorded at most twice a second).
                 self.on_progress(self.applied_lsn, 0)
-                if endpos is not None and self._scanned_up_to >= endpos:
-                    self._settle(pipe)
-                    if self.applied_lsn < endpos:
-                        self._advance_origin(pipe, endpos)
-                    self._durable_lsn()  # the cutover's last commits are on disk
+                if self._idle(pipe, endpos):
                     return self.applied_lsn
-                if time.monotonic() - last_cleanup > 10:
-                    self._settle(pipe)
-                    remove_applied(self.spool_dir, self._durable_lsn())
-                    last_cleanup = time.monotonic()
-                self.wait_for_changes(CAUGHT_UP_POLL_SECONDS)
                 continue
             while not self.may_apply() and not self.stop.is_set():
                 self._close_group(pipe)
@@ -583,7 +574,6 @@ class Applier:
         self._implicit_max = PARALLEL_TXN_MAX_CHANGES
         keymaker = KeyMaker()
         current: Group | None = None
-        last_cleanup = time.monotonic()
         lane0 = self._lanes[0]
         for entry in self._entries():
             endpos = self.endpos()
@@ -597,17 +587,8 @@ class Applier:
                     return self.applied_lsn
                 self.on_progress(self.applied_lsn, 0)
                 pipe = self._enter(lane0)
-                if endpos is not None and self._scanned_up_to >= endpos:
-                    self._settle(pipe)
-                    if self.applied_lsn < endpos:
-                        self._advance_origin(pipe, endpos)
-                    self._durable_lsn()
+                if self._idle(pipe, endpos):
                     return self.applied_lsn
-                if time.monotonic() - last_cleanup > 10:
-                    self._settle(pipe)
-                    remove_applied(self.spool_dir, self._durable_lsn())
-                    last_cleanup = time.monotonic()
-                self.wait_for_changes(CAUGHT_UP_POLL_SECONDS)
                 continue
             while not self.may_apply() and not self.stop.is_set():
                 self.stop.wait(0.1)
@@ -786,6 +767,22 @@ class Applier:
         if state.startswith("08") or state in _TRANSIENT:
             raise ApplyInterrupted(f"[{state}] {error}") from error
         raise ApplyConflict(f"{what}{where}: {text}")
+
+    def _idle(self, pipe: Pipeline, endpos: int | None) -> bool:
+        """Caught up: True once the end position is applied (and on disk); otherwise
+        remove applied spool files now and then, and wait for new transactions."""
+        if endpos is not None and self._scanned_up_to >= endpos:
+            self._settle(pipe)
+            if self.applied_lsn < endpos:
+                self._advance_origin(pipe, endpos)
+            self._durable_lsn()  # the cutover's last commits are on disk
+            return True
+        if time.monotonic() - self._last_cleanup > 10:
+            self._settle(pipe)
+            remove_applied(self.spool_dir, self._durable_lsn())
+            self._last_cleanup = time.monotonic()
+        self.wait_for_changes(CAUGHT_UP_POLL_SECONDS)
+        return False
 
     def _confirm(
         self, pipe: Pipeline, in_flight: deque[tuple[int, TxnEntry]], wait_for: int

@@ -223,24 +223,31 @@ def endpos(text: str | None) -> int | None:
 
 
 def group_txns(value: int | None) -> int:
-    if value is None:
-        return DEFAULT_GROUP_TXNS
-    if not 1 <= value <= MAX_GROUP_TXNS:
-        raise InputError(
-            f"--group-txns must be between 1 and {MAX_GROUP_TXNS}, not {value}",
-            fix="use 1 (one target transaction per source transaction) or a group size such as 32",
-        )
-    return value
+    return _in_range(
+        value,
+        "--group-txns",
+        DEFAULT_GROUP_TXNS,
+        MAX_GROUP_TXNS,
+        "use 1 (one target transaction per source transaction) or a group size such as 32",
+    )
 
 
 def apply_jobs(value: int | None) -> int:
+    return _in_range(
+        value,
+        "--apply-jobs",
+        DEFAULT_APPLY_JOBS,
+        MAX_APPLY_JOBS,
+        "use 1 (one target session) or about as many as the target has cores",
+    )
+
+
+def _in_range(value: int | None, flag: str, default: int, most: int, fix: str) -> int:
+    """A count flag's value: `default` when not given, else 1 to `most`."""
     if value is None:
-        return DEFAULT_APPLY_JOBS
-    if not 1 <= value <= MAX_APPLY_JOBS:
-        raise InputError(
-            f"--apply-jobs must be between 1 and {MAX_APPLY_JOBS}, not {value}",
-            fix="use 1 (one target session) or about as many as the target has cores",
-        )
+        return default
+    if not 1 <= value <= most:
+        raise InputError(f"{flag} must be between 1 and {most}, not {value}", fix=fix)
     return value
 
 
