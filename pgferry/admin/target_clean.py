@@ -46,7 +46,7 @@ from pgferry.errors import InputError
 from pgferry.pg.activity import DATABASE_SESSIONS_SQL
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.profiles import UTF8
-from pgferry.pg.replication import drop_origin_sql, list_origins
+from pgferry.pg.replication import drop_origin_sql, lane_origins, list_origins
 from pgferry.pg.settings import set_settings
 
 ALWAYS_KEPT_EXTENSIONS = frozenset({"plpgsql"})
@@ -344,7 +344,9 @@ def plan_clean(
     lo = large_object_count(conn)
     if lo:
         out.add(Item(Kind.LARGE_OBJECTS, f"{lo} large object(s)", "", (), count=int(lo)))
-    other_origins = _add_origins(conn, out, sorted(set(origins)))
+    # With parallel apply's lanes (ORIGIN.1, ...): they go with their origin.
+    lanes = {name for o in origins for name in lane_origins(conn, o)}
+    other_origins = _add_origins(conn, out, sorted(set(origins) | lanes))
     pgferry, others = _sessions(conn)
     return CleanPlan(
         server=server,

@@ -245,14 +245,16 @@ def full_target(dbpair: DbPair) -> Iterator[tuple[DbPair, str]]:
     with dbpair.tgt_conn() as conn:
         conn.execute(TARGET_SQL)
         conn.execute("SELECT pg_replication_origin_create(%s)", (origin,))
+        # A parallel apply lane's (--apply-jobs): it goes with its origin.
+        conn.execute("SELECT pg_replication_origin_create(%s)", (f"{origin}.1",))
     try:
         yield dbpair, origin
     finally:
         with dbpair.tgt_conn() as conn:
             conn.execute(
                 "SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
-                "WHERE roname = %s",
-                (origin,),
+                "WHERE roname IN (%s, %s)",
+                (origin, f"{origin}.1"),
             )
 
 
@@ -305,6 +307,7 @@ def test_target_clean_asks_first_then_drops_all_but_the_kept(
             "SELECT count(*) FROM pg_namespace WHERE nspname = 'public'"
         ).fetchone() == (1,)
         assert not _origin_exists(conn, origin)
+        assert not _origin_exists(conn, f"{origin}.1")
 
     again = _json(*_clean_args(p, origin, "--keep", "Keep Me", "--yes"))
     assert again["drop"] == []
