@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -38,7 +38,13 @@ from pgferry.catalog.row_identity import (
     TEXT_COMPARE_TYPES,
     RowIdentity,
 )
-from pgferry.cdc.decode import Change, DecodeError, decode_test_decoding, decode_wal2json
+from pgferry.cdc.decode import (
+    Change,
+    DecodeError,
+    decode_test_decoding,
+    decode_wal2json,
+    values_picker,
+)
 from pgferry.cdc.parallel import ConflictIndex, Group, KeyMaker, Keys
 from pgferry.cdc.pgoutput import PgoutputDecoder
 from pgferry.cdc.pipeline import MAX_UNMATCHED, CommandFailed, Ctx, Pipeline
@@ -121,16 +127,6 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 50, 50)
-
-
-def _picker(positions: list[int]) -> Callable[[list[bytes | None]], Sequence[bytes | None]]:
-    """values -> the values at `positions`, in that order (a C loop: called per row)."""
-    if not positions:
-        return lambda values: ()
-    if len(positions) == 1:
-        only = positions[0]
-        return lambda values: (values[only],)
-    return itemgetter(*positions)
 
 
 class ApplyError(StepFailed):
@@ -625,10 +621,11 @@ class Applier:
 
     def _touched(
         self, changes: list[Change], entry: TxnEntry
-    ) -> Iterator[tuple[Change, TargetTable]]:
+    ) -> Iterator[tuple[Change, TargetTable | None]]:
+        """The changes apply makes, with their tables (a TRUNCATE with none: a barrier)."""
         for change in changes:
             if change.kind == "T":
-                yield change, None  # type: ignore[misc]  # a barrier (KeyMaker)
+                yield change, None
                 return
             table = self._target_for(change, entry)
             if table is not None:
@@ -651,7 +648,7 @@ class Applier:
                     k = min(free, key=lambda lane: lane.groups).index
                     break
             self._wait_front()
-        group = Group(lane=k, first_lsn=entry.commit_lsn, last=entry)
+        group = Group(lane=k, last=entry)
         self._lanes[k].groups += 1
         self._order.append(group)
         return group
@@ -949,7 +946,6 @@ class Applier:
         except CommandFailed as exc:
             self._fail(pipe, exc)
         self.applied_lsn = lsn
-        self._previous = format_lsn(lsn).encode()
         self._previous = format_lsn(lsn).encode()
         self.on_progress(lsn, 0)
 
@@ -1285,7 +1281,7 @@ class Applier:
             # The parameters, picked from the values followed by the old key's values
             # (a change of this shape always has len(change.columns) values).
             offset = len(change.columns) if from_key else 0
-            plan = (text, _picker(set_idx + [offset + i for i in where_idx]), from_key)
+            plan = (text, values_picker(set_idx + [offset + i for i in where_idx]), from_key)
             table.plans[shape] = plan
         text, pick, from_key = plan
         if text is None:
@@ -1298,7 +1294,7 @@ class Applier:
         plan = table.plans.get(shape)
         if plan is None:
             where_cols, where_idx, from_key, full, nulls = self._where_plan(table, change)
-            plan = (delete_sql(table, where_cols, full, nulls), _picker(where_idx), from_key)
+            plan = (delete_sql(table, where_cols, full, nulls), values_picker(where_idx), from_key)
             table.plans[shape] = plan
         text, pick, from_key = plan
         keys = change.key_values if from_key else change.values

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 # Marker test_decoding prints for a TOASTed column an UPDATE did not change.
 UNCHANGED_TOAST = "unchanged-toast-datum"
@@ -18,6 +20,19 @@ UNCHANGED_TOAST = "unchanged-toast-datum"
 
 class DecodeError(ValueError):
     """A message the decoder does not understand."""
+
+
+def values_picker(
+    positions: Sequence[int],
+) -> Callable[[list[bytes | None]], Sequence[bytes | None]]:
+    """A change's values -> the values at `positions`, in that order, as a tuple (a C loop
+    where it can be: it runs per row)."""
+    if not positions:
+        return lambda values: ()
+    if len(positions) == 1:
+        only = positions[0]
+        return lambda values: (values[only],)
+    return itemgetter(*positions)
 
 
 @dataclass(slots=True)

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
-from pgferry.cdc.decode import Change
+from pgferry.cdc.decode import Change, values_picker
 from pgferry.cdc.sqlgen import TargetTable
 
 # Key column types whose text, as the source prints it, is one value and only one: two
@@ -74,12 +73,12 @@ class KeyMaker:
         self._classes: dict[int, str] = {}
         self._pickers: dict[tuple[int, tuple[str, ...]], Callable[[Any], Any] | None] = {}
 
-    def keys(self, changes: Iterable[tuple[Change, TargetTable]]) -> Keys | None:
+    def keys(self, changes: Iterable[tuple[Change, TargetTable | None]]) -> Keys | None:
         rows: set[Hashable] = set()
         shared: set[int] = set()
         whole: set[int] = set()
         for change, table in changes:
-            if change.kind == "T":
+            if change.kind == "T" or table is None:
                 return None
             tid = id(table)
             cls = self._classes.get(tid)
@@ -120,14 +119,7 @@ class KeyMaker:
         if shape in self._pickers:
             return self._pickers[shape]
         at = {c: i for i, c in enumerate(columns)}
-        picker: Callable[[Any], Any] | None = None
-        if all(c in at for c in key):
-            positions = [at[c] for c in key]
-            if len(positions) == 1:
-                only = positions[0]
-                picker = lambda values: values[only]  # noqa: E731
-            else:
-                picker = itemgetter(*positions)
+        picker = values_picker([at[c] for c in key]) if all(c in at for c in key) else None
         self._pickers[shape] = picker
         return picker
 
@@ -137,7 +129,6 @@ class Group:
     """Consecutive source transactions applied as one target transaction on one lane."""
 
     lane: int
-    first_lsn: int
     last: Any  # TxnEntry: the origin records its commit
     txns: int = 0
     changes: int = 0

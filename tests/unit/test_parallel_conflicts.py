@@ -60,7 +60,7 @@ def _keys(*changes: tuple[Change, TargetTable]) -> Keys:
 
 
 def _after(index: ConflictIndex, lane: int, *changes: tuple[Change, TargetTable]) -> Group:
-    group = Group(lane=lane, first_lsn=0, last=None)
+    group = Group(lane=lane, last=None)
     index.add(group, _keys(*changes))
     return group
 
