@@ -114,7 +114,8 @@ GC_THRESHOLD = 100_000  # container allocations between two young-generation col
 # pg_terminate_backend: 57P01-03, class 08), a cancel (57014), a deadlock or
 # serialization failure with someone else's session (class 40), a lock not granted
 # within parallel apply's lock_timeout (55P03: someone else holds it; wait again).
-_TRANSIENT = {"57P01", "57P02", "57P03", "57014", "55P03"}
+_SESSION_ENDED = {"57P01", "57P02", "57P03", "57014"}
+_TRANSIENT = _SESSION_ENDED | {"55P03"}
 _TRANSIENT_CLASSES = ("08", "40")
 
 
@@ -761,8 +762,10 @@ class Applier:
         state = getattr(error, "sqlstate", None) or ""
         what, where = _described(exc.ctx)
         text = " ".join(str(error).split()) if error is not None else "matched no row"
-        if state.startswith("08") or state in _TRANSIENT:
+        if state.startswith("08") or state in _SESSION_ENDED:
             raise ApplyInterrupted(f"[{state}] {error}") from error
+        # A lock timeout or a deadlock here may be two lanes waiting on each other: the
+        # same transactions in parallel again would meet the same wait.
         raise ApplyConflict(f"{what}{where}: {text}")
 
     def _idle(self, pipe: Pipeline, endpos: int | None) -> bool:
