@@ -89,6 +89,21 @@ def wait_until(
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_prefetched(
+    p: DbPair, proc: subprocess.Popen[str], nbytes: int, what: str = "prefetch"
+) -> None:
+    """Until the receiver has made `nbytes` of WAL past the slot's start durable."""
+    wait_until(
+        lambda: (
+            lsn(sentinel(p.workdir).get("flush_lsn"))
+            > lsn(sentinel(p.workdir).get("startpos")) + nbytes
+        ),
+        what=what,
+        proc=proc,
+        timeout=180,
+    )
+
+
 def wait_applied(p: DbPair, proc: subprocess.Popen[str], timeout: float = 180) -> None:
     """Until apply has applied something after the slot's start position."""
     wait_until(

@@ -20,6 +20,7 @@ from tests.helpers.cdc import (
     names,
     sentinel,
     wait_applied,
+    wait_prefetched,
     wait_until,
 )
 from tests.helpers.cli import run_pgferry
@@ -308,26 +309,10 @@ def test_kill_during_prefetch_and_during_apply(dbpair: DbPair, plugin: str, grou
     load.start()
     bench.start(clients=2)
     # Prefetch: changes pile up on disk while apply is held.
-    wait_until(
-        lambda: (
-            lsn(sentinel(p.workdir).get("flush_lsn"))
-            > lsn(sentinel(p.workdir).get("startpos")) + 4_000_000
-        ),
-        what="prefetch",
-        proc=proc,
-        timeout=180,
-    )
+    wait_prefetched(p, proc, 4_000_000)
     kill_group(proc)
     proc = start_pgferry(*args, "--resume")
-    wait_until(
-        lambda: (
-            lsn(sentinel(p.workdir).get("flush_lsn"))
-            > lsn(sentinel(p.workdir).get("startpos")) + 8_000_000
-        ),
-        what="more prefetch",
-        proc=proc,
-        timeout=180,
-    )
+    wait_prefetched(p, proc, 8_000_000, "more prefetch")
     bench.stop()
     load.finish()
     run_pgferry("stream", "sentinel", "set", "apply", "--dir", str(p.workdir))

@@ -22,6 +22,7 @@ from tests.helpers.cdc import (
     names,
     pause_apply,
     sentinel,
+    wait_prefetched,
     wait_until,
 )
 from tests.helpers.cli import run_pgferry
@@ -112,15 +113,7 @@ def test_parallel_apply_killed_at_random_moments(dbpair: DbPair, plugin: str) ->
     for load in loads:
         load.start()
     bench.start(clients=2)
-    wait_until(
-        lambda: (
-            lsn(sentinel(p.workdir).get("flush_lsn"))
-            > lsn(sentinel(p.workdir).get("startpos")) + 6_000_000
-        ),
-        what="prefetch",
-        proc=proc,
-        timeout=180,
-    )
+    wait_prefetched(p, proc, 6_000_000)
     bench.stop()
     for load in loads:
         load.finish()
