@@ -67,7 +67,7 @@ from pgferry.errors import StepFailed
 from pgferry.faults import crash_after_commits, die
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, parse_lsn
-from pgferry.pg.profiles import APPLY_WRITER
+from pgferry.pg.profiles import APPLY_WRITER, PARALLEL_APPLY_WRITER
 from pgferry.pg.replication import (
     applied_position,
     create_origin,
@@ -102,10 +102,6 @@ SYNC_EVERY_STATEMENTS = 2000
 # this many tables, so a huge transaction is never held in memory.
 MAX_WAITING_TABLES = 64
 MAX_RUN_ROWS = 1024
-# Parallel apply: a lane waiting this long for a lock gives up, and apply goes on one
-# transaction at a time (a wait on a later transaction's lock never ends by itself: that
-# transaction commits only after this one).
-PARALLEL_LOCK_TIMEOUT = "5s"
 LANE_START = "0/1"  # a new lane origin's position (below every commit)
 MAX_GROUPS_IN_FLIGHT = 32  # groups sent and not yet committed, as MAX_IN_FLIGHT
 GC_THRESHOLD = 100_000  # container allocations between two young-generation collections
@@ -353,9 +349,7 @@ class Applier:
     def _lane_session(self, lane: int) -> tuple[psycopg.Connection[Any], int]:
         """A target session bound to the lane's origin (created when missing), and the
         origin's position."""
-        settings = APPLY_WRITER
-        if self.apply_jobs > 1:
-            settings = dict(APPLY_WRITER, lock_timeout=PARALLEL_LOCK_TIMEOUT)
+        settings = PARALLEL_APPLY_WRITER if self.apply_jobs > 1 else APPLY_WRITER
         name = lane_origin(self.origin, lane)
         # Every lane's session is "apply" (cleanup ends them all before dropping origins).
         conn = self.target.connect("pgferry apply", settings=settings)

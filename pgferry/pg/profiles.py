@@ -66,6 +66,11 @@ APPLY_WRITER = {
     "extra_float_digits": "3",
 }
 
+# Parallel apply's sessions (--apply-jobs): a lane waiting this long for a lock gives up,
+# and apply goes on one transaction at a time (a wait on a later transaction's lock never
+# ends by itself: that transaction commits only after this one).
+PARALLEL_APPLY_WRITER = dict(APPLY_WRITER, lock_timeout="5s")
+
 # compare and verify: the snapshot-holding session idles while its workers read.
 COMPARE_HOLDER = {"idle_in_transaction_session_timeout": "0"}
 
