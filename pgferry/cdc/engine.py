@@ -6,7 +6,6 @@ are prefetched during the copy and applied after it) and by `follow` on its own.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -22,15 +21,15 @@ from pgferry.catalog.model import Sequence
 from pgferry.catalog.sequences import read_sequence, set_sequence
 from pgferry.cdc.apply import Applier, ApplyConflict, ApplyInterrupted, ApplyScope
 from pgferry.cdc.protocol import create_slot, current_wal_lsn
-from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions, Receiver
+from pgferry.cdc.publication import UnpublishedWatch, not_published
+from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions
+from pgferry.cdc.receive_process import ReceiveJob, ReceiveProcess
 from pgferry.checks.verify import run_verify
 from pgferry.errors import (
     ConnectionFailed,
     InputError,
     Interrupted,
-    PgferryError,
     StepFailed,
-    from_os_error,
 )
 from pgferry.faults import crash_point
 from pgferry.pg.conninfo import ConnInfo
@@ -46,7 +45,6 @@ from pgferry.pg.replication import (
     lane_origins,
     origin_exists,
     publication_exists,
-    published_tables,
     slot_exists,
     slot_user,
 )
@@ -140,7 +138,7 @@ class Cdc:
         self.options = options
         self.stop = stop
         self.holder: psycopg.Connection[Any] | None = None
-        self.receiver: Receiver | None = None
+        self.receiver: ReceiveProcess | None = None
         self._sentinel_row: Sentinel | None = None
         self._sentinel_at = 0.0
         self._pending_txns = 0
@@ -251,30 +249,10 @@ class Cdc:
             create_publication(conn, name, [(t.schema, t.name) for t in tables])
         log.info("created publication %s of %d tables", name, len(tables))
 
-    def _not_published(self, filters: Filters) -> list[str]:
-        """Tables in scope that the publication lacks (created after it): pgoutput never
-        sends their changes."""
-        with self.source.connect("pgferry publication") as conn:
-            wanted = {(t.schema, t.name) for t in read_tables(conn, filters)}
-            missing = sorted(wanted - published_tables(conn, self.options.slot))
-        return [".".join(m) for m in missing]
-
-    def _unpublished(self, filters: Filters) -> str | None:
-        """While following: a table created in scope after the start. Said, not left
-        silent."""
-        missing = self._not_published(filters)
-        if not missing:
-            return None
-        return (
-            f"{len(missing)} table(s) were created on the source after the migration started "
-            f"({listed(missing, 5)}): pgoutput sends only the tables of "
-            f"publication {self.options.slot}, so their changes are not captured"
-        )
-
     def _check_published(self, filters: Filters) -> None:
         """After the slot: a table created meanwhile is in the copy's scope but not
         published, and its changes would never arrive. Start over then."""
-        missing = self._not_published(filters)
+        missing = not_published(self.source, self.options.slot, filters)
         if missing:
             raise StepFailed(
                 f"{len(missing)} table(s) were created while the replication slot was being "
@@ -354,9 +332,9 @@ class Cdc:
         watch = None
         stored = self.store.get_json(Meta.FOLLOW_FILTERS) or self.store.get_json(Meta.FILTERS)
         if options.plugin == "pgoutput" and stored is not None:
-            watch = functools.partial(self._unpublished, Filters.from_json(stored))
-        self.receiver = Receiver(
-            self.source, options, self.workdir.cdc_dir, self.store, start, watch=watch
+            watch = UnpublishedWatch(self.source, options.slot, stored)
+        self.receiver = ReceiveProcess(
+            ReceiveJob(self.source, options, self.workdir.cdc_dir, self.store.path, start, watch)
         )
         self.receiver.start()
 
@@ -380,12 +358,7 @@ class Cdc:
     def _received(self) -> int:
         r = self.receiver
         if r is not None and r.error is not None:
-            problem = from_os_error(r.error)
-            if problem is not None:
-                raise problem from None
-            if isinstance(r.error, PgferryError):
-                raise r.error
-            raise StepFailed(f"receiving changes failed: {' '.join(str(r.error).split())}")
+            raise r.error
         return r.durable if r is not None else 0
 
     def _sentinel(self) -> Sentinel | None:

@@ -39,7 +39,7 @@ FEEDBACK_SECONDS = 1.0  # fsync + status update cadence (well within wal_sender_
 # Committed transactions reach apply (fsynced, with their index entries: apply reads only
 # what is durable) when the stream pauses for VISIBLE_IDLE_SECONDS, at most every
 # VISIBLE_MIN_SECONDS, and at least every VISIBLE_SECONDS while any wait; apply is woken
-# then (Receiver.visible). At the 1 s status cadence the live lag's p95 was 1.05 s; this
+# then (Receiver.on_durable). At the 1 s status cadence the live lag's p95 was 1.05 s; this
 # way 0.93 s (bench/README.md).
 VISIBLE_SECONDS = 0.1
 VISIBLE_MIN_SECONDS = 0.02
@@ -108,8 +108,9 @@ def begin_xid(payload: memoryview) -> int:
     return int(raw[start:end]) if end > start else 0
 
 
-class Receiver(threading.Thread):
-    """The streaming client; `stop` ends it, so does reaching the sentinel's endpos."""
+class Receiver:
+    """The streaming client; `stop` ends it, so does reaching the sentinel's endpos. It
+    runs in a process of its own (receive_process), where it is the main thread."""
 
     def __init__(
         self,
@@ -120,8 +121,8 @@ class Receiver(threading.Thread):
         start_lsn: int,
         *,
         watch: Callable[[], str | None] | None = None,
+        on_durable: Callable[[int], None] | None = None,
     ) -> None:
-        super().__init__(name="cdc-receive", daemon=True)
         # Asked every WATCH_SECONDS while receiving: a problem that stops receiving.
         self.watch = watch
         self._watched_at = time.monotonic()
@@ -135,9 +136,8 @@ class Receiver(threading.Thread):
         self.received = 0
         self.durable = 0
         self.reached_endpos = threading.Event()
-        self.connected = threading.Event()
-        # Set whenever newly committed transactions became durable (apply waits on it).
-        self.visible = threading.Event()
+        # Told whenever newly committed transactions became durable (apply waits on it).
+        self.on_durable = on_durable
         self._kind = {"wal2json": wal2json_action, "pgoutput": pgoutput_kind}.get(
             options.plugin, test_decoding_kind
         )
@@ -161,6 +161,8 @@ class Receiver(threading.Thread):
         if self._streams is not None:
             self._streams.reset()  # what a crash left: the source sends it again
         self.durable = max(writer.durable_lsn, self.start_lsn)
+        if self.on_durable is not None:
+            self.on_durable(self.durable)
         attempt = 0
         try:
             while not self.stop_event.is_set() and not self.reached_endpos.is_set():
@@ -204,7 +206,6 @@ class Receiver(threading.Thread):
                 writer.close()
                 if self._streams is not None:
                     self._streams.close()
-                self.connected.clear()
 
     def _stream(self, writer: SpoolWriter) -> None:
         conn = self.source.connect_replication("pgferry receive")
@@ -214,13 +215,11 @@ class Receiver(threading.Thread):
             stream.start(self.options.slot, self.durable, options)
             self.store.set_meta(Meta.CDC_PROTOCOL, protocol_text(self.options.plugin, options))
             self._streamed = True
-            self.connected.set()
             log.info(
                 "receiving changes from slot %s at %s", self.options.slot, format_lsn(self.durable)
             )
             self._loop(stream, writer)
         finally:
-            self.connected.clear()
             conn.close()
 
     def _flush(self, writer: SpoolWriter) -> None:
@@ -228,7 +227,8 @@ class Receiver(threading.Thread):
         durable = writer.flush()
         if durable > self.durable:
             self.durable = durable
-            self.visible.set()
+            if self.on_durable is not None:
+                self.on_durable(durable)
 
     def _loop(self, stream: ReplicationStream, writer: SpoolWriter) -> None:
         last_feedback = last_visible = time.monotonic()
