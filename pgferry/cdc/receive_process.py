@@ -274,7 +274,8 @@ def main(events_fd: int) -> None:
         error = _receive(job, commands, events)
     except BaseException as exc:
         error = _for_parent(exc)
-        log.error("receiving changes failed: %s", error.one_line())
+        if from_os_error(exc) is None:  # a local disk problem: the parent says it, once
+            log.error("receiving changes failed: %s", error.one_line())
     events.send(END, error)
 
 
