@@ -118,6 +118,10 @@ class ReceiveProcess:
                 [sys.executable, "-c", _CHILD, _package_root(), str(events_w)],
                 stdin=commands_r,
                 pass_fds=(events_w,),
+                # A session of its own, as PostgreSQL gives each backend: where the kernel
+                # shares CPU between sessions (autogroup), the receiver does not take
+                # apply's share, nor apply the receiver's.
+                start_new_session=True,
             )
         except BaseException:
             for fd in (events_r, commands_w):
