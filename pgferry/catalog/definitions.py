@@ -155,6 +155,10 @@ SCHEMA_QUERIES: dict[str, str] = {
           LEFT JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
           LEFT JOIN pg_catalog.pg_type t ON t.oid = con.contypid
          WHERE (c.oid IS NOT NULL OR t.oid IS NOT NULL)
+           -- Not the clones a constraint gets on partitions (conparentid): the server
+           -- makes them from their parent, and names them its own way per version (the
+           -- foreign key to a partitioned table's fkey1, fkey2... in 15, not in 18).
+           AND con.conparentid = 0
            AND {_NS}
            AND (c.oid IS NULL OR {_REL_MEMBER})
            AND (t.oid IS NULL OR {not_member("pg_type", "t.oid")})""",

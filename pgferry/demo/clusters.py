@@ -148,14 +148,16 @@ class LocalCluster:
         logical: bool = False,
         extra_conf: dict[str, str] | None = None,
         password_roles: bool = True,
+        bindir: Path | None = None,
     ) -> LocalCluster:
         """Create and start a new cluster in `basedir/name`.
 
         `logical` sets wal_level=logical (else replica). `extra_conf` settings (plain values,
         quoted for you) override the defaults. With `password_roles`, members of role
         `pwauth` must authenticate with a password over TCP; everyone else is trusted.
+        `bindir`: the server binaries to use (default: `find_server_bindir()`).
         """
-        bindir = find_server_bindir()
+        bindir = bindir or find_server_bindir()
         os_user = _server_os_user()
         home, link = _make_home(Path(basedir), name, os_user)
         cluster = cls(
