@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,22 +84,31 @@ def dbpair(
     tmp_path: Path,
 ) -> Iterator[DbPair]:
     """Empty databases named after the test, one per cluster, dropped afterwards."""
+    with fresh_pair(request, source_cluster, target_cluster, tmp_path) as pair:
+        yield pair
+
+
+@contextmanager
+def fresh_pair(
+    request: pytest.FixtureRequest, source: LocalCluster, target: LocalCluster, tmp_path: Path
+) -> Iterator[DbPair]:
+    """Empty databases named after the test in `source` and `target`, dropped after."""
     slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
     token = secrets.token_hex(3)
     pair = DbPair(
-        source=source_cluster,
-        target=target_cluster,
+        source=source,
+        target=target,
         src_db=f"src_{slug}_{token}",
         tgt_db=f"tgt_{slug}_{token}",
         workdir=tmp_path / "work",
     )
-    source_cluster.create_database(pair.src_db)
+    source.create_database(pair.src_db)
     try:
-        target_cluster.create_database(pair.tgt_db)
+        target.create_database(pair.tgt_db)
         yield pair
     finally:
-        source_cluster.drop_database(pair.src_db)
-        target_cluster.drop_database(pair.tgt_db)
+        source.drop_database(pair.src_db)
+        target.drop_database(pair.tgt_db)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 In one process the receiver and apply share the interpreter lock: under load every
 hand-over between them waited for the scheduler, and the source's messages sat in the
 socket for a median 0.6 s before the receiver read them (bench/README.md). So the
-receiver runs in a child (`python -m pgferry.cdc.receive_process`) and tells its
+receiver runs in a child (`python -c` calling `receive_process.main`) and tells its
 parent over a pipe what became durable, its log lines, and how it ended. The spool
 and the state store stay the only shared state; both were made for a reader and a
 writer that know nothing of each other.

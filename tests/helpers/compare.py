@@ -11,6 +11,7 @@ import difflib
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -39,10 +40,13 @@ _STABLE_OUTPUT = (
 _DROPPED_PREFIXES = ("--", "\\restrict", "\\unrestrict", "SET ")
 
 
-def schema_dump(uri: str, *, no_owner: bool = True, no_acl: bool = True) -> str:
-    """`pg_dump --schema-only` of `uri`, without comments, SET lines and blank lines."""
+def schema_dump(
+    uri: str, *, no_owner: bool = True, no_acl: bool = True, pg_dump: Path | None = None
+) -> str:
+    """`pg_dump --schema-only` of `uri`, without comments, SET lines and blank lines
+    (`pg_dump`: that program rather than the machine's newest)."""
     conninfo, password = split_password(uri)
-    args = [str(pg_program("pg_dump")), "--schema-only", "-d", conninfo]
+    args = [str(pg_dump or pg_program("pg_dump")), "--schema-only", "-d", conninfo]
     if no_owner:
         args.append("--no-owner")
     if no_acl:

@@ -30,14 +30,19 @@ def rich_template(source_cluster: LocalCluster, rich_schema_sql: Path) -> Iterat
 @pytest.fixture
 def rich_source(dbpair: DbPair, rich_template: str) -> DbPair:
     """`dbpair` whose source database holds rich_schema.sql (copied from the template)."""
-    dbpair.source.drop_database(dbpair.src_db)
-    with dbpair.source.connect() as conn:
+    load_template(dbpair, rich_template)
+    return dbpair
+
+
+def load_template(pair: DbPair, template: str) -> None:
+    """The pair's source database becomes a copy of `template` (in the same cluster)."""
+    pair.source.drop_database(pair.src_db)
+    with pair.source.connect() as conn:
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(dbpair.src_db), sql.Identifier(rich_template)
+                sql.Identifier(pair.src_db), sql.Identifier(template)
             )
         )
-    return dbpair
 
 
 @pytest.fixture(params=["pgoutput", "test_decoding", "wal2json"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import secrets
 import subprocess
 import time
@@ -14,10 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from psycopg import sql
 
 from pgferry.demo.clusters import LocalCluster, server_major
-from tests.conftest import DbPair
+from tests.conftest import DbPair, fresh_pair
 from tests.helpers.cdc import (
     Load,
     cutover,
@@ -28,9 +26,10 @@ from tests.helpers.cdc import (
     wait_until,
 )
 from tests.helpers.cli import pg_program, run_pgferry, run_psql
-from tests.helpers.compare import assert_same_database
+from tests.helpers.compare import assert_same_database, schema_dump
 from tests.helpers.majors import Unavailable, server_bindir
 from tests.helpers.running import clone_args, kill_group, start_pgferry
+from tests.integration.conftest import RICH_TEMPLATE_DB, load_template
 
 if TYPE_CHECKING:
     import psycopg
@@ -72,16 +71,13 @@ def wheel_clusters(
             )
             started[(major, source)] = cluster
             if source:
-                cluster.create_database(TEMPLATE)
-                run_psql(cluster.uri(TEMPLATE), file=rich_schema_sql)
+                cluster.create_database(RICH_TEMPLATE_DB)
+                run_psql(cluster.uri(RICH_TEMPLATE_DB), file=rich_schema_sql)
         return started[(major, source)]
 
     yield get
     for cluster in started.values():
         cluster.destroy()
-
-
-TEMPLATE = "rich_template"
 
 
 @pytest.fixture
@@ -101,37 +97,9 @@ def pair(
         target = request.getfixturevalue("target_cluster")
     else:
         target = wheel_clusters(target_major, False)
-    slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
-    token = secrets.token_hex(3)
-    p = DbPair(source, target, f"src_{slug}_{token}", f"tgt_{slug}_{token}", tmp_path / "work")
-    with source.connect() as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(p.src_db), sql.Identifier(TEMPLATE)
-            )
-        )
-    target.create_database(p.tgt_db)
-    try:
+    with fresh_pair(request, source, target, tmp_path) as p:
+        load_template(p, RICH_TEMPLATE_DB)
         yield p
-    finally:
-        source.drop_database(p.src_db)
-        target.drop_database(p.tgt_db)
-
-
-def schema_text(pg_dump: Path, uri: str) -> list[str]:
-    """The schema as the newer pg_dump writes it (it reads both servers)."""
-    out = subprocess.run(
-        [str(pg_dump), "--schema-only", "--no-owner", "--no-acl", "-d", uri],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [
-        line
-        for line in out.splitlines()
-        if line.strip() and not line.startswith(("--", "SET ", "SELECT pg_catalog.set_config"))
-        and not line.startswith("\\restrict") and not line.startswith("\\unrestrict")
-    ]  # fmt: skip
 
 
 def newest_pg_dump(p: DbPair) -> Path:
@@ -162,7 +130,9 @@ def assert_same(p: DbPair) -> None:
             check=True,
         )  # fmt: skip
         pg_dump = newest_pg_dump(p)
-        assert schema_text(pg_dump, p.target_uri) == schema_text(pg_dump, p.target.uri(reference))
+        assert schema_dump(p.target_uri, pg_dump=pg_dump) == schema_dump(
+            p.target.uri(reference), pg_dump=pg_dump
+        )
     finally:
         p.target.drop_database(reference)
 
