@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from pgferry import log as pflog
@@ -102,6 +103,9 @@ class Clone:
         # A resume's new snapshot: every worker locks all the tables still to copy at
         # once (see RunContext.lock_first).
         self.lock_first = False
+        # A resume with tables still to copy takes its new snapshot only when the data
+        # phase starts (see _fresh_snapshot).
+        self.fresh_pending = False
         self.run_id = 0
 
     # -- entry point ----------------------------------------------------------------------
@@ -352,7 +356,7 @@ class Clone:
         t0 = time.time()
         snapshot = self._snapshot()
         catalog = self._phase_catalog(snapshot)
-        self._phase_dump(tools, snapshot)
+        snapshot = self._phase_dump(tools, snapshot)
         toc = read_toc(tools.pg_restore, self.workdir.dump_file)
         scope = resolve_scope(
             catalog,
@@ -436,13 +440,22 @@ class Clone:
             copied = store.has_plan() and all(
                 u.status == Status.DONE for u in store.units() if u.kind == UnitKind.COPY
             )
-            if copied:
-                snapshot = Snapshot(None, None)
-            else:
-                snapshot = cdc.fresh_snapshot()
+            snapshot = Snapshot(None, None)
+            if not copied:
+                self.fresh_pending = True
                 self.lock_first = True
         cdc.start_receiver()
         return snapshot
+
+    def _fresh_snapshot(self, snapshot: Snapshot) -> Snapshot:
+        """A resume's new snapshot, taken as late as possible: a TRUNCATE that commits
+        between it and the workers' locks makes the copy start over (run_clone), so the
+        receiver, the table of contents and the plan come first, and the workers lock
+        the tables a few milliseconds after it is taken."""
+        if not self.fresh_pending:
+            return snapshot
+        self.fresh_pending = False
+        return self._cdc().fresh_snapshot()
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[bool]:
@@ -484,9 +497,11 @@ class Clone:
                 )
         return Catalog.from_json(store.get_json(Meta.CATALOG))
 
-    def _phase_dump(self, tools: DumpTools, snapshot: Snapshot) -> None:
+    def _phase_dump(self, tools: DumpTools, snapshot: Snapshot) -> Snapshot:
+        """The schema dump; returns the snapshot the run goes on with."""
         with self._phase("dump") as todo:
             if todo or not self.workdir.dump_file.exists():
+                snapshot = self._fresh_snapshot(snapshot)
                 dump_schema(
                     tools,
                     self.o.source,
@@ -495,6 +510,7 @@ class Clone:
                     large_objects=not self.o.skip_large_objects,
                 )
             crash_point("dumped")  # nothing written to the target yet
+        return snapshot
 
     def _preflight(self, p: Prepared) -> None:
         """Checks that need the scope; nothing has been written to the target yet."""
@@ -666,25 +682,59 @@ class Clone:
     def _data_phase(self, p: Prepared, snapshot: Snapshot) -> None:
         store = self.store
         assert store is not None
-        ctx = RunContext(
-            source=self.o.source,
-            target=self.o.target,
-            catalog=p.catalog,
-            snapshot=snapshot,
-            store=store,
-            binary=self.o.use_copy_binary,
-            maintenance_work_mem=self.o.maintenance_work_mem,
-            use_tablespaces=not self.o.no_tablespaces,
-            stop=self.stop,
-        )
-        ctx.truncated = {t.oid for t in store.tables() if t.truncated}
         # A table's data comes from the snapshot of the run that copied it; decide from
         # its units (a crash can fall between a unit's end and the table's status).
-        pending = {u.table_oid for u in store.units(UnitKind.COPY) if u.status != Status.DONE}
-        if self.lock_first and snapshot.name is not None:
-            ctx.lock_first = tuple(
-                sql.Identifier(t.nspname, t.relname) for t in store.tables() if t.oid in pending
+        unfinished = [u for u in store.units(UnitKind.COPY) if u.status != Status.DONE]
+        pending = {u.table_oid for u in unfinished}
+        early = self._open_early(len(unfinished))
+        try:
+            snapshot = self._fresh_snapshot(snapshot)
+            ctx = RunContext(
+                source=self.o.source,
+                target=self.o.target,
+                catalog=p.catalog,
+                snapshot=snapshot,
+                store=store,
+                binary=self.o.use_copy_binary,
+                maintenance_work_mem=self.o.maintenance_work_mem,
+                use_tablespaces=not self.o.no_tablespaces,
+                stop=self.stop,
             )
+            if self.lock_first and snapshot.name is not None:
+                ctx.lock_first = tuple(
+                    sql.Identifier(t.nspname, t.relname) for t in store.tables() if t.oid in pending
+                )
+                ctx.lock_ahead(early)
+        except BaseException:
+            for conn in early:
+                conn.close()
+            raise
+        try:
+            self._run_data_phase(ctx, p, snapshot, pending)
+        finally:
+            ctx.close_ready()
+
+    def _open_early(self, unfinished: int) -> list[psycopg.Connection[Any]]:
+        """A resume's new snapshot is still to be taken: connect the copy workers' source
+        sessions first, so that only the snapshot import and the locks follow it."""
+        if not (self.fresh_pending and self.lock_first):
+            return []
+        conns: list[psycopg.Connection[Any]] = []
+        try:
+            for n in range(min(self.o.table_jobs, unfinished)):
+                conns.append(self.o.source.connect(f"pgferry copy-{n}", settings=SNAPSHOT_READER))
+        except BaseException:
+            for conn in conns:
+                conn.close()
+            raise
+        return conns
+
+    def _run_data_phase(
+        self, ctx: RunContext, p: Prepared, snapshot: Snapshot, pending: set[int]
+    ) -> None:
+        store = self.store
+        assert store is not None
+        ctx.truncated = {t.oid for t in store.tables() if t.truncated}
         for t in store.tables():
             if t.oid in pending:
                 store.set_table(

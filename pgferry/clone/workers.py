@@ -54,9 +54,28 @@ class RunContext:
     # them itself: a lock held elsewhere would make the worker's own request queue
     # behind a TRUNCATE waiting on it, for ever.
     lock_first: tuple[sql.Identifier, ...] = ()
+    # Source sessions already on the snapshot, with lock_first held: opened before the
+    # snapshot was taken, so that the tables are locked a few milliseconds after it.
+    ready: list[psycopg.Connection[Any]] = field(default_factory=list)
+    ready_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.indexes = {i.oid: i for i in self.catalog.indexes}
+
+    def lock_ahead(self, conns: list[psycopg.Connection[Any]]) -> None:
+        """Put `conns` (connected, idle) on the snapshot with lock_first held, back to
+        back, and keep them for the first workers that need a source session."""
+        for conn in conns:
+            begin_on_snapshot(conn, self.snapshot)
+            lock_for_copy(conn, self.lock_first)
+        with self.ready_lock:
+            self.ready.extend(conns)
+
+    def close_ready(self) -> None:
+        with self.ready_lock:
+            conns, self.ready = self.ready, []
+        for conn in conns:
+            conn.close()
 
     def cancel_active(self) -> None:
         """Cancel every statement running on a worker's target connection (on stop)."""
@@ -88,6 +107,10 @@ class WorkerSession:
 
     def source(self) -> psycopg.Connection[Any]:
         if self._source is None or self._source.closed:
+            with self.ctx.ready_lock:
+                if self.ctx.ready:
+                    self._source = self.ctx.ready.pop()
+                    return self._source
             conn = self.ctx.source.connect(f"pgferry {self.name}", settings=SNAPSHOT_READER)
             begin_on_snapshot(conn, self.ctx.snapshot)
             if self.ctx.lock_first:
