@@ -334,9 +334,12 @@ def test_kill_between_commit_and_acknowledgement(dbpair: DbPair, plugin: str, gr
     bench = setup(p)
     if plugin == "pgoutput":
         identify_every_table(p)
-    bench.start(clients=2, seconds=4)
     args = follow_args(p, plugin, "--group-txns", group)
     proc = start_pgferry(*args, env={"PGFERRY_TEST_CRASH_AFTER_COMMITS": "300"})
+    # The slot first: a bench started before it could end before it on a busy machine,
+    # leaving nothing to apply.
+    wait_until(lambda: bool(sentinel(p.workdir)), what="the slot", proc=proc)
+    bench.start(clients=2, seconds=4)
     bench.proc.communicate(timeout=60)  # type: ignore[union-attr]
     proc.communicate(timeout=180)
     assert proc.returncode == -9, "the fault injection did not fire"
@@ -417,6 +420,10 @@ def test_target_lost_during_apply_reconnects(dbpair: DbPair, plugin: str) -> Non
             " WHERE application_name LIKE 'pgferry%%apply'"
         ).fetchone()
     assert ended == 1
+    # One more change: should the backlog be drained already, apply finds its session
+    # gone when it next writes.
+    with p.src_conn() as conn:
+        conn.execute("UPDATE pgbench_branches SET bbalance = bbalance + 1 WHERE bid = 1")
     wait_until(
         lambda: "reconnecting" in (p.workdir / "pgferry.log").read_text(),
         what="the reconnection",
