@@ -17,6 +17,7 @@ from pgferry.cdc.engine import (
 from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,
+    add_downgrade_flag,
     add_filters,
     add_logging_flags,
     add_source,
@@ -141,6 +142,7 @@ def register(sub: Any) -> None:
             help="COPY in binary format (same types on both sides)",
         )
         run.add_argument("--no-progress", action="store_true", help="no progress display")
+        add_downgrade_flag(run)
         run.add_argument(
             "--skip-preflight",
             action="store_true",
@@ -319,6 +321,7 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
         follow=args.follow,
         cdc=cdc_options_from_args(args),
         skip_preflight=args.skip_preflight,
+        allow_downgrade=args.allow_downgrade,
     )
 
 

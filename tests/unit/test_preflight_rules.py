@@ -195,8 +195,15 @@ def test_target_empty() -> None:
 
 
 def test_versions() -> None:
-    assert judge_target_version(16, 15, "15.4").verdict == Verdict.WARN
+    older = judge_target_version(16, 15, "15.4")
+    assert older.verdict == Verdict.FAIL
+    assert "older than the source (16)" in older.message
+    assert older.fix is not None and "--allow-downgrade" in older.fix
+    allowed = judge_target_version(16, 15, "15.4", allow_downgrade=True)
+    assert allowed.verdict == Verdict.WARN
+    assert "transaction_timeout" in allowed.message  # the limits, written out
     assert judge_target_version(15, 17, "17.0").verdict == Verdict.PASS
+    assert judge_target_version(15, 15, "15.2", allow_downgrade=True).verdict == Verdict.PASS
     assert judge_source_version(11, "11.22", False, False).verdict == Verdict.FAIL
     assert judge_source_version(15, "15.4", True, True).verdict == Verdict.FAIL
     assert judge_source_version(16, "16.2", True, True).verdict == Verdict.PASS

@@ -33,6 +33,7 @@ class PreflightOptions:
     drop_if_exists: bool = False
     resume: bool = False
     wal2json_numeric_as_string: bool = False
+    allow_downgrade: bool = False
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,11 @@ def check_filter_file(report: Report, filters: Filters, error: FilterError | Non
 
 
 def local_checks(
-    report: Report, src: SourceFacts | None, filters: Filters, opts: PreflightOptions
+    report: Report,
+    src: SourceFacts | None,
+    filters: Filters,
+    opts: PreflightOptions,
+    target_major: int | None = None,
 ) -> None:
     if src is not None and src.names is not None and not filters.is_empty():
         if include_only_matches_nothing(filters, src.names.relations, src.names.schemas):
@@ -88,14 +92,15 @@ def local_checks(
         report.skip("local.pg_dump", "not checked: the source version is unknown")
     else:
         try:
-            tools = find_dump_tools(src.major)
+            tools = find_dump_tools(src.major, target_major)
         except EnvironmentProblem as exc:
             report.fail("local.pg_dump", exc.message, exc.fix)
         else:
             report.ok(
                 "local.pg_dump",
                 f"pg_dump and pg_restore {tools.major} ({tools.pg_dump.parent}) for a "
-                f"PostgreSQL {src.major} source",
+                f"PostgreSQL {src.major} source"
+                + (f" and a PostgreSQL {target_major} target" if target_major else ""),
             )
     _check_workdir(report, opts)
     _check_disk(report, src, opts)

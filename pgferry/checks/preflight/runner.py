@@ -46,6 +46,7 @@ def run_preflight(
     filters_error: FilterError | None = None,
     wal2json_numeric_as_string: bool = False,
     plugin_chosen: bool = False,
+    allow_downgrade: bool = False,
 ) -> Report:
     """Check the source, the target and this machine for the migration described.
 
@@ -64,6 +65,7 @@ def run_preflight(
         drop_if_exists=drop_if_exists,
         resume=resume,
         wal2json_numeric_as_string=wal2json_numeric_as_string,
+        allow_downgrade=allow_downgrade,
     )
     report = Report(title="pgferry preflight")
     report.facts.update(
@@ -78,6 +80,7 @@ def run_preflight(
     )
     check_filter_file(report, filters, filters_error)
     src: SourceFacts | None = None
+    target_major: int | None = None
     with contextlib.ExitStack() as stack:
         src_conn = open_session(report, source, stack)
         if src_conn is not None:
@@ -93,11 +96,12 @@ def run_preflight(
         if src_conn is not None and tgt_conn is not None:
             _check_not_same_database(report, src_conn, tgt_conn)
         if tgt_conn is not None:
+            target_major = tgt_conn.info.server_version // 10000
             try:
                 target_checks(report, target, tgt_conn, src, filters, opts)
             except psycopg.Error as exc:
                 report.fail("target.checks", f"target checks stopped: {error_text(exc)}")
-    local_checks(report, src, filters, opts)
+    local_checks(report, src, filters, opts, target_major)
     return report
 
 

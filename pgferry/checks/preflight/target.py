@@ -47,18 +47,41 @@ _TARGET_SETTINGS = (
 )
 
 
-def judge_target_version(source_major: int | None, target_major: int, target_version: str) -> Check:
+# What a move to an older major cannot promise (README, "Across major versions").
+DOWNGRADE_LIMITS = (
+    "pg_dump's output is made for servers of its own major or newer: settings and syntax "
+    "the older server lacks fail the restore (pg_dump 17 sets transaction_timeout, for "
+    "one), and so do objects using features it lacks"
+)
+
+
+def judge_target_version(
+    source_major: int | None,
+    target_major: int,
+    target_version: str,
+    *,
+    allow_downgrade: bool = False,
+) -> Check:
+    """A target older than the source is refused, unless --allow-downgrade."""
     name = "target.version"
     if source_major is None:
         return Check(name, Verdict.PASS, f"PostgreSQL {target_version}")
     if target_major < source_major:
+        older = f"PostgreSQL {target_version} is older than the source ({source_major})"
+        if allow_downgrade:
+            return Check(
+                name,
+                Verdict.WARN,
+                f"{older}; --allow-downgrade: {DOWNGRADE_LIMITS}",
+                "a failed restore names the object; exclude it with a filter file or "
+                "--ignore-restore-errors N, or migrate to a newer major",
+            )
         return Check(
             name,
-            Verdict.WARN,
-            f"PostgreSQL {target_version} is older than the source ({source_major}): the "
-            "schema may use features the target lacks, and pg_dump output is not meant "
-            "for older servers",
-            f"migrate to PostgreSQL {source_major} or newer",
+            Verdict.FAIL,
+            f"{older}: {DOWNGRADE_LIMITS}",
+            f"migrate to PostgreSQL {source_major} or newer, or accept the limits with "
+            "--allow-downgrade",
         )
     return Check(name, Verdict.PASS, f"PostgreSQL {target_version} (source {source_major})")
 
@@ -104,7 +127,12 @@ def target_checks(
     settings = read_settings(conn, _TARGET_SETTINGS)
     major = int(settings["server_version_num"]) // 10000
     report.checks.append(
-        judge_target_version(src.major if src else None, major, settings["server_version"])
+        judge_target_version(
+            src.major if src else None,
+            major,
+            settings["server_version"],
+            allow_downgrade=opts.allow_downgrade,
+        )
     )
     with guarded_check(report, "target.provider"):
         report.facts["target provider"] = providers.describe(providers.detect_provider(conn))
