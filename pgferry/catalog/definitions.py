@@ -122,6 +122,9 @@ SCHEMA_QUERIES: dict[str, str] = {
                || CASE WHEN a.attgenerated = 's'
                        THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                             || ') STORED'
+                       WHEN a.attgenerated = 'v'  -- PostgreSQL 18
+                       THEN ' GENERATED ALWAYS AS (' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+                            || ') VIRTUAL'
                        WHEN d.adbin IS NOT NULL
                        THEN ' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid)
                        ELSE '' END

@@ -24,7 +24,7 @@ from tests.helpers.cdc import (
     wait_applied,
     wait_until,
 )
-from tests.helpers.cli import pg_program, run_pgferry, run_psql
+from tests.helpers.cli import run_pgferry, run_psql
 from tests.helpers.compare import assert_same_database, schema_dump
 from tests.helpers.majors import bindir_or_skip
 from tests.helpers.running import clone_args, kill_group, start_pgferry
@@ -37,8 +37,10 @@ pytestmark = pytest.mark.slow
 MACHINE = 15  # the machine's own server: the session's source and target clusters
 # lane -> (source major, target major)
 LANES = {"15-to-18": (15, 18), "14-to-15": (14, 15)}
-# To an older major (refused unless --allow-downgrade): an empty source database.
+# To an older major (refused unless --allow-downgrade), and from the newest one: the
+# source database starts empty.
 DOWNGRADES = {"15-to-14": (15, 14)}
+NEWEST = {"18-to-18": (18, 18)}
 # The wheel ships test_decoding and pgoutput, not wal2json: decoding runs on the source.
 FOLLOW_CASES = [
     pytest.param(lane, plugin, id=f"{lane}-{plugin}")
@@ -84,7 +86,7 @@ def pair(
 ) -> Iterator[DbPair]:
     """The rich schema in a source database (a downgrade's is empty), an empty target
     one, on the lane's majors."""
-    source_major, target_major = {**LANES, **DOWNGRADES}[request.param]
+    source_major, target_major = {**LANES, **DOWNGRADES, **NEWEST}[request.param]
     if source_major == MACHINE:
         request.getfixturevalue("rich_template")
         source = request.getfixturevalue("source_cluster")
@@ -111,23 +113,23 @@ def assert_same(p: DbPair) -> None:
     of the source's schema into the target makes it (18 names NOT NULL constraints,
     deparses views its own way: the reference makes the same)."""
     assert_same_database(p.source_uri, p.target_uri, schema=False)
+    pg_dump = newest_pg_dump(p)
     reference = f"ref_{secrets.token_hex(4)}"
     p.target.create_database(reference)
     try:
         dump = subprocess.run(
-            [str(pg_program("pg_dump")), "-Fc", "--schema-only", "--no-owner", "--no-acl",
+            [str(pg_dump), "-Fc", "--schema-only", "--no-owner", "--no-acl",
              "-d", p.source_uri],
             capture_output=True,
             check=True,
         ).stdout  # fmt: skip
         subprocess.run(
-            [str(pg_program("pg_restore")), "--no-owner", "--no-acl", "-d",
+            [str(pg_dump.parent / "pg_restore"), "--no-owner", "--no-acl", "-d",
              p.target.uri(reference)],
             input=dump,
             capture_output=True,
             check=True,
         )  # fmt: skip
-        pg_dump = newest_pg_dump(p)
         assert schema_dump(p.target_uri, pg_dump=pg_dump) == schema_dump(
             p.target.uri(reference), pg_dump=pg_dump
         )
@@ -187,6 +189,64 @@ def test_older_target_is_refused_unless_allowed(pair: DbPair) -> None:
     assert_same_database(p.source_uri, p.target_uri, schema=False)
     with p.tgt_conn() as conn:
         assert conn.execute("SELECT count(*) FROM w").fetchone() == (490,)
+
+
+# Roles belong to the cluster (the module's clusters outlive a test): made on each side.
+UPKEEP_ROLE = """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'upkeep') THEN
+        CREATE ROLE upkeep;
+    END IF;
+END $$"""
+NEWEST_SCHEMA = """
+CREATE TABLE gen (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    a int NOT NULL,
+    stored int GENERATED ALWAYS AS (a * 2) STORED,
+    virt int GENERATED ALWAYS AS (a * 3) VIRTUAL,
+    b text
+);
+INSERT INTO gen (a, b) SELECT g, 'b' || g FROM generate_series(1, 300) g;
+GRANT MAINTAIN ON gen TO upkeep;
+"""
+
+
+@pytest.mark.parametrize(
+    ("pair", "plugin"),
+    [pytest.param("18-to-18", plugin, id=plugin) for plugin in ("pgoutput", "test_decoding")],
+    indirect=["pair"],
+)
+def test_follow_from_18_with_its_generated_columns_and_maintain(pair: DbPair, plugin: str) -> None:
+    """A PostgreSQL 18 source: stored and virtual generated columns (a publication
+    leaves them out unless publish_generated_columns; apply never writes them) follow
+    exactly under inserts, updates of their inputs and deletes; a MAINTAIN grant (17+)
+    is on the target."""
+    p = pair
+    with p.src_conn() as src, p.tgt_conn() as tgt:
+        src.execute(UPKEEP_ROLE)
+        tgt.execute(UPKEEP_ROLE)
+        src.execute(NEWEST_SCHEMA)
+    tools = {"PGFERRY_PG_BINDIR": str(p.source.bindir)}  # pg_dump 18: none on the machine
+    proc = start_pgferry(*follow_args(p, plugin), env=tools)
+    wait_until(lambda: bool(sentinel(p.workdir)), what="the slot", proc=proc)
+    with p.src_conn() as conn:
+        for i in range(1, 60):
+            conn.execute("INSERT INTO gen (a, b) VALUES (%s, 'new')", (1000 + i,))
+            conn.execute("UPDATE gen SET a = a + 7 WHERE id = %s", (i,))
+            conn.execute("UPDATE gen SET b = 'changed' WHERE id = %s", (100 + i,))
+            conn.execute("DELETE FROM gen WHERE id = %s", (200 + i,))
+    wait_until(lambda: bool(sentinel(p.workdir).get("apply")), what="apply", proc=proc)
+    wait_applied(p, proc)
+    cutover(p, proc)
+    assert_same(p)
+    with p.tgt_conn() as conn:
+        assert conn.execute(
+            "SELECT count(*) FILTER (WHERE stored = a * 2 AND virt = a * 3), count(*) FROM gen"
+        ).fetchone() == (300, 300)
+        assert conn.execute(
+            "SELECT has_table_privilege('upkeep', 'gen', 'MAINTAIN')"
+        ).fetchone() == (True,)
+    _cleanup(p)
 
 
 def _follow(p: DbPair, plugin: str, kills: tuple[float, ...]) -> None:
