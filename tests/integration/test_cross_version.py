@@ -273,7 +273,10 @@ def _follow(p: DbPair, plugin: str, kills: tuple[float, ...]) -> None:
 def _writes(p: DbPair, plugin: str) -> Load:
     """A table that changes all along (inserts, updates, deletes), running."""
     with p.src_conn() as conn:
-        conn.execute("CREATE TABLE moving (id bigserial PRIMARY KEY, v text, n numeric)")
+        conn.execute(  # multiranges: PostgreSQL 14 and later
+            "CREATE TABLE moving (id bigserial PRIMARY KEY, v text, n numeric,"
+            " mr int4multirange, tm tstzmultirange)"
+        )
     if plugin == "pgoutput":
         identify_every_table(p)
     load = Load(p.source_uri, _step, seed=3, pause=0.002)
@@ -288,8 +291,12 @@ def _cleanup(p: DbPair) -> None:
 
 def _step(conn: psycopg.Connection, rng: random.Random) -> None:
     with conn.transaction():
+        low = rng.randrange(100)
         conn.execute(
-            "INSERT INTO moving (v, n) VALUES (%s, %s)", (f"v{rng.random()}", rng.randrange(10**9))
+            "INSERT INTO moving (v, n, mr, tm) VALUES (%s, %s, %s::int4multirange,"
+            " tstzmultirange(tstzrange(now(), now() + interval '1 day')))",
+            (f"v{rng.random()}", rng.randrange(10**9), f"{{[{low},{low + 3}), [{low + 5},)}}"),
         )
+        conn.execute("UPDATE moving SET mr = '{}' WHERE id = %s", (rng.randrange(1, 50),))
         conn.execute("UPDATE moving SET v = v || 'u' WHERE id = %s", (rng.randrange(1, 50),))
         conn.execute("DELETE FROM moving WHERE id = %s", (rng.randrange(1, 50),))
