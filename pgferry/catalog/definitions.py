@@ -162,6 +162,9 @@ SCHEMA_QUERIES: dict[str, str] = {
            -- makes them from their parent, and names them its own way per version (the
            -- foreign key to a partitioned table's fkey1, fkey2... in 15, not in 18).
            AND con.conparentid = 0
+           -- Not NOT NULL constraints: 18 records them here (contype 'n'), older majors
+           -- do not; the columns' definitions carry NOT NULL on every major.
+           AND con.contype <> 'n'
            AND {_NS}
            AND (c.oid IS NULL OR {_REL_MEMBER})
            AND (t.oid IS NULL OR {not_member("pg_type", "t.oid")})""",

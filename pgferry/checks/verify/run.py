@@ -23,6 +23,7 @@ from pgferry.checks.verify.counts import (
     check_sequences,
     check_sizes,
 )
+from pgferry.checks.verify.deparse import deparsed_on_target
 from pgferry.checks.verify.full import full_data
 from pgferry.checks.verify.options import VerifyOptions
 from pgferry.checks.verify.quick import quick_data
@@ -109,9 +110,10 @@ def _run(
     )
     for warning in [*filters.warnings, *_unmatched(filters, src_objects)]:
         report.warn("filters", warning, fix="use the same filters as the migration")
-    check_schema(
-        report, src_objects, tgt_objects, scope, versions[0] // 10000 != versions[1] // 10000, opts
-    )
+    cross_version = versions[0] // 10000 != versions[1] // 10000
+    if cross_version:
+        src_objects = deparsed_on_target(tgt.info, src_objects, tgt_objects)
+    check_schema(report, src_objects, tgt_objects, scope, cross_version, opts)
 
     in_scope = [k for k in src_rels if scope.copies_data(*k)]
     pairs = [pair_tables(src_rels[k], tgt_rels[k]) for k in in_scope if k in tgt_rels]
