@@ -15,6 +15,13 @@ import psycopg
 FIRST_CHUNK = 16 * 1024
 CHUNK = 1024 * 1024
 INV_WRITE = 0x20000
+SEEK_END = 2
+# Cut what an object already on the target holds past the copied size (an object there
+# before). Only then: lo_truncate64 at a multiple of the 2 kB page writes an empty page
+# at that boundary, one page more than the source has.
+TRUNCATE_LONGER_SQL = f"""
+SELECT CASE WHEN lo_lseek64(o.fd, 0, {SEEK_END}) > %s THEN lo_truncate64(o.fd, %s) END
+  FROM (SELECT lo_open(%s, %s) AS fd OFFSET 0) o"""
 
 
 def copy_large_objects(
@@ -45,7 +52,7 @@ def copy_large_objects(
                     break
                 row = source.execute("SELECT lo_get(%s, %s, %s)", (oid, offset, CHUNK)).fetchone()
                 data, expected = (bytes(row[0]) if row else b""), CHUNK
-            tcur.execute("SELECT lo_truncate64(lo_open(%s, %s), %s)", (oid, INV_WRITE, offset))
+            tcur.execute(TRUNCATE_LONGER_SQL, (offset, offset, oid, INV_WRITE))
             count += 1
             total += offset
     return count, total
