@@ -479,6 +479,14 @@ class Cdc:
             "sequences are synced",
             format_lsn(applied),
         )
+        log.info(
+            "next: switch the application to the target; pgferry verify --full --dir %s "
+            "compares every row; pgferry cleanup --dir %s drops the slot, the publication "
+            "and the origin (both with --source and --target, or PGCOPYDB_SOURCE_PGURI and "
+            "PGCOPYDB_TARGET_PGURI)",
+            self.workdir.path,
+            self.workdir.path,
+        )
         return applied
 
     def sync_sequences(self, sequences: list[Sequence]) -> None:

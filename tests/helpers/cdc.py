@@ -122,6 +122,10 @@ def cutover(p: DbPair, proc: subprocess.Popen[str], timeout: float = 300) -> str
     _, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
     assert "cutover point reached" in err
+    assert (
+        f"next: switch the application to the target; pgferry verify --full --dir {p.workdir}"
+        in err
+    )
     assert "verify: the target matches the source" in err  # verified right after cutover
     return err
 
