@@ -583,6 +583,18 @@ def cdc_checks(report: CdcReport, info: RunInfo, servers: Servers, done: bool) -
         )
     elif not slot["active"] and info.state == RunState.RUNNING and not done:
         r.warn("cdc.slot", f"slot {slot['name']} has no receiver connected (reconnecting?)")
+    elif not slot["active"] and slot["retained_wal_bytes"]:
+        # Nobody consumes it: the source keeps its WAL until it is dropped or resumed.
+        retained, where = human_bytes(slot["retained_wal_bytes"]), report["dir"]
+        r.warn(
+            "cdc.slot",
+            f"slot {slot['name']} is inactive and holds {retained} of WAL on the source, "
+            "growing with every write there",
+            fix=f"pgferry cleanup --dir {where} drops it"
+            if done
+            else f"resume the migration (--resume on {where}) so that CDC consumes it, "
+            f"or give CDC up: pgferry cleanup --dir {where}",
+        )
     else:
         r.ok(
             "cdc.slot",

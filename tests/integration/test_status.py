@@ -325,6 +325,14 @@ def test_cdc_status_under_pgbench(dbpair: DbPair) -> None:
     assert code == 0 and report["state"] == "finished"
     assert report["endpos"]["reached"] is True
     assert lsn(report["positions"]["applied"]) >= lsn(report["positions"]["endpos"])
+    # The slot stays until cleanup, holding WAL on the source: said, with the fix.
+    with p.src_conn() as conn:
+        conn.execute("CREATE TABLE churn AS SELECT g FROM generate_series(1, 20000) g")
+    code, report = status(p, *cdc, command="cdc-status")
+    slot_check = {c["name"]: c for c in report["checks"]}["cdc.slot"]
+    assert slot_check["verdict"] == "WARN", slot_check
+    assert "is inactive and holds" in slot_check["message"]
+    assert f"pgferry cleanup --dir {p.workdir}" in slot_check["fix"]
     run_pgferry(
         "cleanup", "--source", p.source_uri, "--target", p.target_uri, "--dir", str(p.workdir)
     )
