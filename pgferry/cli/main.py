@@ -44,6 +44,7 @@ _BAD_VALUE = re.compile(r"argument \S+: invalid (choice|\S+ value):")
 # Command modules, in the order their commands appear in --help. Each has register(sub).
 COMMAND_MODULES = (
     "clone",
+    "copy",
     "stream",
     "follow",
     "ops_preflight",
