@@ -1,4 +1,4 @@
-"""`pgferry clone` (alias `fork`)."""
+"""`pgferry clone` (aliases `fork` and `copy-db`, as in pgcopydb)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from pgferry.errors import InputError, UsageError
 
 def register(sub: Any) -> None:
 
-    for name in ("clone", "fork"):
+    for name in ("clone", "fork", "copy-db"):
         p = sub.add_parser(
             name,
             help="copy a database: schema, data, indexes, constraints, sequences, large objects"
