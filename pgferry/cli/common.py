@@ -166,7 +166,7 @@ def add_logging_flags(p: argparse.ArgumentParser) -> None:
     """--verbose, --debug and --quiet, for every command."""
     g = p.add_argument_group("logging")
     g.add_argument("--verbose", "-v", "--notice", action="store_true", help="more detail")
-    g.add_argument("--debug", action="store_true", help="debug output and tracebacks")
+    g.add_argument("--debug", "--trace", action="store_true", help="debug output and tracebacks")
     g.add_argument("--quiet", "-q", action="store_true", help="errors only")
 
 

@@ -56,3 +56,8 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: pgferry copy sequences" in capsys.readouterr().out
     assert main(["help"]) == 0
     assert "usage: pgferry" in capsys.readouterr().out
+
+
+def test_trace_is_debug() -> None:
+    args = build_parser().parse_args(["ping", "--trace"])
+    assert args.debug is True
