@@ -1,4 +1,6 @@
-"""`pgferry list ...`: what a work directory holds, readable while a run goes on."""
+"""`pgferry list ...`: what a work directory holds, readable while a run goes on; and
+what a clone of the source would copy, as the clone decides it (pgcopydb's `list
+tables|table-parts|indexes|sequences|extensions`: how filters are checked before a run)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,17 @@ import argparse
 import sys
 from typing import Any
 
-from pgferry.cli.common import add_dir, add_logging_flags, print_json, resolve_dir
+from pgferry.cli.common import (
+    add_dir,
+    add_filters,
+    add_logging_flags,
+    add_source,
+    print_json,
+    resolve_conn,
+    resolve_dir,
+    resolve_filters,
+    resolve_size,
+)
 from pgferry.errors import InputError
 from pgferry.ui.progress_report import progress_report, render_progress
 
@@ -22,6 +34,107 @@ def register(sub: Any) -> None:
     prog.add_argument("--summary", action="store_true", help="print the final summary JSON")
     add_logging_flags(prog)
     prog.set_defaults(handler=handle_progress)
+    for what, text in SOURCE_LISTS.items():
+        q = lsub.add_parser(what, help=text)
+        add_source(q)
+        add_filters(q)
+        q.add_argument(
+            "--split-tables-larger-than",
+            "--split-at",
+            metavar="SIZE",
+            help="as for clone (env PGCOPYDB_SPLIT_TABLES_LARGER_THAN)",
+        )
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+        add_logging_flags(q)
+        q.set_defaults(handler=handle_source_list)
+
+
+SOURCE_LISTS = {
+    "tables": "the tables a clone would create, with sizes and whether it copies their rows",
+    "table-parts": "the copy's units: each table, or each part of a table copied in parts",
+    "indexes": "the indexes and constraints a clone would build",
+    "sequences": "the sequences a clone would create and set",
+    "extensions": "the source's extensions, and whether a clone creates them",
+}
+
+
+def handle_source_list(args: argparse.Namespace) -> int:
+    from pgferry.catalog.plan import PlanOptions
+    from pgferry.clone.preview import preview
+    from pgferry.state.store import UnitKind
+    from pgferry.text import human_bytes
+
+    plan = PlanOptions(
+        split_tables_larger_than=resolve_size(
+            args.split_tables_larger_than, "SPLIT_TABLES_LARGER_THAN"
+        )
+    )
+    p = preview(resolve_conn(args, "source"), resolve_filters(args), plan)
+    cat, scope = p.catalog, p.scope
+    rows: list[dict[str, Any]]
+    if args.what == "tables":
+        rows = [
+            {
+                "table": t.qualname,
+                "kind": t.relkind,
+                "bytes": t.bytes,
+                "size": human_bytes(t.bytes),
+                "rows_estimate": int(max(t.reltuples, 0)),
+                "copies_rows": t.oid in scope.copy_tables,
+                "parts": p.parts.get(t.oid, 0),
+            }
+            for t in sorted(cat.tables, key=lambda t: (-t.bytes, t.qualname))
+            if t.oid in scope.tables
+        ]
+        left = len(cat.tables) - len(rows)
+    elif args.what == "table-parts":
+        rows = [
+            {"unit": u.label, "table": cat.table(u.table_oid).qualname, "part": u.part}
+            | {k: v for k, v in (u.detail or {}).items() if k in ("first_page", "end_page")}
+            for u in p.units
+            if u.kind == UnitKind.COPY
+        ]
+        left = 0
+    elif args.what == "indexes":
+        rows = [
+            {
+                "index": i.qualname,
+                "table": cat.table(i.table_oid).qualname,
+                "constraint": i.constraint_name,
+                "definition": i.definition,
+            }
+            for i in sorted(cat.indexes, key=lambda i: i.qualname)
+            if i.oid in scope.indexes
+        ]
+        left = len(cat.indexes) - len(rows)
+    elif args.what == "sequences":
+        rows = [
+            {"sequence": s.qualname}
+            for s in sorted(cat.sequences, key=lambda s: s.qualname)
+            if s.oid in scope.sequences
+        ]
+        left = len(cat.sequences) - len(rows)
+    else:
+        rows = [
+            {
+                "extension": e.name,
+                "version": e.version,
+                "schema": e.schema,
+                "created_by_clone": e.name in p.kept_extensions,
+            }
+            for e in sorted(cat.extensions, key=lambda e: e.name)
+        ]
+        left = 0
+    if args.json:
+        print_json({"what": args.what, args.what.replace("-", "_"): rows, "left_out": left})
+        return 0
+    for w in scope.warnings:
+        print(f"note: {w}", file=sys.stderr)
+    for row in rows:
+        print("  ".join(f"{k}={v}" for k, v in row.items() if k != "bytes"))
+    tail = f"; {left} left out by the filters" if left else ""
+    print(f"{len(rows)} {args.what}{tail}")
+    return 0
 
 
 def handle_progress(args: argparse.Namespace) -> int:
