@@ -1,4 +1,5 @@
-"""Rendering of `pgferry params`: one table per group of settings, then the verdicts."""
+"""Rendering of `pgferry params`: the verdicts and how many settings differ first, then one
+table per group of settings, the differing ones at its top."""
 
 from __future__ import annotations
 
@@ -13,10 +14,18 @@ from pgferry.ui.report import render_report
 
 
 def render_params(console: Console, result: ParamsComparison, *, show_all: bool = False) -> None:
-    """One table per group (differences highlighted), then the behaviour verdicts."""
+    """The behaviour verdicts and the count of differences, then one table per group
+    (differences first, highlighted)."""
+    render_report(result.report, cast(TextIO, console.file))
+    differing = sum(1 for r in result.rows if r.differs and r.name not in NOISE)
+    console.print(
+        f"{differing} setting(s) differ"
+        + ("" if show_all else " (shown: differences and key settings; --all for every one)"),
+        soft_wrap=True,
+    )
     rows = result.visible(show_all)
     for group in Group:
-        members = [r for r in rows if r.group == group]
+        members = sorted((r for r in rows if r.group == group), key=lambda r: not r.differs)
         if not members:
             continue
         table = Table(title=str(group), title_justify="left")
@@ -40,10 +49,3 @@ def render_params(console: Console, result: ParamsComparison, *, show_all: bool 
                 "; ".join(note),
             )
         console.print(table)
-    differing = sum(1 for r in result.rows if r.differs and r.name not in NOISE)
-    console.print(
-        f"{differing} setting(s) differ"
-        + ("" if show_all else " (shown: differences and key settings; --all for every one)"),
-        soft_wrap=True,
-    )
-    render_report(result.report, cast(TextIO, console.file))

@@ -59,6 +59,9 @@ def test_params_shows_normalised_differences_and_flags_behaviour(dbpair: DbPair)
 
     human = run_pgferry("params", "--source", dbpair.source_uri, "--target", dbpair.target_uri)
     assert "64MB" in human.stdout and "DateStyle" in human.stdout
+    # The verdicts and the count of differences first, then the tables.
+    out = human.stdout
+    assert out.index("WARN") < out.index("setting(s) differ") < out.index("Change needs")
 
 
 @pytest.fixture
