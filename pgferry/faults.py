@@ -9,7 +9,9 @@ None changes what a run does unless its environment variable is set:
 - `PGFERRY_TEST_COPY_CHUNK_DELAY=SECONDS`: each COPY chunk waits that long, so that a test
   can act while a copy runs (`copy_chunk_delay`);
 - `PGFERRY_TEST_COPY_LOCK_TIMEOUT=INTERVAL`: how long a copy waits for its table's lock
-  (`copy_lock_timeout`; default 20s).
+  (`copy_lock_timeout`; default 20s);
+- `PGFERRY_TEST_APPLY_REPORT_SECONDS=SECONDS`: how often apply logs its progress
+  (`apply_report_seconds`; default 30).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def crash_after_commits() -> int:
 def copy_chunk_delay() -> float:
     """Seconds each COPY chunk waits (0: none)."""
     return float(os.environ.get("PGFERRY_TEST_COPY_CHUNK_DELAY", "0") or 0)
+
+
+def apply_report_seconds() -> float:
+    """How often apply logs its progress (rate, backlog) while it applies."""
+    return float(os.environ.get("PGFERRY_TEST_APPLY_REPORT_SECONDS", "0") or 30)
 
 
 def copy_lock_timeout() -> str:

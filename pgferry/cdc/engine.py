@@ -31,7 +31,7 @@ from pgferry.errors import (
     Interrupted,
     StepFailed,
 )
-from pgferry.faults import crash_point
+from pgferry.faults import apply_report_seconds, crash_point
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.lsn import format_lsn, lsn_or_none, parse_lsn
 from pgferry.pg.plugins import DEFAULT_PLUGIN
@@ -51,9 +51,11 @@ from pgferry.pg.replication import (
 from pgferry.pg.snapshot import Snapshot
 from pgferry.state.store import Meta, Sentinel, StateStore
 from pgferry.state.workdir import WorkDir
-from pgferry.text import listed
+from pgferry.text import human_bytes, listed
 
 log = logging.getLogger(__name__)
+# How often apply logs its progress while it applies (a test sets it lower).
+APPLY_REPORT_SECONDS = apply_report_seconds()
 
 MAX_GROUP_TXNS = 256  # below apply's in-flight margin: a group never holds up a wait
 # Waiting transactions share target transactions by default (a live stream is applied one
@@ -145,6 +147,9 @@ class Cdc:
         self._pending_lsn = 0
         self._recorded_lsn = -1  # the replay_lsn last written to the sentinel
         self._progress_at = 0.0
+        # The progress line apply logs every APPLY_REPORT_SECONDS: since when, from what.
+        self._report_at = time.monotonic()
+        self._report_txns: int | None = None
 
     # -- setup ----------------------------------------------------------------------------
     @property
@@ -390,10 +395,32 @@ class Cdc:
         self._progress_at = now
         self.store.set_sentinel(replay_lsn=format_lsn(self._pending_lsn))
         self._recorded_lsn = self._pending_lsn
+        count = int(self.store.get_meta(Meta.CDC_APPLIED_TXNS, "0") or 0) + self._pending_txns
         if self._pending_txns:
-            count = int(self.store.get_meta(Meta.CDC_APPLIED_TXNS, "0") or 0) + self._pending_txns
             self.store.set_meta(Meta.CDC_APPLIED_TXNS, str(count))
             self._pending_txns = 0
+        if now - self._report_at >= APPLY_REPORT_SECONDS:
+            self._report(now, count)
+
+    def _report(self, now: float, applied_txns: int) -> None:
+        """One line on what apply is doing, for whoever watches the terminal or the log:
+        transactions applied and their rate, and what is received but not applied yet."""
+        if self._report_txns is not None:
+            rate = (applied_txns - self._report_txns) / max(now - self._report_at, 0.001)
+            row = self.store.sentinel()
+            flushed = (lsn_or_none(row.flush_lsn) or 0) if row is not None else 0
+            endpos = lsn_or_none(row.endpos) if row is not None else None
+            log.info(
+                "apply: %d transactions applied (%.0f/s over the last %.0fs), at %s; %s "
+                "received and not applied yet%s",
+                applied_txns,
+                rate,
+                now - self._report_at,
+                format_lsn(self._pending_lsn),
+                human_bytes(max(0, flushed - self._pending_lsn)),
+                f"; end position {format_lsn(endpos)}" if endpos else "",
+            )
+        self._report_at, self._report_txns = now, applied_txns
 
     def apply_until_endpos(self, scope: ApplyScope) -> int:
         """Apply until the end position is reached (or a stop); returns the applied LSN.
@@ -403,6 +430,8 @@ class Cdc:
         replication origin's position, so nothing is applied twice."""
         origin = self.store.get_meta(Meta.CDC_ORIGIN) or self.options.origin
         self.store.set_meta(Meta.CDC_GROUP_TXNS, str(self.options.group_txns))
+        self._report_at = time.monotonic()
+        self._report_txns = int(self.store.get_meta(Meta.CDC_APPLIED_TXNS, "0") or 0)
         log.info(
             "applying changes (set the end position with pgferry stop-cdc)%s",
             f"; up to {self.options.group_txns} source transactions per target transaction"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -273,7 +274,10 @@ def test_cdc_status_under_pgbench(dbpair: DbPair) -> None:
     bench = Pgbench(p.source_uri)
     bench.init(scale=1)
     slot, origin = names(p)
-    proc = start_pgferry(*follow_args(p, "test_decoding", "--group-txns", "8"))
+    proc = start_pgferry(
+        *follow_args(p, "test_decoding", "--group-txns", "8"),
+        env={"PGFERRY_TEST_APPLY_REPORT_SECONDS": "1"},
+    )
     cdc = ("--source", p.source_uri, "--target", p.target_uri)
     try:
         bench.start(clients=2, rate=200)
@@ -320,7 +324,10 @@ def test_cdc_status_under_pgbench(dbpair: DbPair) -> None:
     text = run_pgferry("cdc-status", "--dir", str(p.workdir), *cdc)
     assert "CAUGHT UP" in text.stdout
     assert "grouping: up to 8 source transactions per target transaction" in text.stdout
-    cutover(p, proc)
+    err = cutover(p, proc)
+    # The foreground said what apply was doing while it applied.
+    progress = re.findall(r"apply: (\d+) transactions applied \((\d+)/s over the last", err)
+    assert progress and int(progress[-1][0]) > 0 and max(int(r) for _, r in progress) > 0
     code, report = status(p, *cdc, command="cdc-status")
     assert code == 0 and report["state"] == "finished"
     assert report["endpos"]["reached"] is True
