@@ -82,7 +82,7 @@ def _interval(args: argparse.Namespace) -> float:
 def handle_status(args: argparse.Namespace) -> int:
     from pgferry.monitor.rundir import Servers
     from pgferry.monitor.status import StatusReport, status_report
-    from pgferry.ui.dashboard import render_status, show, watch
+    from pgferry.ui.dashboard import render_status, render_watched_status, show, watch
 
     workdir = resolve_dir(args)
     servers = Servers(
@@ -99,7 +99,7 @@ def handle_status(args: argparse.Namespace) -> int:
             return int(report["exit_code"])
         return watch(
             build,
-            render_status,
+            render_watched_status,
             interval=_interval(args),
             as_json=args.json,
             live=lambda r: r["state"] == "running",

@@ -135,8 +135,20 @@ def _copy_lines(report: StatusReport) -> list[str]:
     return [f"copy: {tables}; {parts}", f"      {data}"]
 
 
-def render_status(report: StatusReport) -> RenderableType:
-    """The dashboard: state, phases, progress, running work, errors, CDC, server sessions."""
+# status --watch: what a 50-row terminal shows at most of each list (the rest folded).
+WATCH_ROWS = {"running": 6, "sessions": 5, "log": 3, "errors": 4}
+
+
+def render_watched_status(report: StatusReport) -> RenderableType:
+    """The dashboard for status --watch: errors first, finished phases and long lists
+    folded, so that it fits a 50-row terminal."""
+    return render_status(report, compact=True)
+
+
+def render_status(report: StatusReport, *, compact: bool = False) -> RenderableType:
+    """The dashboard: state, phases, progress, running work, errors, CDC, server sessions.
+    `compact`: errors right after the state, finished phases in one line, lists cut to
+    WATCH_ROWS (each saying how many more there are)."""
     items: list[RenderableType] = []
     items.append(Text(f"pgferry status: {report['dir']}", style="bold blue"))
     items.append(_state_line(report["run"], report["state"]))
@@ -144,7 +156,16 @@ def render_status(report: StatusReport) -> RenderableType:
         items.append(
             Text(f"source {report.get('source')}\ntarget {report.get('target')}", style="dim")
         )
-    if report["phases"]:
+    if compact:
+        items.append(_errors(report, compact))
+    phases = report["phases"]
+    if compact:  # finished and pending phases in a line each, the others in the table
+        for states, what in ((("done", "skipped"), "done"), (("pending",), "to come")):
+            folded = [p["name"] for p in phases if p["status"] in states]
+            if folded:
+                items.append(Text(f"phases {what}: {', '.join(folded)}", style="dim"))
+        phases = [p for p in phases if p["status"] not in ("done", "skipped", "pending")]
+    if phases:
         t = Table(title="phases", title_justify="left", show_edge=False, pad_edge=False)
         for col, just in (
             ("#", "right"),
@@ -154,7 +175,7 @@ def render_status(report: StatusReport) -> RenderableType:
             ("progress", "left"),
         ):
             t.add_column(col, justify=just)  # type: ignore[arg-type]
-        for p in report["phases"]:
+        for p in phases:
             t.add_row(
                 str(p["seq"]),
                 p["name"],
@@ -177,11 +198,14 @@ def render_status(report: StatusReport) -> RenderableType:
         lines.append(f"overall (parts, indexes, constraints): {report['overall_percent']:.1f}%")
     if lines:
         items.append(Text("\n".join(lines)))
-    if report["running"]:
+    running = report["running"]
+    if compact:
+        running = running[: WATCH_ROWS["running"]]
+    if running:
         t = Table(title="running units", title_justify="left", show_edge=False, pad_edge=False)
         for col in ("kind", "unit", "state", "for", "bytes"):
             t.add_column(col)
-        for r in report["running"]:
+        for r in running:
             t.add_row(
                 r["kind"],
                 r["label"],
@@ -190,29 +214,16 @@ def render_status(report: StatusReport) -> RenderableType:
                 _b(r["bytes"]) if r["kind"] in ("copy", "blobs") else "",
             )
         items.append(t)
-    errors = report["errors"]
+        if len(report["running"]) > len(running):
+            items.append(Text(f"  ... and {len(report['running']) - len(running)} more running"))
     log = report["log"]
-    if errors or log["errors"] or log["ignored"]:
-        text = Text("errors:\n", style="bold red")
-        for e in errors:
-            what = " ".join(x for x in (e.get("where"), e.get("kind"), e.get("label")) if x)
-            text.append(f"  {what}: {e.get('error') or 'failed'}\n", style="red")
-        if log["errors"]:
-            text.append(
-                f"  {log['errors']} ERROR line(s) in the log of this run; last:\n"
-                f"    {(log['last_error'] or '')[:300]}\n",
-                style="red",
-            )
-        for line in log["ignored"][-5:]:
-            text.append(f"  {line[:300]}\n", style="yellow")
-        items.append(text)
-    else:
-        items.append(Text("errors: none", style="green"))
+    if not compact:
+        items.append(_errors(report, compact))
     cdc = report.get("cdc")
     if cdc:
         items.append(_cdc_brief(cdc))
     for role, ops in report["active"].items():
-        items.append(_sessions_table(role, ops))
+        items.append(_sessions_table(role, ops, WATCH_ROWS["sessions"] if compact else None))
     for role, error in report.get("server_errors", {}).items():
         items.append(Text(f"{role}: {error}", style="yellow"))
     if not report["active"]:
@@ -222,12 +233,37 @@ def render_status(report: StatusReport) -> RenderableType:
                 style="dim",
             )
         )
-    if log["tail"]:
+    tail = log["tail"][-WATCH_ROWS["log"] :] if compact else log["tail"]
+    if tail:
         items.append(Text("recent log:", style="dim"))
-        for line in log["tail"]:
+        for line in tail:
             items.append(Text("  " + line, style="dim", no_wrap=True, overflow="ellipsis"))
     items.append(Text(f"generated {_when(report['generated_at'])}", style="dim"))
     return Group(*items)
+
+
+def _errors(report: StatusReport, compact: bool) -> Text:
+    errors = report["errors"]
+    log = report["log"]
+    if not (errors or log["errors"] or log["ignored"]):
+        return Text("errors: none", style="green")
+    shown = errors[: WATCH_ROWS["errors"]] if compact else errors
+    text = Text("errors:\n", style="bold red")
+    for e in shown:
+        what = " ".join(x for x in (e.get("where"), e.get("kind"), e.get("label")) if x)
+        text.append(f"  {what}: {e.get('error') or 'failed'}\n", style="red")
+    if len(errors) > len(shown):
+        text.append(f"  ... and {len(errors) - len(shown)} more (pgferry status)\n", style="red")
+    if log["errors"]:
+        text.append(
+            f"  {log['errors']} ERROR line(s) in the log of this run; last:\n"
+            f"    {(log['last_error'] or '')[:300]}\n",
+            style="red",
+        )
+    for line in log["ignored"][-(2 if compact else 5) :]:
+        text.append(f"  {line[:300]}\n", style="yellow")
+    text.rstrip()
+    return text
 
 
 def _cut(line: str, width: int = 160) -> str:
@@ -256,7 +292,7 @@ def _progress_text(progress: dict[str, Any]) -> str:
     return "; ".join(out)
 
 
-def _sessions_table(role: str, ops: ActiveOperations) -> RenderableType:
+def _sessions_table(role: str, ops: ActiveOperations, most: int | None = None) -> RenderableType:
     if ops.get("error"):
         return Text(f"active operations on the {role}: {ops['error']}", style="yellow")
     sessions = ops["sessions"]
@@ -272,7 +308,10 @@ def _sessions_table(role: str, ops: ActiveOperations) -> RenderableType:
     )
     for col in ("pid", "worker", "operation", "for", "wait", "progress"):
         t.add_column(col)
-    for s in sessions:
+    # Blocked sessions first: what to look at when there is no room for all.
+    shown = sessions if most is None else sorted(sessions, key=lambda s: not s["blocked_by"])
+    more = len(shown) - most if most is not None and len(shown) > most else 0
+    for s in shown[: len(shown) - more]:
         wait = f"{s['wait_event_type']}:{s['wait_event']}" if s["wait_event_type"] else ""
         if s["blocked_by"]:
             wait += f" blocked by {', '.join(map(str, s['blocked_by']))}"
@@ -287,6 +326,8 @@ def _sessions_table(role: str, ops: ActiveOperations) -> RenderableType:
             Text(wait, style="red" if s["blocked_by"] else ""),
             _progress_text(s["progress"]),
         )
+    if more:
+        t.add_row("", Text(f"... and {more} more", style="dim"), "", "", "", "")
     if any(s.get("orphan") for s in sessions):
         return Group(
             t,

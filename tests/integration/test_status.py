@@ -4,6 +4,7 @@ finished, failed or was killed; `clone --detach` outlives the shell that started
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import re
@@ -11,12 +12,15 @@ import signal
 import subprocess
 import sys
 import time
+from copy import deepcopy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from rich.console import Console
 
 from pgferry.state.store import StateStore
+from pgferry.ui.dashboard import render_status, render_watched_status
 from tests.helpers.cdc import (
     Pgbench,
     cutover,
@@ -53,7 +57,7 @@ INSERT INTO app.small (note) SELECT 'n' || g FROM generate_series(1, 1000) g;
 CREATE TABLE app.slowcopy (id int CHECK (app.slow_check(id)));
 INSERT INTO app.slowcopy SELECT generate_series(1, 40);
 CREATE TABLE app.slowidx (id int);
-INSERT INTO app.slowidx SELECT generate_series(1, 25);
+INSERT INTO app.slowidx SELECT generate_series(1, 40);
 CREATE INDEX slowidx_slow ON app.slowidx (app.slow(id));
 """
 
@@ -157,6 +161,7 @@ def test_status_during_and_after_a_clone(monitored: DbPair) -> None:
         assert copying[0]["purpose"].startswith("copy-")
         assert "tuples_processed" in copying[0]["progress"]["copy"]
         assert copying[0]["seconds"] is not None
+        _fits_a_watching_terminal(report)
 
         # During the slow index build, once the copy is done: the build shows on the target.
         building = running_unit("index", "app.slowidx_slow")
@@ -346,6 +351,32 @@ def test_cdc_status_under_pgbench(dbpair: DbPair) -> None:
     # The slot is gone after cleanup: fine once the cutover is done.
     code, report = status(p, *cdc, command="cdc-status")
     assert code == 0 and report["slot_health"]["exists"] is False
+
+
+def _fits_a_watching_terminal(report: dict[str, Any]) -> None:
+    """status --watch's dashboard of this report, grown to a big migration's lists (60
+    running units, 40 target sessions, 12 errors, a long log), fits 50 rows of 120
+    columns, errors first; the full dashboard does not."""
+    big = deepcopy(report)
+    big["running"] = report["running"] * 60
+    sessions = big["active"]["target"]["sessions"]
+    big["active"]["target"]["sessions"] = (sessions * 40)[:40]
+    big["errors"] = [{"where": "copy", "kind": "copy", "label": f"t{i}", "error": "boom"}
+                     for i in range(12)]  # fmt: skip
+    big["log"]["tail"] = [f"log line {i}" for i in range(30)]
+
+    def rows(renderable: object) -> list[str]:
+        console = Console(width=120, record=True, file=io.StringIO())
+        console.print(renderable)
+        return console.export_text().splitlines()
+
+    watched = rows(render_watched_status(big))  # type: ignore[arg-type]
+    assert len(watched) <= 50, "\n".join(watched)
+    assert len(rows(render_status(big))) > 50  # type: ignore[arg-type]
+    text = "\n".join(watched)
+    assert text.index("errors:") < text.index("running units")
+    assert "... and 8 more (pgferry status)" in text
+    assert f"... and {60 * len(report['running']) - 6} more running" in text
 
 
 def _pgferry_cmdline(pid: int) -> bytes:
