@@ -3,7 +3,7 @@ tables preflight judges, databases' ages and locales, collations, functions' pri
 
 from __future__ import annotations
 
-from pgferry.catalog.queries import SYSTEM_SCHEMA_FILTER
+from pgferry.catalog.queries import SYSTEM_SCHEMA_FILTER, not_member
 from pgferry.catalog.row_identity import identity_sql
 
 LARGE_OBJECT_RIGHTS_SQL = """
@@ -17,6 +17,57 @@ SELECT count(*),
               END))
   FROM pg_largeobject_metadata l
  CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) r
+"""
+
+# The roles the restore names: owners of the objects the clone creates, and grantees of
+# their privileges (PUBLIC left out), one row per object and role:
+# (role, 'owner' | 'grantee', schema, relation or NULL). Extension members left out, and
+# the owner's own entries of an ACL (its default privileges).
+_ACL_GRANTEES = (
+    "(SELECT a.grantee FROM pg_catalog.aclexplode({acl}) a"
+    " WHERE a.grantee <> 0 AND a.grantee <> {owner})"
+)
+ROLES_IN_USE_SQL = f"""
+SELECT DISTINCT pg_catalog.pg_get_userbyid(x.role), x.how, x.nspname, x.relname
+  FROM (
+    SELECT c.relowner AS role, 'owner' AS how, n.nspname, c.relname::text AS relname
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {SYSTEM_SCHEMA_FILTER}
+       AND {not_member("pg_class", "c.oid")}
+    UNION ALL
+    SELECT g, 'grantee', n.nspname, c.relname::text
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+           LATERAL {_ACL_GRANTEES.format(acl="c.relacl", owner="c.relowner")} AS g(g)
+     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {SYSTEM_SCHEMA_FILTER}
+       AND {not_member("pg_class", "c.oid")}
+    UNION ALL
+    SELECT n.nspowner, 'owner', n.nspname, NULL
+      FROM pg_catalog.pg_namespace n
+     WHERE {SYSTEM_SCHEMA_FILTER} AND n.nspname <> 'public'
+       AND {not_member("pg_namespace", "n.oid")}
+    UNION ALL
+    SELECT g, 'grantee', n.nspname, NULL
+      FROM pg_catalog.pg_namespace n,
+           LATERAL {_ACL_GRANTEES.format(acl="n.nspacl", owner="n.nspowner")} AS g(g)
+     WHERE {SYSTEM_SCHEMA_FILTER} AND {not_member("pg_namespace", "n.oid")}
+    UNION ALL
+    SELECT p.proowner, 'owner', n.nspname, NULL
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE {SYSTEM_SCHEMA_FILTER} AND {not_member("pg_proc", "p.oid")}
+    UNION ALL
+    SELECT g, 'grantee', n.nspname, NULL
+      FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace,
+           LATERAL {_ACL_GRANTEES.format(acl="p.proacl", owner="p.proowner")} AS g(g)
+     WHERE {SYSTEM_SCHEMA_FILTER} AND {not_member("pg_proc", "p.oid")}
+    UNION ALL
+    SELECT t.typowner, 'owner', n.nspname, NULL
+      FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+      LEFT JOIN pg_catalog.pg_class c ON c.oid = t.typrelid
+     WHERE t.typtype IN ('e', 'd', 'r', 'm', 'c') AND (t.typtype <> 'c' OR c.relkind = 'c')
+       AND {SYSTEM_SCHEMA_FILTER} AND {not_member("pg_type", "t.oid")}
+    UNION ALL
+    SELECT DISTINCT l.lomowner, 'owner', NULL, NULL FROM pg_catalog.pg_largeobject_metadata l
+  ) x
 """
 
 PREFLIGHT_TABLES_SQL = f"""

@@ -63,6 +63,8 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--resume", action="store_true", help="check for resuming the migration in DIR")
     add_downgrade_flag(p)
+    p.add_argument("--no-owner", action="store_true", help="the clone will not restore owners")
+    p.add_argument("--no-acl", action="store_true", help="the clone will not restore privileges")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_logging_flags(p)
     p.set_defaults(handler=handle_preflight)
@@ -109,6 +111,8 @@ def handle_preflight(args: argparse.Namespace) -> int:
         filters_error=problem,
         wal2json_numeric_as_string=numeric,
         allow_downgrade=args.allow_downgrade,
+        no_owner=args.no_owner,
+        no_acl=args.no_acl,
     )
     if args.json:
         report.print_json()

@@ -207,6 +207,8 @@ class Clone:
             resume=resuming,
             wal2json_numeric_as_string=o.cdc.numeric_as_string,
             allow_downgrade=o.allow_downgrade,
+            no_owner=o.no_owner,
+            no_acl=o.no_acl,
         )
         for check in report.warnings:
             log.warning(

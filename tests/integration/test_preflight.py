@@ -56,15 +56,20 @@ def failed(report: Report) -> list[str]:
 
 @pytest.fixture
 def role(dbpair: DbPair) -> Iterator[str]:
-    """A LOGIN role on the source cluster without REPLICATION, SUPERUSER or BYPASSRLS."""
+    """A LOGIN role without REPLICATION, SUPERUSER or BYPASSRLS, on the source cluster and
+    (as a migration has it: the grants name it) on the target's."""
     name = f"pf_role_{secrets.token_hex(3)}"
-    with dbpair.source.connect() as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    for cluster in (dbpair.source, dbpair.target):
+        with cluster.connect() as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
     yield name
     with dbpair.src_conn() as conn:
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-    with dbpair.source.connect() as conn:
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+    with dbpair.tgt_conn() as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+    for cluster in (dbpair.source, dbpair.target):
+        with cluster.connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 def grant_reads(p: DbPair, role: str, *tables: str) -> None:
@@ -427,3 +432,52 @@ def test_filters_init_writes_a_file_that_loads(tmp_path: Path) -> None:
     assert "auth" in load_filters(out).exclude_schema  # untouched
     run_pgferry("filters", "init", "--for", "rds", "--output", str(out), "--force")
     assert "rds_tools" in load_filters(out).exclude_extension
+
+
+def test_roles_the_restore_names_must_exist_on_the_target(dbpair: DbPair) -> None:
+    """An owner and a grantee of objects in scope that the target lacks: FAIL naming both
+    (a clone would stop in its pre-data restore); --no-owner and --no-acl take each out;
+    objects the filters leave out do not count; created on the target, PASS."""
+    p = dbpair
+    owner, reader, gone = (f"pf_{w}_{secrets.token_hex(3)}" for w in ("own", "read", "gone"))
+    with p.source.connect() as conn:
+        for r in (owner, reader, gone):
+            conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(r)))
+    try:
+        with p.src_conn() as conn:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE kept (id int PRIMARY KEY); ALTER TABLE kept OWNER TO {o};"
+                    "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';"
+                    "ALTER FUNCTION f() OWNER TO {o}; GRANT SELECT ON kept TO {r};"
+                    "CREATE SCHEMA out; CREATE TABLE out.t (id int); GRANT SELECT ON out.t TO {g}"
+                ).format(
+                    o=sql.Identifier(owner), r=sql.Identifier(reader), g=sql.Identifier(gone)
+                )  # fmt: skip
+            )
+        skip_out = parse_filters("[exclude-schema]\nout\n")
+        roles = check(preflight_of(p, follow=False, filters=skip_out), "target.roles")
+        assert roles.verdict == Verdict.FAIL
+        assert f"{owner} (owns 2)" in roles.message and f"{reader} (granted on 1)" in roles.message
+        assert gone not in roles.message  # only out.t names it: filtered out
+        assert "--no-owner" in (roles.fix or "")
+        every = check(preflight_of(p, follow=False), "target.roles")
+        assert gone in every.message
+        no_owner = check(
+            preflight_of(p, follow=False, filters=skip_out, no_owner=True), "target.roles"
+        )
+        assert owner not in no_owner.message and reader in no_owner.message
+        both = preflight_of(p, follow=False, filters=skip_out, no_owner=True, no_acl=True)
+        assert check(both, "target.roles").verdict == Verdict.PASS
+        with p.target.connect() as conn:
+            for r in (owner, reader):
+                conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(r)))
+        present = check(preflight_of(p, follow=False, filters=skip_out), "target.roles")
+        assert present.verdict == Verdict.PASS
+    finally:
+        with p.src_conn() as conn:
+            conn.execute("DROP SCHEMA out CASCADE; DROP TABLE kept; DROP FUNCTION f()")
+        for cluster in (p.source, p.target):
+            with cluster.connect() as conn:
+                for r in (owner, reader, gone):
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(r)))

@@ -34,6 +34,8 @@ class PreflightOptions:
     resume: bool = False
     wal2json_numeric_as_string: bool = False
     allow_downgrade: bool = False
+    no_owner: bool = False  # the clone's --no-owner: owners are not restored
+    no_acl: bool = False  # --no-acl: privileges are not restored
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class SourceFacts:
     can_replicate: bool | None = None
     catalog_objects: int = 0
     wal_bytes_per_second: float | None = None
+    # (role, 'owner' | 'grantee', schema, relation) for the objects the restore creates
+    roles_in_use: list[tuple[str, str, str | None, str | None]] | None = None
 
 
 @dataclass(frozen=True)

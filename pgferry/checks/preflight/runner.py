@@ -47,6 +47,8 @@ def run_preflight(
     wal2json_numeric_as_string: bool = False,
     plugin_chosen: bool = False,
     allow_downgrade: bool = False,
+    no_owner: bool = False,
+    no_acl: bool = False,
 ) -> Report:
     """Check the source, the target and this machine for the migration described.
 
@@ -66,6 +68,8 @@ def run_preflight(
         resume=resume,
         wal2json_numeric_as_string=wal2json_numeric_as_string,
         allow_downgrade=allow_downgrade,
+        no_owner=no_owner,
+        no_acl=no_acl,
     )
     report = Report(title="pgferry preflight")
     report.facts.update(

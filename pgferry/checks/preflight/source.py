@@ -24,7 +24,12 @@ from pgferry.catalog.facts import (
     schema_names,
 )
 from pgferry.catalog.filters import Filters, QualifiedName
-from pgferry.catalog.inspect import INDEX_NAMES_SQL, OLDEST_DATABASE_XID_SQL, ROLE_RIGHTS_SQL
+from pgferry.catalog.inspect import (
+    INDEX_NAMES_SQL,
+    OLDEST_DATABASE_XID_SQL,
+    ROLE_RIGHTS_SQL,
+    ROLES_IN_USE_SQL,
+)
 from pgferry.checks.preflight.capacity import EXTRA_SOURCE_SESSIONS, check_connections
 from pgferry.checks.preflight.facts import (
     LISTED,
@@ -238,6 +243,8 @@ def _read_source_facts(
         facts.extensions = extension_versions(conn)
         facts.event_triggers = sorted(event_trigger_names(conn))
         facts.all_tables_publications = all_tables_publications(conn)
+    with guarded_check(report, "source.roles"):
+        facts.roles_in_use = [tuple(r) for r in conn.execute(ROLES_IN_USE_SQL)]  # type: ignore[misc]
         facts.catalog_objects = catalog_object_count(conn)
         schemas = schema_names(conn)
         relations = frozenset(

@@ -15,8 +15,9 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgferry.catalog import providers
-from pgferry.catalog.facts import current_role, schema_names
-from pgferry.catalog.filters import Filters
+from pgferry.catalog.facts import current_role, role_names, schema_names
+from pgferry.catalog.filters import Filters, QualifiedName, quote_ident
+from pgferry.catalog.inscope import table_in_scope
 from pgferry.catalog.inspect import FUNCTION_RIGHTS_SQL
 from pgferry.catalog.target import user_objects
 from pgferry.checks.preflight.capacity import (
@@ -86,6 +87,62 @@ def judge_target_version(
     return Check(name, Verdict.PASS, f"PostgreSQL {target_version} (source {source_major})")
 
 
+def _in_scope(
+    rows: list[tuple[str, str, str | None, str | None]], filters: Filters
+) -> list[tuple[str, str, str | None, str | None]]:
+    """The rows of objects the filters keep: by schema, and relations by name too."""
+    kept = []
+    for row in rows:
+        schema, rel = row[2], row[3]
+        if schema is not None:
+            if schema in filters.exclude_schema or (
+                filters.include_only_schema and schema not in filters.include_only_schema
+            ):
+                continue
+            if rel is not None and not table_in_scope(filters, QualifiedName(schema, rel)):
+                continue
+        kept.append(row)
+    return kept
+
+
+def judge_roles(
+    in_use: list[tuple[str, str, str | None, str | None]],
+    present: frozenset[str],
+    *,
+    no_owner: bool,
+    no_acl: bool,
+) -> Check:
+    """The roles the restore names (owners unless --no-owner, grantees unless --no-acl)
+    must exist on the target: the pre-data restore stops at the first one that does not."""
+    name = "target.roles"
+    needed: dict[str, dict[str, int]] = {}
+    for role, how, _schema, _rel in in_use:
+        if (how == "owner" and no_owner) or (how == "grantee" and no_acl):
+            continue
+        needed.setdefault(role, {}).setdefault(how, 0)
+        needed[role][how] += 1
+    missing = sorted(r for r in needed if r not in present)
+    if not missing:
+        return Check(name, Verdict.PASS, f"the {len(needed)} role(s) the restore names exist")
+    shown = [
+        f"{quote_ident(r)} ("
+        + ", ".join(f"{'owns' if how == 'owner' else 'granted on'} {n}"
+                    for how, n in sorted(needed[r].items(), key=lambda kv: kv[0] != "owner"))
+        + ")"
+        for r in missing
+    ]  # fmt: skip
+    return Check(
+        name,
+        Verdict.FAIL,
+        f"{len(missing)} role(s) own or are granted objects the clone creates but do not "
+        f"exist on the target: {listed(shown, LISTED)}",
+        "create them on the target first (roles are the cluster's: pg_dumpall --roles-only "
+        "on the source, then psql on the target, or CREATE ROLE), or clone with --no-owner "
+        "(owners) and --no-acl (privileges)",
+        {"missing_roles": missing},
+    )
+
+
 def judge_target_empty(
     objects: list[str], *, drop_if_exists: bool, resume: bool, dbname: str
 ) -> Check:
@@ -136,6 +193,13 @@ def target_checks(
     )
     with guarded_check(report, "target.provider"):
         report.facts["target provider"] = providers.describe(providers.detect_provider(conn))
+    if src is not None and src.roles_in_use is not None:
+        with guarded_check(report, "target.roles"):
+            in_use = _in_scope(src.roles_in_use, filters)
+            present = role_names(conn, {r for r, _, _, _ in in_use})
+            report.checks.append(
+                judge_roles(in_use, present, no_owner=opts.no_owner, no_acl=opts.no_acl)
+            )
     user, superuser = current_role(conn)
     with guarded_check(report, "target.writable"):
         in_recovery = fetch_one(conn, "SELECT pg_catalog.pg_is_in_recovery()")
