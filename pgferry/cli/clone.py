@@ -100,6 +100,11 @@ def register(sub: Any) -> None:
             help="create everything in the default tablespace",
         )
         sch.add_argument(
+            "--roles",
+            action="store_true",
+            help="first create the source cluster's roles the target lacks (copy roles)",
+        )
+        sch.add_argument(
             "--skip-db-properties",
             action="store_true",
             help="do not copy ALTER DATABASE/ROLE ... SET settings",
@@ -322,6 +327,7 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
         cdc=cdc_options_from_args(args),
         skip_preflight=args.skip_preflight,
         allow_downgrade=args.allow_downgrade,
+        roles=args.roles,
     )
 
 

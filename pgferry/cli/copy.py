@@ -1,4 +1,4 @@
-"""`pgferry copy sequences|blobs`: one step of the clone again, on its own (pgcopydb's
+"""`pgferry copy sequences|blobs|roles`: one step of the clone again, on its own (pgcopydb's
 `copy` commands; the others come with the rest of its command set)."""
 
 from __future__ import annotations
@@ -33,7 +33,14 @@ def register(sub: Any) -> None:
         "creating the missing ones, in batches of one transaction each. Objects only on "
         "the target are left alone.",
     )
-    for q, handler in ((seq, handle_sequences), (blobs, handle_blobs)):
+    roles = steps.add_parser(
+        "roles",
+        help="create the source cluster's roles the target lacks",
+        description="Create on the target the roles of the source cluster it lacks, with "
+        "their attributes, their password hashes when the source role may read them "
+        "(superuser), and their memberships. Roles the target has are left alone.",
+    )
+    for q, handler in ((seq, handle_sequences), (blobs, handle_blobs), (roles, handle_roles)):
         add_source(q)
         add_target(q)
         add_logging_flags(q)
@@ -54,4 +61,17 @@ def handle_blobs(args: argparse.Namespace) -> int:
 
     done = copy_blobs(resolve_conn(args, "source"), resolve_conn(args, "target"))
     print(f"copied {done.objects} large object(s), {human_bytes(done.bytes)}")
+    return 0
+
+
+def handle_roles(args: argparse.Namespace) -> int:
+    from pgferry.clone.redo import copy_roles
+
+    done = copy_roles(resolve_conn(args, "source"), resolve_conn(args, "target"))
+    print(
+        f"created {len(done.created)} role(s)"
+        + (f": {', '.join(done.created)}" if done.created else "")
+        + f"; {done.existing} already on the target, left alone; "
+        f"{done.memberships} membership(s) granted"
+    )
     return 0

@@ -65,6 +65,9 @@ def register(sub: Any) -> None:
     add_downgrade_flag(p)
     p.add_argument("--no-owner", action="store_true", help="the clone will not restore owners")
     p.add_argument("--no-acl", action="store_true", help="the clone will not restore privileges")
+    p.add_argument(
+        "--roles", action="store_true", help="the clone will create the missing roles first"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_logging_flags(p)
     p.set_defaults(handler=handle_preflight)
@@ -113,6 +116,7 @@ def handle_preflight(args: argparse.Namespace) -> int:
         allow_downgrade=args.allow_downgrade,
         no_owner=args.no_owner,
         no_acl=args.no_acl,
+        create_roles=args.roles,
     )
     if args.json:
         report.print_json()

@@ -58,6 +58,7 @@ class CloneOptions:
     cdc: CdcOptions = field(default_factory=CdcOptions)
     skip_preflight: bool = False
     allow_downgrade: bool = False
+    roles: bool = False  # create the source cluster's roles the target lacks, first
 
     @property
     def effective_restore_jobs(self) -> int:

@@ -1,18 +1,30 @@
-"""One step of the clone done again on its own (pgcopydb's `copy sequences` and `copy blobs`):
-after a cutover, the sequences' values, or large objects changed on the source since
-the copy (CDC does not carry them). The clone's own code does the work."""
+"""One step of the clone done again on its own (pgcopydb's `copy sequences`, `copy blobs`
+and `copy roles`): after a cutover, the sequences' values, or large objects changed on
+the source since the copy (CDC does not carry them); before a clone, the roles its
+objects name. The clone's own code does the work."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
+import psycopg
+
 from pgferry.catalog.facts import large_object_oids
 from pgferry.catalog.model import Sequence
 from pgferry.catalog.plan import LARGE_OBJECT_BATCH
 from pgferry.catalog.queries import SEQUENCES_SQL
+from pgferry.catalog.roles import (
+    CAN_CREATE_SQL,
+    MEMBERSHIPS_SQL,
+    ROLE_NAMES_SQL,
+    create_role_sql,
+    grant_membership_sql,
+    read_roles,
+)
 from pgferry.catalog.sequences import read_sequence, set_sequence
 from pgferry.clone.blobs import copy_large_objects
+from pgferry.errors import InputError
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.profiles import DURABLE_WRITER, SNAPSHOT_READER
 from pgferry.pg.snapshot import Snapshot, begin_on_snapshot
@@ -71,3 +83,66 @@ def copy_blobs(source: ConnInfo, target: ConnInfo) -> Copied:
             objects, total = objects + count, total + size
             log.info("large objects: %d of %d copied", objects, len(oids))
     return Copied(objects, total)
+
+
+@dataclass(frozen=True)
+class RolesCopied:
+    created: tuple[str, ...]
+    existing: int  # roles the target had already: left alone
+    memberships: int  # GRANT role TO role made
+    passwords: bool  # whether the source's password hashes could be read (superuser)
+    without: tuple[str, ...] = ()  # "role: SUPERUSER" attributes the target could not give
+
+
+def copy_roles(source: ConnInfo, target: ConnInfo) -> RolesCopied:
+    """The source cluster's roles the target lacks, created with their attributes and
+    (where readable) their password hashes, in one target transaction; memberships
+    between roles granted where missing. Roles the target has are left alone."""
+    with (
+        source.connect("pgferry copy roles", settings=SNAPSHOT_READER) as src,
+        target.connect("pgferry copy roles", settings=DURABLE_WRITER) as tgt,
+    ):
+        roles, readable = read_roles(src)
+        memberships = [(r[0], r[1], bool(r[2])) for r in src.execute(MEMBERSHIPS_SQL)]
+        superuser, createrole = tgt.execute(CAN_CREATE_SQL).fetchone()  # type: ignore[misc]
+        present = {r[0] for r in tgt.execute(ROLE_NAMES_SQL)}
+        todo = [r for r in roles if r.name not in present]
+        if todo and not (superuser or createrole):
+            raise InputError(
+                f"the target role can create no role ({len(todo)} to create: "
+                f"{listed([r.name for r in todo], 5)})",
+                fix="connect to the target as a role with CREATEROLE (or a superuser), or "
+                "create the roles there yourself",
+            )
+        without: list[str] = []
+        granted = 0
+        with tgt.transaction():
+            for role in todo:
+                statement, dropped = create_role_sql(role, superuser=bool(superuser))
+                tgt.execute(statement)
+                without += [f"{role.name}: {a}" for a in dropped]
+            have = present | {r.name for r in todo}
+            done = {(r[0], r[1]) for r in tgt.execute(MEMBERSHIPS_SQL)}
+            for group, member, admin in memberships:
+                if group in have and member in have and (group, member) not in done:
+                    try:
+                        with tgt.transaction():  # a savepoint: one refusal is not fatal
+                            tgt.execute(grant_membership_sql(group, member, admin))
+                        granted += 1
+                    except psycopg.errors.InsufficientPrivilege:
+                        without.append(f"{member}: member of {group}")
+    if without:
+        log.warning("not given on the target (only a superuser may): %s", listed(without, 10))
+    if todo and not readable:
+        log.warning(
+            "the source's password hashes are readable by superusers only: the %d role(s) "
+            "created have no password; set them on the target (ALTER ROLE ... PASSWORD)",
+            len(todo),
+        )
+    return RolesCopied(
+        created=tuple(r.name for r in todo),
+        existing=len(roles) - len(todo),
+        memberships=granted,
+        passwords=readable,
+        without=tuple(without),
+    )

@@ -53,6 +53,7 @@ from pgferry.clone.foreign_keys import from_json as fk_from_json
 from pgferry.clone.foreign_keys import to_json as fk_json
 from pgferry.clone.options import PHASES, CloneOptions
 from pgferry.clone.partitioned import PartitionedPass, partitioned_pass
+from pgferry.clone.redo import copy_roles
 from pgferry.clone.scheduler import Scheduler
 from pgferry.clone.schema import RestoreOptions, apply_database_settings, dump_schema, restore
 from pgferry.clone.summary import build_summary
@@ -67,6 +68,7 @@ from pgferry.pg.sessions import dir_tag, terminate_orphans
 from pgferry.pg.snapshot import Snapshot, SnapshotHolder, begin_on_snapshot
 from pgferry.state.store import Meta, StateStore, Status, UnitKind
 from pgferry.state.workdir import WorkDir
+from pgferry.text import listed
 from pgferry.ui.progress import make_reporter
 from pgferry.ui.summary import print_summary
 
@@ -209,6 +211,7 @@ class Clone:
             allow_downgrade=o.allow_downgrade,
             no_owner=o.no_owner,
             no_acl=o.no_acl,
+            create_roles=o.roles,
         )
         for check in report.warnings:
             log.warning(
@@ -665,6 +668,14 @@ class Clone:
         with self._phase("pre-data") as todo:
             if not todo:
                 return
+            if self.o.roles:
+                made = copy_roles(self.o.source, self.o.target)
+                log.info(
+                    "--roles: created %d role(s) on the target%s; %d were there already",
+                    len(made.created),
+                    f" ({listed(list(made.created), 10)})" if made.created else "",
+                    made.existing,
+                )
             single = len(p.scope.restore_ids) <= SINGLE_TRANSACTION_MAX_ENTRIES
             if tried and single and not self.o.drop_if_exists and self._pre_data_committed():
                 # One transaction, on a target that was empty: it committed, and the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING
 
 from psycopg import sql
@@ -80,3 +81,74 @@ def test_copy_needs_both_servers(dbpair: DbPair) -> None:
     assert result.returncode in (2, 3)
     assert len(result.stderr.strip().splitlines()) == 1
     assert "target" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_copy_roles_and_clone_with_roles(dbpair: DbPair) -> None:
+    """Roles are the cluster's: an owner, a login role with a password and a membership,
+    missing on the target. A clone stops at preflight naming them; `copy roles` creates
+    them (attributes, password hash, membership) and leaves the target's own alone, twice
+    over; `clone --roles` does it by itself and the owner arrives."""
+    p = dbpair
+    tag = secrets.token_hex(3)
+    owner, login, group = f"cr_owner_{tag}", f"cr_login_{tag}", f"cr_group_{tag}"
+    with p.source.connect() as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE ROLE {g} NOLOGIN; CREATE ROLE {o} CREATEDB; "
+                "CREATE ROLE {l} LOGIN CONNECTION LIMIT 7 PASSWORD 'sekret-{t}' IN ROLE {g}"
+            ).format(
+                g=sql.Identifier(group),
+                o=sql.Identifier(owner),
+                l=sql.Identifier(login),
+                t=sql.SQL(tag),
+            )  # fmt: skip
+        )
+    try:
+        with p.src_conn() as conn:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE owned (id int PRIMARY KEY); ALTER TABLE owned OWNER TO {}"
+                ).format(sql.Identifier(owner))
+            )
+        refused = run_pgferry(*clone_args(p), check=False)
+        assert refused.returncode == 3 and owner in refused.stderr
+        cdc = ("--source", p.source_uri, "--target", p.target_uri)
+        done = run_pgferry("copy", "roles", *cdc)
+        assert "created 3 role(s)" in done.stdout and "1 membership(s) granted" in done.stdout
+        assert f"sekret-{tag}" not in done.stdout + done.stderr
+        with p.tgt_conn() as conn:
+            attrs = conn.execute(
+                "SELECT rolcreatedb, rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = %s",
+                (login,),
+            ).fetchone()
+            assert attrs == (False, True, 7)
+            assert conn.execute(
+                "SELECT rolcreatedb FROM pg_roles WHERE rolname = %s", (owner,)
+            ).fetchone() == (True,)
+            assert conn.execute(
+                "SELECT pg_has_role(%s, %s, 'MEMBER')", (login, group)
+            ).fetchone() == (True,)
+        with p.src_conn() as s, p.tgt_conn() as t:  # the same hash: the same password works
+            query = "SELECT rolpassword FROM pg_authid WHERE rolname = %s"
+            assert s.execute(query, (login,)).fetchone() == t.execute(query, (login,)).fetchone()
+        again = run_pgferry("copy", "roles", *cdc)
+        assert "created 0 role(s)" in again.stdout
+        # clone --roles on a fresh target database: creates what is missing (nothing now),
+        # and the owner arrives.
+        with p.target.connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+        run_pgferry(*clone_args(p, "--roles"))
+        with p.tgt_conn() as conn:
+            assert conn.execute(
+                "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'owned'"
+            ).fetchone() == (owner,)
+            assert conn.execute(
+                "SELECT count(*) FROM pg_roles WHERE rolname = %s", (login,)
+            ).fetchone() == (1,)
+    finally:
+        for cluster, db in ((p.source, p.src_db), (p.target, p.tgt_db)):
+            with cluster.connect(db) as conn:
+                conn.execute("DROP TABLE IF EXISTS owned")
+            with cluster.connect() as conn:
+                for r in (login, owner, group):
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(r)))

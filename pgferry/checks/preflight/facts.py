@@ -36,6 +36,7 @@ class PreflightOptions:
     allow_downgrade: bool = False
     no_owner: bool = False  # the clone's --no-owner: owners are not restored
     no_acl: bool = False  # --no-acl: privileges are not restored
+    create_roles: bool = False  # the clone's --roles: it creates the missing roles first
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ def run_preflight(
     allow_downgrade: bool = False,
     no_owner: bool = False,
     no_acl: bool = False,
+    create_roles: bool = False,
 ) -> Report:
     """Check the source, the target and this machine for the migration described.
 
@@ -70,6 +71,7 @@ def run_preflight(
         allow_downgrade=allow_downgrade,
         no_owner=no_owner,
         no_acl=no_acl,
+        create_roles=create_roles,
     )
     report = Report(title="pgferry preflight")
     report.facts.update(

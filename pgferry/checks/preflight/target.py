@@ -111,6 +111,7 @@ def judge_roles(
     *,
     no_owner: bool,
     no_acl: bool,
+    create_roles: bool = False,
 ) -> Check:
     """The roles the restore names (owners unless --no-owner, grantees unless --no-acl)
     must exist on the target: the pre-data restore stops at the first one that does not."""
@@ -124,6 +125,13 @@ def judge_roles(
     missing = sorted(r for r in needed if r not in present)
     if not missing:
         return Check(name, Verdict.PASS, f"the {len(needed)} role(s) the restore names exist")
+    if create_roles:
+        return Check(
+            name,
+            Verdict.PASS,
+            f"{len(missing)} role(s) the restore names are missing on the target; --roles "
+            f"creates them first: {listed(missing, LISTED)}",
+        )
     shown = [
         f"{quote_ident(r)} ("
         + ", ".join(f"{'owns' if how == 'owner' else 'granted on'} {n}"
@@ -198,7 +206,13 @@ def target_checks(
             in_use = _in_scope(src.roles_in_use, filters)
             present = role_names(conn, {r for r, _, _, _ in in_use})
             report.checks.append(
-                judge_roles(in_use, present, no_owner=opts.no_owner, no_acl=opts.no_acl)
+                judge_roles(
+                    in_use,
+                    present,
+                    no_owner=opts.no_owner,
+                    no_acl=opts.no_acl,
+                    create_roles=opts.create_roles,
+                )
             )
     user, superuser = current_role(conn)
     with guarded_check(report, "target.writable"):
