@@ -149,6 +149,12 @@ def register(sub: Any) -> None:
         run.add_argument("--no-progress", action="store_true", help="no progress display")
         add_downgrade_flag(run)
         run.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the plan (what would be copied, in what order, the disk it needs) "
+            "and stop: nothing is written to either server",
+        )
+        run.add_argument(
             "--skip-preflight",
             action="store_true",
             help="do not run the preflight checks first (experts only)",
@@ -339,6 +345,11 @@ def handle(args: argparse.Namespace) -> int:
     from pgferry.clone.run import run_clone
 
     options = options_from_args(args)
+    if args.dry_run:
+        from pgferry.clone.preview import print_plan
+
+        print_plan(options)
+        return 0
     run_clone(options)
     sys.stdout.flush()
     return 0

@@ -8,11 +8,12 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pgferry.catalog.facts import large_object_oids
 from pgferry.catalog.filters import Filters
 from pgferry.catalog.model import Catalog
-from pgferry.catalog.plan import PlanOptions, plan_units
+from pgferry.catalog.plan import PlanOptions, copy_order, plan_units
 from pgferry.catalog.queries import read_catalog
 from pgferry.catalog.scope import Scope, ScopeOptions, resolve_scope
 from pgferry.catalog.toc import read_toc
@@ -20,7 +21,15 @@ from pgferry.clone.schema import dump_schema
 from pgferry.pg.binaries import find_dump_tools
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.profiles import SNAPSHOT_READER
-from pgferry.state.store import NewUnit
+from pgferry.state.store import NewUnit, UnitKind
+from pgferry.text import human_bytes
+
+if TYPE_CHECKING:
+    from pgferry.clone.options import CloneOptions
+
+# What the target needs free, against the source database's size: the copy, its indexes
+# built again, and WAL and room to spare (SPEC's 150% rule).
+TARGET_DISK_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -61,3 +70,55 @@ def preview(
     units, parts = plan_units(catalog, scope, plan, lo_oids if scope.large_objects else [])
     kept = frozenset(e.tag for e in toc if e.desc == "EXTENSION" and e.dump_id in scope.restore_ids)
     return Preview(catalog, scope, units, parts, kept)
+
+
+def print_plan(options: CloneOptions) -> None:
+    """`clone --dry-run`: the plan, from the source alone (the target is not touched)."""
+    plan = PlanOptions(
+        split_tables_larger_than=options.split_tables_larger_than,
+        split_max_parts=options.split_max_parts,
+        skip_vacuum=options.skip_vacuum,
+        table_jobs=options.table_jobs,
+    )
+    p = preview(
+        options.source,
+        options.filters,
+        plan,
+        skip_large_objects=options.skip_large_objects,
+        skip_extensions=options.skip_extensions,
+    )
+    cat, scope = p.catalog, p.scope
+    order = [t for t in copy_order(cat, scope) if t.oid in scope.copy_tables]
+    copy_bytes = sum(t.bytes for t in order)
+    units = [u for u in p.units if u.kind == UnitKind.COPY]
+    split = {oid: n for oid, n in p.parts.items() if n > 1}
+    with options.source.connect("pgferry plan") as conn:
+        row = conn.execute("SELECT pg_catalog.pg_database_size(current_database())").fetchone()
+    size = int(row[0]) if row else 0
+    lines = [
+        "pgferry clone --dry-run: the plan (nothing was written to either server)",
+        f"source {options.source.short()} (PostgreSQL {cat.major}): "
+        f"{len(scope.tables)} of {len(cat.tables)} relations in scope",
+        f"copy: {len(order)} tables, {human_bytes(copy_bytes)}, in {len(units)} units"
+        + (f" ({len(split)} tables split into {sum(split.values())} parts)" if split else "")
+        + f", {options.table_jobs} at a time, largest first:",
+    ]
+    for n, t in enumerate(order[:10], start=1):
+        parts = f", {p.parts[t.oid]} parts" if p.parts.get(t.oid, 1) > 1 else ""
+        lines.append(f"  {n:>2}. {t.qualname}  {human_bytes(t.bytes)}{parts}")
+    if len(order) > 10:
+        lines.append(f"      ... and {len(order) - 10} more (pgferry list tables)")
+    kinds = {k: sum(1 for u in p.units if u.kind == k) for k in UnitKind}
+    lines.append(
+        f"then: {kinds[UnitKind.INDEX]} indexes ({options.index_jobs} at a time), "
+        f"{kinds[UnitKind.CONSTRAINT]} constraints, {kinds[UnitKind.VACUUM]} VACUUM ANALYZE, "
+        f"{kinds[UnitKind.SEQUENCE]} sequences, {kinds[UnitKind.BLOBS]} batches of large "
+        f"objects ({cat.large_objects if scope.large_objects else 0} objects), post-data"
+    )
+    for warning in scope.warnings:
+        lines.append(f"filters: {warning}")
+    lines.append(
+        f"target disk: keep at least {human_bytes(int(size * TARGET_DISK_FACTOR))} free "
+        f"({TARGET_DISK_FACTOR}x the source database's {human_bytes(size)})"
+    )
+    print("\n".join(lines))

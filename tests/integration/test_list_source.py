@@ -4,6 +4,7 @@ decided as the clone decides it, and exactly what the clone then copies."""
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from tests.helpers.cli import run_pgferry
@@ -100,3 +101,27 @@ def test_list_refuses_a_bad_filter_file(rich_source: DbPair, tmp_path: Path) -> 
     )
     assert result.returncode == 3
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_clone_dry_run_prints_the_plan_and_writes_nothing(rich_source: DbPair) -> None:
+    p = rich_source
+    result = run_pgferry(
+        *clone_args(p, "--dry-run", "--follow", "--split-tables-larger-than", "1MB")
+    )
+    out = result.stdout
+    assert "the plan (nothing was written to either server)" in out
+    assert re.search(r"copy: \d+ tables, .* in \d+ units \(1 tables split into \d+ parts\)", out)
+    assert "bulk.big" in out.split("largest first:")[1].splitlines()[1]  # the largest first
+    assert re.search(r"then: \d+ indexes \(2 at a time\), \d+ constraints", out)
+    assert "target disk: keep at least" in out
+    assert not p.workdir.exists()
+    with p.tgt_conn() as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            f" WHERE {USER}"
+        ).fetchone() == (0,)
+    with p.src_conn() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+        ).fetchone() == (0,)
