@@ -9,7 +9,7 @@ is excluded with it and reported.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pgferry.catalog.filters import Filters, QualifiedName, quote_ident
 from pgferry.catalog.model import Catalog
@@ -399,3 +399,14 @@ def _first_cause(seeds: set[int], dependents: dict[int, list[int]]) -> dict[int,
                 cause[child] = cause[d]
                 todo.append(child)
     return cause
+
+
+def without_publication(scope: Scope, toc: list[TocEntry], name: str) -> Scope:
+    """`scope` without the publication `name` and what hangs on it (its tables, its
+    comment): pgferry's own, made on the source for CDC before the snapshot the schema is
+    dumped on, is not the application's and must not be created on the target."""
+    own = {e.dump_id for e in toc if e.desc == "PUBLICATION" and e.tag == name}
+    if not own:
+        return scope
+    hanging = {e.dump_id for e in toc if own & set(e.deps)}
+    return replace(scope, restore_ids=scope.restore_ids - own - hanging)

@@ -29,7 +29,14 @@ from pgferry.catalog.filters import Filters, QualifiedName
 from pgferry.catalog.model import Catalog
 from pgferry.catalog.plan import PlanOptions, plan_units
 from pgferry.catalog.queries import read_catalog
-from pgferry.catalog.scope import PG_CLASS, PG_CONSTRAINT, Scope, ScopeOptions, resolve_scope
+from pgferry.catalog.scope import (
+    PG_CLASS,
+    PG_CONSTRAINT,
+    Scope,
+    ScopeOptions,
+    resolve_scope,
+    without_publication,
+)
 from pgferry.catalog.target import (
     check_source_reads,
     missing_extensions,
@@ -386,6 +393,10 @@ class Clone:
                 skip_extensions=self.o.skip_extensions, skip_large_objects=self.o.skip_large_objects
             ),
         )
+        if self.o.follow:
+            scope = without_publication(
+                scope, toc, store.get_meta(Meta.CDC_SLOT) or self.o.cdc.slot
+            )
         for w in scope.warnings:
             log.warning("%s", w)
         self._refuse_empty_scope(catalog)

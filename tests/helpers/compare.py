@@ -8,6 +8,7 @@ duplicate rows) compare the same way.
 from __future__ import annotations
 
 import difflib
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from pgferry.pg.replication import PUBLICATION_MARK
 from tests.helpers.cli import CommandFailed, client_env, pg_program, split_password
 
 SYSTEM_SCHEMAS_SQL = """
@@ -54,12 +56,40 @@ def schema_dump(
     result = subprocess.run(args, capture_output=True, text=True, env=client_env(password))
     if result.returncode != 0:
         raise CommandFailed(result.returncode, args, result.stdout, result.stderr)
+    own = _own_publications(uri)
     lines = [
         line
         for line in result.stdout.splitlines()
-        if line.strip() and not line.startswith(_DROPPED_PREFIXES)
+        if line.strip()
+        and not line.startswith(_DROPPED_PREFIXES)
+        and _publication_of(line) not in own
     ]
     return "\n".join(lines) + "\n"
+
+
+_PUBLICATION_LINE = re.compile(r'^(?:CREATE|ALTER|COMMENT ON) PUBLICATION ("(?:[^"]|"")*"|\S+)')
+
+
+def _publication_of(line: str) -> str | None:
+    """The publication a dump line creates, alters or comments on (None: no such line)."""
+    m = _PUBLICATION_LINE.match(line)
+    if m is None:
+        return None
+    name = m.group(1)
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def _own_publications(uri: str) -> frozenset[str]:
+    """pgferry's own publications there (marked by its comment): the migration's tool, not
+    the application's schema (pgferry leaves them out of the target's)."""
+    with psycopg.connect(uri, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT p.pubname FROM pg_publication p JOIN pg_description d"
+            " ON d.objoid = p.oid AND d.classoid = 'pg_publication'::regclass"
+            " WHERE d.description = %s",
+            (PUBLICATION_MARK,),
+        ).fetchall()
+    return frozenset(r[0] for r in rows)
 
 
 def table_fingerprints(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
