@@ -13,7 +13,7 @@ from pgferry.text import human_bytes
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "copy",
-        help="redo one step of the clone: sequences, blobs",
+        help="redo one step of the clone: sequences, blobs, roles",
         description="Redo one step of the clone on its own, e.g. after the cutover.",
     )
     steps = p.add_subparsers(dest="copy_step", metavar="STEP")

@@ -25,7 +25,7 @@ from pgferry.ui.progress_report import progress_report, render_progress
 
 def register(sub: Any) -> None:
 
-    p = sub.add_parser("list", help="list what a work directory holds")
+    p = sub.add_parser("list", help="what a work directory holds, or what a clone would copy")
     lsub = p.add_subparsers(dest="what", metavar="WHAT")
     lsub.required = True
     prog = lsub.add_parser("progress", help="phases and units of work, with their state")
