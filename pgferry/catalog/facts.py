@@ -29,6 +29,12 @@ def extension_versions(conn: Conn) -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
+def database_size(conn: Conn) -> int:
+    """The size of the database `conn` is in, on disk (pg_database_size)."""
+    row = conn.execute("SELECT pg_catalog.pg_database_size(current_database())").fetchone()
+    return int(row[0]) if row else 0
+
+
 def event_trigger_names(conn: Conn) -> frozenset[str]:
     return _names(conn, "SELECT evtname FROM pg_catalog.pg_event_trigger")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pgferry.catalog.facts import large_object_oids
+from pgferry.catalog.facts import database_size, large_object_oids
 from pgferry.catalog.filters import Filters
 from pgferry.catalog.model import Catalog
 from pgferry.catalog.plan import PlanOptions, copy_order, plan_units
@@ -20,7 +20,7 @@ from pgferry.catalog.toc import read_toc
 from pgferry.clone.schema import dump_schema
 from pgferry.pg.binaries import find_dump_tools
 from pgferry.pg.conninfo import ConnInfo
-from pgferry.pg.profiles import SNAPSHOT_READER
+from pgferry.pg.snapshot import SnapshotHolder
 from pgferry.state.store import NewUnit, UnitKind
 from pgferry.text import human_bytes
 
@@ -49,18 +49,22 @@ def preview(
     skip_large_objects: bool = False,
     skip_extensions: bool = False,
 ) -> Preview:
-    with source.connect("pgferry list", settings=SNAPSHOT_READER) as conn:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        row = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()
-        assert row is not None
+    holder = SnapshotHolder(source)
+    try:
+        snapshot = holder.export()
+        conn = holder.conn
+        assert conn is not None
         catalog = read_catalog(conn)
         tools = find_dump_tools(catalog.major)
         lo_oids = [] if skip_large_objects else large_object_oids(conn)
         with tempfile.TemporaryDirectory(prefix="pgferry-list-") as work:
             dump = Path(work) / "schema.dump"
-            dump_schema(tools, source, dump, snapshot=row[0], large_objects=not skip_large_objects)
+            dump_schema(
+                tools, source, dump, snapshot=snapshot.name, large_objects=not skip_large_objects
+            )
             toc = read_toc(tools.pg_restore, dump)
-        conn.execute("ROLLBACK")
+    finally:
+        holder.release()
     scope = resolve_scope(
         catalog,
         filters,
@@ -93,8 +97,7 @@ def print_plan(options: CloneOptions) -> None:
     units = [u for u in p.units if u.kind == UnitKind.COPY]
     split = {oid: n for oid, n in p.parts.items() if n > 1}
     with options.source.connect("pgferry plan") as conn:
-        row = conn.execute("SELECT pg_catalog.pg_database_size(current_database())").fetchone()
-    size = int(row[0]) if row else 0
+        size = database_size(conn)
     lines = [
         "pgferry clone --dry-run: the plan (nothing was written to either server)",
         f"source {options.source.short()} (PostgreSQL {cat.major}): "

@@ -38,6 +38,7 @@ from typing import Any, NotRequired, TypedDict
 
 import psycopg
 
+from pgferry.catalog.facts import database_size
 from pgferry.cdc.protocol import current_wal_lsn, pg_time_to_unix
 from pgferry.cdc.spool import SpoolBacklog, spool_backlog
 from pgferry.checks.report import Report
@@ -325,11 +326,10 @@ def _database_size(servers: Servers) -> int | None:
     if conn is None:
         return None
     try:
-        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        return database_size(conn)
     except psycopg.Error as exc:
         servers.failed("source", exc)
         return None
-    return int(row[0]) if row else None
 
 
 # -- the report ------------------------------------------------------------------------

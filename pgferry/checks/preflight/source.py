@@ -19,6 +19,7 @@ from pgferry.catalog import providers
 from pgferry.catalog.facts import (
     all_tables_publications,
     catalog_object_count,
+    database_size,
     event_trigger_names,
     extension_versions,
     schema_names,
@@ -239,7 +240,7 @@ def _read_source_facts(
 ) -> None:
     """What the target checks and the local checks compare against."""
     with guarded_check(report, "source.catalog"):
-        facts.size = int(fetch_one(conn, "SELECT pg_database_size(current_database())"))
+        facts.size = database_size(conn)
         facts.extensions = extension_versions(conn)
         facts.event_triggers = sorted(event_trigger_names(conn))
         facts.all_tables_publications = all_tables_publications(conn)
