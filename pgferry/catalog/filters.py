@@ -197,6 +197,12 @@ class Filters:
         """Extensions skipped, with every object depending on them."""
         return self._names("exclude-extension")
 
+    def keeps_extension(self, name: str) -> bool:
+        """Whether the extension is migrated (include-only-extension, exclude-extension)."""
+        if name in self.exclude_extension:
+            return False
+        return not self.include_only_extension or name in self.include_only_extension
+
     @property
     def exclude_event_trigger(self) -> frozenset[str]:
         """Event triggers skipped."""

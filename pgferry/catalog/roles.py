@@ -4,7 +4,7 @@ memberships. Predefined roles (pg_*) are the server's own and never read."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import psycopg
@@ -44,6 +44,39 @@ class Role:
     connection_limit: int
     valid_until: str | None
     password: str | None  # the hash as stored, when readable; never printed
+
+
+@dataclass(frozen=True)
+class ClusterRoles:
+    """What `dump roles` writes and `restore roles` reads: the roles and memberships."""
+
+    roles: tuple[Role, ...]
+    memberships: tuple[tuple[str, str, bool], ...]  # (group, member, admin option)
+    passwords: bool  # whether the password hashes were read
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "roles": [asdict(r) for r in self.roles],
+            "memberships": [list(m) for m in self.memberships],
+            "passwords": self.passwords,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClusterRoles:
+        return cls(
+            roles=tuple(Role(**{**r, "attributes": tuple(r["attributes"])}) for r in data["roles"]),
+            memberships=tuple((g, m, bool(a)) for g, m, a in data["memberships"]),
+            passwords=bool(data["passwords"]),
+        )
+
+
+def read_cluster_roles(conn: psycopg.Connection[Any], *, passwords: bool = True) -> ClusterRoles:
+    """The source's roles and memberships; without `passwords`, no hash is read."""
+    roles, readable = read_roles(conn)
+    if not passwords:
+        roles = [Role(r.name, r.attributes, r.connection_limit, r.valid_until, None) for r in roles]
+    members = tuple((r[0], r[1], bool(r[2])) for r in conn.execute(MEMBERSHIPS_SQL))
+    return ClusterRoles(tuple(roles), members, readable and passwords)
 
 
 def read_roles(conn: psycopg.Connection[Any]) -> tuple[list[Role], bool]:

@@ -759,10 +759,7 @@ def _check_preload(
     if not missing:
         report.ok("preload.libraries", "the target preloads every library the source does")
         return
-    excluded = set(filters.exclude_extension)
-    if filters.include_only_extension:
-        excluded |= source.extensions - set(filters.include_only_extension)
-    used = [m for m in missing if m in source.extensions and m not in excluded]
+    used = [m for m in missing if m in source.extensions and filters.keeps_extension(m)]
     others = [m for m in missing if m not in used]
     if used:
         report.warn(

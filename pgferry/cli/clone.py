@@ -27,10 +27,11 @@ from pgferry.cli.common import (
     resolve_decoding,
     resolve_dir,
     resolve_filters,
+    resolve_optional_conn,
     resolve_size,
 )
 from pgferry.cli.env import env_bool, env_int, env_value
-from pgferry.clone.options import CloneOptions
+from pgferry.clone.options import ALL_STEPS, SECTIONS, CloneOptions
 from pgferry.errors import InputError, UsageError
 
 
@@ -44,130 +45,144 @@ def register(sub: Any) -> None:
             else "alias of clone",
             description="Clone the source database into the target database.",
         )
-        add_source(p)
-        add_target(p)
-        add_dir(p)
-        add_filters(p)
-        jobs = p.add_argument_group("concurrency")
-        jobs.add_argument(
-            "--table-jobs",
-            "--jobs",
-            type=int,
-            metavar="N",
-            help="COPY workers (env PGCOPYDB_TABLE_JOBS; default 4)",
-        )
-        jobs.add_argument(
-            "--index-jobs",
-            type=int,
-            metavar="N",
-            help="CREATE INDEX workers (env PGCOPYDB_INDEX_JOBS; default 4)",
-        )
-        jobs.add_argument(
-            "--restore-jobs",
-            type=int,
-            metavar="N",
-            help="pg_restore --jobs for post-data (default: --index-jobs)",
-        )
-        jobs.add_argument(
-            "--large-objects-jobs", type=int, metavar="N", help="large object workers (default 4)"
-        )
-        jobs.add_argument(
-            "--split-tables-larger-than",
-            "--split-at",
-            metavar="SIZE",
-            help="copy tables larger than SIZE in parts at the same time",
-        )
-        jobs.add_argument(
-            "--split-max-parts", type=int, metavar="N", help="at most N parts per split table"
-        )
-        jobs.add_argument(
-            "--estimate-table-sizes",
-            action="store_true",
-            help="use statistics instead of pg_table_size()",
-        )
-        sch = p.add_argument_group("schema")
-        sch.add_argument(
-            "--drop-if-exists",
-            action="store_true",
-            help="replace objects that already exist on the target",
-        )
-        sch.add_argument("--no-owner", action="store_true", help="do not restore ownership")
-        sch.add_argument("--no-acl", action="store_true", help="do not restore privileges")
-        sch.add_argument("--no-comments", action="store_true", help="do not restore comments")
-        sch.add_argument(
-            "--no-tablespaces",
-            action="store_true",
-            help="create everything in the default tablespace",
-        )
-        sch.add_argument(
-            "--roles",
-            action="store_true",
-            help="first create the source cluster's roles the target lacks (copy roles)",
-        )
-        sch.add_argument(
-            "--skip-db-properties",
-            action="store_true",
-            help="do not copy ALTER DATABASE/ROLE ... SET settings",
-        )
-        sch.add_argument(
-            "--skip-extensions",
-            action="store_true",
-            help="do not create extensions (create them on the target first)",
-        )
-        sch.add_argument(
-            "--skip-large-objects",
-            "--skip-blobs",
-            action="store_true",
-            help="do not copy large objects",
-        )
-        sch.add_argument("--skip-vacuum", action="store_true", help="no VACUUM ANALYZE")
-        sch.add_argument(
-            "--ignore-restore-errors",
-            type=int,
-            default=0,
-            metavar="N",
-            help="tolerate up to N pg_restore errors (each is reported)",
-        )
-        run = p.add_argument_group("run")
-        run.add_argument("--resume", action="store_true", help="continue a previous run in DIR")
-        run.add_argument(
-            "--restart", action="store_true", help="discard a previous run in DIR and start over"
-        )
-        run.add_argument(
-            "--not-consistent",
-            action="store_true",
-            help="no shared snapshot (each worker reads the latest data)",
-        )
-        run.add_argument(
-            "--snapshot", metavar="ID", help="use this exported snapshot (env PGCOPYDB_SNAPSHOT)"
-        )
-        run.add_argument(
-            "--use-copy-binary",
-            action="store_true",
-            help="COPY in binary format (same types on both sides)",
-        )
-        run.add_argument("--no-progress", action="store_true", help="no progress display")
-        add_downgrade_flag(run)
-        run.add_argument(
-            "--dry-run",
-            action="store_true",
-            help="print the plan (what would be copied, in what order, the disk it needs) "
-            "and stop: nothing is written to either server",
-        )
-        run.add_argument(
-            "--skip-preflight",
-            action="store_true",
-            help="do not run the preflight checks first (experts only)",
-        )
-        run.add_argument(
-            "--detach",
-            action="store_true",
-            help="run in the background, immune to the terminal closing; "
-            "log to DIR (follow it with pgferry status --watch)",
-        )
-        add_cdc_flags(p, follow=True)
-        add_logging_flags(p)
+        add_clone_flags(p)
         p.set_defaults(handler=handle)
+
+
+def add_clone_flags(p: argparse.ArgumentParser, *, section: str | None = None) -> None:
+    """clone's flags; a granular command (`section`, see clone.options.SECTIONS) takes
+    the same ones, less those of a whole migration (--follow and CDC, --dry-run)."""
+    add_source(p)
+    add_target(p)
+    add_dir(p)
+    add_filters(p)
+    jobs = p.add_argument_group("concurrency")
+    jobs.add_argument(
+        "--table-jobs",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="COPY workers (env PGCOPYDB_TABLE_JOBS; default 4)",
+    )
+    jobs.add_argument(
+        "--index-jobs",
+        type=int,
+        metavar="N",
+        help="CREATE INDEX workers (env PGCOPYDB_INDEX_JOBS; default 4)",
+    )
+    jobs.add_argument(
+        "--restore-jobs",
+        type=int,
+        metavar="N",
+        help="pg_restore --jobs for post-data (default: --index-jobs)",
+    )
+    jobs.add_argument(
+        "--large-objects-jobs", type=int, metavar="N", help="large object workers (default 4)"
+    )
+    jobs.add_argument(
+        "--split-tables-larger-than",
+        "--split-at",
+        metavar="SIZE",
+        help="copy tables larger than SIZE in parts at the same time",
+    )
+    jobs.add_argument(
+        "--split-max-parts", type=int, metavar="N", help="at most N parts per split table"
+    )
+    jobs.add_argument(
+        "--estimate-table-sizes",
+        action="store_true",
+        help="use statistics instead of pg_table_size()",
+    )
+    sch = p.add_argument_group("schema")
+    sch.add_argument(
+        "--drop-if-exists",
+        action="store_true",
+        help="replace objects that already exist on the target",
+    )
+    sch.add_argument("--no-owner", action="store_true", help="do not restore ownership")
+    sch.add_argument("--no-acl", action="store_true", help="do not restore privileges")
+    sch.add_argument("--no-comments", action="store_true", help="do not restore comments")
+    sch.add_argument(
+        "--no-tablespaces",
+        action="store_true",
+        help="create everything in the default tablespace",
+    )
+    sch.add_argument(
+        "--roles",
+        action="store_true",
+        help="first create the source cluster's roles the target lacks (copy roles)",
+    )
+    sch.add_argument(
+        "--skip-db-properties",
+        action="store_true",
+        help="do not copy ALTER DATABASE/ROLE ... SET settings",
+    )
+    sch.add_argument(
+        "--skip-extensions",
+        action="store_true",
+        help="do not create extensions (create them on the target first)",
+    )
+    sch.add_argument(
+        "--skip-large-objects",
+        "--skip-blobs",
+        action="store_true",
+        help="do not copy large objects",
+    )
+    sch.add_argument("--skip-vacuum", action="store_true", help="no VACUUM ANALYZE")
+    sch.add_argument(
+        "--ignore-restore-errors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tolerate up to N pg_restore errors (each is reported)",
+    )
+    run = p.add_argument_group("run")
+    run.add_argument("--resume", action="store_true", help="continue a previous run in DIR")
+    run.add_argument(
+        "--restart", action="store_true", help="discard a previous run in DIR and start over"
+    )
+    run.add_argument(
+        "--not-consistent",
+        action="store_true",
+        help="no shared snapshot (each worker reads the latest data)",
+    )
+    run.add_argument(
+        "--snapshot", metavar="ID", help="use this exported snapshot (env PGCOPYDB_SNAPSHOT)"
+    )
+    run.add_argument(
+        "--use-copy-binary",
+        action="store_true",
+        help="COPY in binary format (same types on both sides)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress display")
+    add_downgrade_flag(run)
+    if section is not None:
+        # The whole-database preflight (an empty target, CDC settings) is the clone's;
+        # a granular command checks what its step needs.
+        run.set_defaults(
+            dry_run=False, follow=False, skip_preflight=True, detach=False, section=section
+        )
+        add_logging_flags(p)
+        return
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (what would be copied, in what order, the disk it needs) "
+        "and stop: nothing is written to either server",
+    )
+    run.add_argument(
+        "--skip-preflight",
+        action="store_true",
+        help="do not run the preflight checks first (experts only)",
+    )
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background, immune to the terminal closing; "
+        "log to DIR (follow it with pgferry status --watch)",
+    )
+    add_cdc_flags(p, follow=True)
+    add_logging_flags(p)
 
 
 def add_cdc_flags(p: argparse.ArgumentParser, *, follow: bool) -> None:
@@ -265,6 +280,10 @@ def _in_range(value: int | None, flag: str, default: int, most: int, fix: str) -
 
 
 def options_from_args(args: argparse.Namespace) -> CloneOptions:
+    section: str | None = getattr(args, "section", None)
+    target = (
+        resolve_optional_conn(args, "target") if section == "dump" else resolve_conn(args, "target")
+    )
     if args.resume and args.restart:
         raise UsageError(
             "--resume and --restart cannot be used together",
@@ -298,7 +317,8 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
         )
     return CloneOptions(
         source=resolve_conn(args, "source"),
-        target=resolve_conn(args, "target"),
+        target=target or resolve_conn(args, "source"),
+        no_target=target is None,
         dir=resolve_dir(args),
         table_jobs=table_jobs,
         index_jobs=index_jobs,
@@ -330,10 +350,11 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
         maintenance_work_mem=env_value("MAINTENANCE_WORK_MEM") or "1GB",
         progress=not args.no_progress and not args.quiet,
         follow=args.follow,
-        cdc=cdc_options_from_args(args),
+        cdc=cdc_options_from_args(args) if section is None else CdcOptions(),
         skip_preflight=args.skip_preflight,
         allow_downgrade=args.allow_downgrade,
         roles=args.roles,
+        steps=SECTIONS[section] if section is not None else ALL_STEPS,
     )
 
 

@@ -45,6 +45,7 @@ _BAD_VALUE = re.compile(r"argument \S+: invalid (choice|\S+ value):")
 COMMAND_MODULES = (
     "clone",
     "copy",
+    "dump",
     "stream",
     "follow",
     "ops_preflight",

@@ -38,6 +38,9 @@ class CopySpec:
     first_page: int | None = None
     end_page: int | None = None
     truncate: bool = True  # TRUNCATE in the same transaction (and then FREEZE)
+    # Empty the table with DELETE instead (no FREEZE then): a table other tables'
+    # foreign keys reference, in a schema restored whole before the data (copy data).
+    delete: bool = False
     binary: bool = False
 
     @property
@@ -68,6 +71,14 @@ def source_copy_sql(spec: CopySpec) -> sql.Composed:
         cols, t.ident, sql.SQL(" AND ").join(conds)
     )
     return sql.SQL("COPY ({}) TO STDOUT{}").format(query, fmt)
+
+
+def empty_table_sql(table: Table, *, delete: bool) -> sql.Composed:
+    """TRUNCATE ONLY the table, or DELETE its rows (with session_replication_role replica:
+    no foreign key is checked and no trigger fires)."""
+    if delete:
+        return sql.SQL("DELETE FROM ONLY {}").format(table.ident)
+    return sql.SQL("TRUNCATE ONLY {}").format(table.ident)
 
 
 def target_copy_sql(spec: CopySpec, *, freeze: bool) -> sql.Composed:
@@ -186,11 +197,11 @@ def copy_table(
     query = source_copy_sql(spec).as_bytes(source)
     reader = _SourceReader(source, query, q, (cancel, stop))
     total = 0
-    freeze = spec.truncate and not spec.is_part
+    freeze = spec.truncate and not spec.is_part and not spec.delete
     try:
         with target.transaction(), target.cursor() as cur:
             if spec.truncate:
-                cur.execute(sql.SQL("TRUNCATE ONLY {}").format(spec.table.ident))
+                cur.execute(empty_table_sql(spec.table, delete=spec.delete))
             with cur.copy(target_copy_sql(spec, freeze=freeze)) as copy:
                 reader.start()
                 while True:

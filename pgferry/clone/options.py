@@ -22,6 +22,21 @@ PHASES = (
     "sequences",
     "post-data",
 )
+ALL_STEPS = frozenset(PHASES)
+# The phases of the data phase's worker pools (a unit kind each, see clone/scheduler.py).
+DATA_STEPS = frozenset(("copy", "large-objects", "indexes", "constraints", "vacuum", "sequences"))
+# pgcopydb's granular commands: the phases of the clone each one runs (catalog and dump
+# first, unless DIR holds them already). One engine: each is `clone` told to stop short.
+SECTIONS: dict[str, frozenset[str]] = {
+    "dump": frozenset(("catalog", "dump")),
+    "pre-data": frozenset(("catalog", "dump", "pre-data")),
+    "post-data": frozenset(("catalog", "dump", "post-data")),
+    "schema": frozenset(("catalog", "dump", "pre-data", "post-data")),
+    "data": frozenset(("catalog", "dump")) | DATA_STEPS,
+    "table-data": frozenset(("catalog", "dump", "copy")),
+    "indexes": frozenset(("catalog", "dump", "indexes")),
+    "constraints": frozenset(("catalog", "dump", "indexes", "constraints")),
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,15 @@ class CloneOptions:
     skip_preflight: bool = False
     allow_downgrade: bool = False
     roles: bool = False  # create the source cluster's roles the target lacks, first
+    # The phases this run may do (pgcopydb's granular commands run a few; see SECTIONS).
+    steps: frozenset[str] = ALL_STEPS
+    # dump schema without a target: `target` is a stand-in (the source) and is never
+    # connected to; the dump tools are the source's major's.
+    no_target: bool = False
+
+    @property
+    def partial(self) -> bool:
+        return self.steps != ALL_STEPS
 
     @property
     def effective_restore_jobs(self) -> int:
@@ -68,7 +92,7 @@ class CloneOptions:
         """Options that shape the plan: a resume with other values is refused."""
         return {
             "source": self.source.short(),
-            "target": self.target.short(),
+            "target": None if self.no_target else self.target.short(),
             "filters": self.filters.fingerprint(),
             "split_tables_larger_than": self.split_tables_larger_than,
             "split_max_parts": self.split_max_parts,

@@ -125,3 +125,42 @@ def print_plan(options: CloneOptions) -> None:
         f"({TARGET_DISK_FACTOR}x the source database's {human_bytes(size)})"
     )
     print("\n".join(lines))
+
+
+def restore_list(workdir: Path, filters: Filters | None) -> str:
+    """`restore parse-list`: the dump in DIR's table of contents as the restore reads it
+    (pg_restore --use-list), the entries the filters (given, else DIR's) leave out
+    commented with ';'."""
+    from pgferry.catalog.filters import no_filters
+    from pgferry.catalog.toc import render_use_list
+    from pgferry.errors import InputError
+    from pgferry.state.store import Meta, StateStore
+    from pgferry.state.workdir import WorkDir
+
+    wd = WorkDir(workdir)
+    if not wd.dump_file.exists() or not (workdir / StateStore.FILENAME).exists():
+        raise InputError(
+            f"no schema dump in {workdir}",
+            fix="run pgferry dump schema (or copy schema, clone) with this --dir first",
+        )
+    store = StateStore.open_dir(workdir, readonly=True)
+    try:
+        catalog = Catalog.from_json(store.get_json(Meta.CATALOG))
+        stored = store.get_json(Meta.FILTERS)
+        options = store.get_json(Meta.OPTIONS) or {}
+    finally:
+        store.close()
+    if filters is None:
+        filters = Filters.from_json(stored) if stored is not None else no_filters()
+    tools = find_dump_tools(catalog.major)
+    toc = read_toc(tools.pg_restore, wd.dump_file)
+    scope = resolve_scope(
+        catalog,
+        filters,
+        toc,
+        ScopeOptions(
+            skip_extensions=bool(options.get("skip_extensions")),
+            skip_large_objects=bool(options.get("skip_large_objects")),
+        ),
+    )
+    return render_use_list(toc, set(scope.restore_ids))

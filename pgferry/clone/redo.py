@@ -9,22 +9,25 @@ import logging
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
-from pgferry.catalog.facts import large_object_oids
-from pgferry.catalog.model import Sequence
+from pgferry.catalog.facts import extension_names, large_object_oids
+from pgferry.catalog.filters import Filters
+from pgferry.catalog.model import Extension, Sequence
 from pgferry.catalog.plan import LARGE_OBJECT_BATCH
-from pgferry.catalog.queries import SEQUENCES_SQL
+from pgferry.catalog.queries import EXTENSIONS_SQL, SEQUENCES_SQL
 from pgferry.catalog.roles import (
     CAN_CREATE_SQL,
     MEMBERSHIPS_SQL,
     ROLE_NAMES_SQL,
+    ClusterRoles,
     create_role_sql,
     grant_membership_sql,
-    read_roles,
+    read_cluster_roles,
 )
 from pgferry.catalog.sequences import read_sequence, set_sequence
 from pgferry.clone.blobs import copy_large_objects
-from pgferry.errors import InputError
+from pgferry.errors import InputError, StepFailed
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.profiles import DURABLE_WRITER, SNAPSHOT_READER
 from pgferry.pg.snapshot import Snapshot, begin_on_snapshot
@@ -94,16 +97,19 @@ class RolesCopied:
     without: tuple[str, ...] = ()  # "role: SUPERUSER" attributes the target could not give
 
 
-def copy_roles(source: ConnInfo, target: ConnInfo) -> RolesCopied:
+def copy_roles(source: ConnInfo, target: ConnInfo, *, passwords: bool = True) -> RolesCopied:
     """The source cluster's roles the target lacks, created with their attributes and
     (where readable) their password hashes, in one target transaction; memberships
     between roles granted where missing. Roles the target has are left alone."""
-    with (
-        source.connect("pgferry copy roles", settings=SNAPSHOT_READER) as src,
-        target.connect("pgferry copy roles", settings=DURABLE_WRITER) as tgt,
-    ):
-        roles, readable = read_roles(src)
-        memberships = [(r[0], r[1], bool(r[2])) for r in src.execute(MEMBERSHIPS_SQL)]
+    with source.connect("pgferry copy roles", settings=SNAPSHOT_READER) as src:
+        roles = read_cluster_roles(src, passwords=passwords)
+    return create_roles(target, roles)
+
+
+def create_roles(target: ConnInfo, given: ClusterRoles) -> RolesCopied:
+    """`copy roles` on the target side, also `restore roles` from a dump roles file."""
+    roles, readable = list(given.roles), given.passwords
+    with target.connect("pgferry copy roles", settings=DURABLE_WRITER) as tgt:
         superuser, createrole = tgt.execute(CAN_CREATE_SQL).fetchone()  # type: ignore[misc]
         present = {r[0] for r in tgt.execute(ROLE_NAMES_SQL)}
         todo = [r for r in roles if r.name not in present]
@@ -123,7 +129,7 @@ def copy_roles(source: ConnInfo, target: ConnInfo) -> RolesCopied:
                 without += [f"{role.name}: {a}" for a in dropped]
             have = present | {r.name for r in todo}
             done = {(r[0], r[1]) for r in tgt.execute(MEMBERSHIPS_SQL)}
-            for group, member, admin in memberships:
+            for group, member, admin in given.memberships:
                 if group in have and member in have and (group, member) not in done:
                     try:
                         with tgt.transaction():  # a savepoint: one refusal is not fatal
@@ -135,8 +141,9 @@ def copy_roles(source: ConnInfo, target: ConnInfo) -> RolesCopied:
         log.warning("not given on the target (only a superuser may): %s", listed(without, 10))
     if todo and not readable:
         log.warning(
-            "the source's password hashes are readable by superusers only: the %d role(s) "
-            "created have no password; set them on the target (ALTER ROLE ... PASSWORD)",
+            "the source's password hashes were not read (readable by superusers only, or "
+            "--no-role-passwords): the %d role(s) created have no password; set them on the "
+            "target (ALTER ROLE ... PASSWORD)",
             len(todo),
         )
     return RolesCopied(
@@ -146,3 +153,55 @@ def copy_roles(source: ConnInfo, target: ConnInfo) -> RolesCopied:
         passwords=readable,
         without=tuple(without),
     )
+
+
+@dataclass(frozen=True)
+class ExtensionsCopied:
+    created: tuple[str, ...]  # "name version"
+    existing: tuple[str, ...]
+
+
+def copy_extensions(
+    source: ConnInfo,
+    target: ConnInfo,
+    filters: Filters,
+    requirements: dict[str, str] | None = None,
+) -> ExtensionsCopied:
+    """The source database's extensions (those the filters keep) the target lacks:
+    CREATE EXTENSION in the source's schema, at the source's version or the one
+    `requirements` pins, CASCADE; each in its own transaction. The privileged step of a
+    clone that then runs with --skip-extensions as a role that may not create them."""
+    pinned = requirements or {}
+    with source.connect("pgferry copy extensions", settings=SNAPSHOT_READER) as src:
+        rows = src.execute(EXTENSIONS_SQL).fetchall()
+    wanted = [Extension(*r) for r in rows if r[1] != "plpgsql" and filters.keeps_extension(r[1])]
+    created: list[str] = []
+    existing: list[str] = []
+    with target.connect("pgferry copy extensions", settings=DURABLE_WRITER) as tgt:
+        tgt.autocommit = True
+        have = extension_names(tgt)
+        for ext in wanted:
+            version = pinned.get(ext.name, ext.version)
+            if ext.name in have:
+                existing.append(ext.name)
+                continue
+            try:
+                tgt.execute(
+                    sql.SQL(
+                        "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {} VERSION {} CASCADE"
+                    ).format(
+                        sql.Identifier(ext.name),
+                        sql.Identifier(ext.schema),
+                        sql.Literal(version),
+                    )
+                )
+            except psycopg.Error as exc:
+                raise StepFailed(
+                    f"CREATE EXTENSION {ext.name} {version} failed on the target: "
+                    f"{' '.join(str(exc).split())}",
+                    fix="install the extension's package on the target server, create the "
+                    f"schema {ext.schema} first, or pin another version with --requirements",
+                ) from None
+            created.append(f"{ext.name} {version}")
+            have = extension_names(tgt)  # CASCADE may have created others
+    return ExtensionsCopied(tuple(created), tuple(existing))

@@ -40,6 +40,7 @@ from pgferry.catalog.scope import (
 from pgferry.catalog.target import (
     check_source_reads,
     missing_extensions,
+    relation_exists,
     require_empty_target,
     user_objects,
 )
@@ -58,10 +59,10 @@ from pgferry.clone.foreign_keys import (
 )
 from pgferry.clone.foreign_keys import from_json as fk_from_json
 from pgferry.clone.foreign_keys import to_json as fk_json
-from pgferry.clone.options import PHASES, CloneOptions
+from pgferry.clone.options import DATA_STEPS, PHASES, CloneOptions
 from pgferry.clone.partitioned import PartitionedPass, partitioned_pass
 from pgferry.clone.redo import copy_roles
-from pgferry.clone.scheduler import Scheduler
+from pgferry.clone.scheduler import Scheduler, kinds_of_steps
 from pgferry.clone.schema import RestoreOptions, apply_database_settings, dump_schema, restore
 from pgferry.clone.summary import build_summary
 from pgferry.clone.workers import RunContext
@@ -142,12 +143,15 @@ class Clone:
     def _run_locked(self) -> dict[str, Any]:
         o = self.o
         source = o.source.connect("pgferry check", settings=SNAPSHOT_READER)
-        target = o.target.connect("pgferry check")
+        target = None if o.no_target else o.target.connect("pgferry check")
         try:
-            refuse_same_database_conns(source, target)
             source_major = int(source.info.server_version) // 10000
-            self._refuse_downgrade(source_major, target)
-            tools = find_dump_tools(source_major, int(target.info.server_version) // 10000)
+            target_major = source_major
+            if target is not None:
+                refuse_same_database_conns(source, target)
+                self._refuse_downgrade(source_major, target)
+                target_major = int(target.info.server_version) // 10000
+            tools = find_dump_tools(source_major, target_major)
             self._decide_start(target)
             store = self.store
             assert store is not None
@@ -155,17 +159,20 @@ class Clone:
             store.define_phases(PHASES)
             store.phase_reset_running()
             log.info(
-                "source %s (PostgreSQL %s), target %s (PostgreSQL %s); using %s",
+                "source %s (PostgreSQL %s), target %s; using %s",
                 o.source.short(),
                 source.info.parameter_status("server_version"),
-                o.target.short(),
-                target.info.parameter_status("server_version"),
+                "none"
+                if target is None
+                else f"{o.target.short()} (PostgreSQL "
+                f"{target.info.parameter_status('server_version')})",
                 tools.pg_dump,
             )
         finally:
             source.close()
-            target.close()
-        for side in (self.o.source, self.o.target):
+            if target is not None:
+                target.close()
+        for side in (self.o.source,) if o.no_target else (self.o.source, self.o.target):
             terminate_orphans(side, self.tag)
         if o.follow:
             self.o = o = replace(o, cdc=self._plugin(o.cdc))
@@ -276,7 +283,7 @@ class Clone:
                 counts = old.counts()
                 done = sum(n for (_, st), n in counts.items() if st == Status.DONE)
                 total = sum(counts.values())
-                objects = user_objects(target)
+                objects = user_objects(target) if target is not None else []
                 if objects and not o.drop_if_exists:
                     raise InputError(
                         f"--restart: the target still holds {len(objects)} objects from the "
@@ -297,7 +304,12 @@ class Clone:
             had_state = False
         self.store = StateStore.open_dir(self.workdir.path)
         started = self._target_written()
-        if had_state and not started and self.store.get_meta(Meta.STARTED_AT) is not None:
+        if (
+            had_state
+            and not started
+            and self.store.get_meta(Meta.STARTED_AT) is not None
+            and self.store.get_meta(Meta.STATUS) != "done"  # e.g. a dump schema, to go on from
+        ):
             # A previous attempt stopped before writing anything: start afresh.
             log.info(
                 "previous run in %s never wrote to the target; starting afresh", self.workdir.path
@@ -307,16 +319,16 @@ class Clone:
             # stopped (or gives right now) is kept for this one.
             self.store.reset_keeping_endpos()
             self.workdir.wipe(keep_state=True)
-        if started and not o.resume:
+        if started and not (o.resume or o.partial):
             raise InputError(
                 f"{self.workdir.path} holds a previous clone (status: "
                 f"{self.store.get_meta(Meta.STATUS, 'unknown')})",
                 fix="continue it with --resume, or discard it with --restart",
             )
-        if started:
+        if started or (had_state and o.partial):
             self._check_resume_compatible()
             return
-        if not o.drop_if_exists:
+        if not o.drop_if_exists and "pre-data" in o.steps:
             require_empty_target(target, o.target.dbname)
         if o.follow:
             self._cdc().check_fresh()
@@ -359,6 +371,9 @@ class Clone:
         assert self.store is not None
         stored = self.store.get_json(Meta.OPTIONS) or {}
         given = self.o.plan_fingerprint()
+        if stored.get("target") is None or given["target"] is None:
+            # a dump schema run has none: the target comes with the step that writes it
+            given["target"] = stored["target"] = stored.get("target") or given["target"]
         diffs = [
             f"{k}: was {stored.get(k)!r}, now {given.get(k)!r}"
             for k in sorted(given)
@@ -373,7 +388,11 @@ class Clone:
                 "--resume with options that change the plan: " + "; ".join(diffs),
                 fix="resume with the original options, or start over with --restart",
             )
-        log.info("resuming the clone in %s", self.workdir.path)
+        log.info(
+            "%s the clone in %s",
+            "going on with" if self.o.partial else "resuming",
+            self.workdir.path,
+        )
         self.store.set_meta(Meta.STATUS, "running")
 
     # -- the phases -----------------------------------------------------------------------
@@ -401,13 +420,18 @@ class Clone:
             log.warning("%s", w)
         self._refuse_empty_scope(catalog)
         prepared = Prepared(catalog, toc, scope, tools)
-        self._preflight(prepared)
+        steps = self.o.steps
+        if steps - {"catalog", "dump"}:
+            self._preflight(prepared)
         self._plan(prepared, snapshot)
         self._write_lists(prepared)
-        self._phase_pre_data(prepared)
-        self._data_phase(prepared, snapshot)
+        if "pre-data" in steps:
+            self._phase_pre_data(prepared)
+        if steps & DATA_STEPS:
+            self._data_phase(prepared, snapshot)
         self._release_snapshot()
-        self._phase_post_data(prepared)
+        if "post-data" in steps:
+            self._phase_post_data(prepared)
         summary = build_summary(store, catalog, self.o, wall=time.time() - t0)
         self.workdir.summary_file.write_text(json.dumps(summary, indent=2) + "\n")
         os.chmod(self.workdir.summary_file, 0o600)
@@ -552,6 +576,12 @@ class Clone:
         source = self.o.source.connect("pgferry check", settings=SNAPSHOT_READER)
         target = self.o.target.connect("pgferry check")
         try:
+            if "pre-data" not in self.o.steps:
+                # A later step alone (copy data, restore post-data): no schema to create.
+                self._require_tables_on_target(target, p)
+                if "copy" in self.o.steps:
+                    check_source_reads(source, sorted(p.scope.copy_tables))
+                return
             check_source_reads(source, sorted(p.scope.copy_tables))
             kept = {
                 e.tag for e in p.toc if e.desc == "EXTENSION" and e.dump_id in p.scope.restore_ids
@@ -574,6 +604,17 @@ class Clone:
         finally:
             source.close()
             target.close()
+
+    def _require_tables_on_target(self, target: Any, p: Prepared) -> None:
+        """A data step without the schema step: the tables must be on the target already."""
+        names = [(t.schema, t.name) for t in p.catalog.tables if t.oid in p.scope.copy_tables]
+        missing = [f"{s}.{n}" for s, n in names if not relation_exists(target, s, n)]
+        if missing:
+            raise InputError(
+                f"the target lacks {len(missing)} of the tables to copy ({listed(missing, 5)})",
+                fix="create the schema first: pgferry copy schema (or restore pre-data) with "
+                "the same --dir",
+            )
 
     def _plan(self, p: Prepared, snapshot: Snapshot) -> None:
         store = self.store
@@ -642,14 +683,26 @@ class Clone:
         self.pre_list.write_text(render_use_list(p.toc, set(p.scope.restore_ids)))
 
     def _built_by_workers(self, p: Prepared) -> frozenset[int]:
-        """Dump entries pgferry builds itself (so pg_restore must not)."""
+        """Dump entries pgferry has built itself (so pg_restore must not): all of the
+        indexes and constraints in scope after a clone's data phase, none when the data
+        phase has not run (restore post-data), some after copy indexes."""
+        assert self.store is not None
         by_oid = {i.oid: i for i in p.catalog.indexes}
+        built = {
+            (u.kind, u.obj_oid)
+            for u in self.store.units()
+            if u.kind in (UnitKind.INDEX, UnitKind.CONSTRAINT) and u.status == Status.DONE
+        }
         constraint_oids = {
             by_oid[oid].constraint_oid
             for oid in p.scope.indexes
-            if by_oid[oid].constraint_oid is not None
+            if by_oid[oid].constraint_oid is not None and (UnitKind.CONSTRAINT, oid) in built
         }
-        plain = {oid for oid in p.scope.indexes if by_oid[oid].constraint_oid is None}
+        plain = {
+            oid
+            for oid in p.scope.indexes
+            if by_oid[oid].constraint_oid is None and (UnitKind.INDEX, oid) in built
+        }
         return frozenset(
             e.dump_id
             for e in p.toc
@@ -738,6 +791,7 @@ class Clone:
                 maintenance_work_mem=self.o.maintenance_work_mem,
                 use_tablespaces=not self.o.no_tablespaces,
                 stop=self.stop,
+                if_not_exists=self.o.partial,
             )
             if self.lock_first and snapshot.name is not None:
                 ctx.lock_first = tuple(
@@ -792,13 +846,17 @@ class Clone:
             "sequences": 1,
         }
         reporter = make_reporter(enabled=self.o.progress)
-        scheduler = Scheduler(ctx, sizes, on_tick=reporter.update)
+        scheduler = Scheduler(
+            ctx, sizes, on_tick=reporter.update, kinds=kinds_of_steps(self.o.steps)
+        )
         reporter.start()
         try:
             scheduler.run()
         finally:
             reporter.stop()
         for name in ("copy", "large-objects", "indexes", "constraints", "vacuum", "sequences"):
+            if name not in self.o.steps:
+                continue  # left for a later command (copy indexes, ...)
             row = store.phase(name)
             if row is not None and row.status == Status.PENDING:
                 store.phase_done(name, status=Status.SKIPPED)

@@ -79,8 +79,12 @@ class Scheduler:
         sizes: dict[str, int],
         *,
         on_tick: Callable[[ProgressCounts], None] | None = None,
+        kinds: frozenset[UnitKind] = frozenset(UnitKind),
     ) -> None:
         self.ctx = ctx
+        # The kinds of unit this run does; the others' units are left as they are, and
+        # count as met where they are a dependency (copy indexes after copy table-data).
+        self.kinds = kinds
         self.store = ctx.store
         self.on_tick = on_tick
         self.pools = {name: Pool(name, max(1, size)) for name, size in sizes.items()}
@@ -96,6 +100,8 @@ class Scheduler:
     # -- setup --------------------------------------------------------------------------
     def load(self) -> None:
         for u in self.store.units():
+            if u.kind not in self.kinds:
+                continue
             if u.kind == UnitKind.COPY and u.status == Status.DONE:
                 self.copied_bytes += u.bytes
             self.units[u.id] = u
@@ -314,6 +320,11 @@ class Scheduler:
             tables_total=len(tables),
             failed=len(self.failures),
         )
+
+
+def kinds_of_steps(steps: frozenset[str]) -> frozenset[UnitKind]:
+    """The unit kinds a run of these phases does."""
+    return frozenset(kind for kind, phase in PHASE_OF.items() if phase in steps)
 
 
 def describe_error(exc: BaseException | None) -> str:

@@ -15,7 +15,7 @@ from pgferry.catalog.model import Catalog, Index
 from pgferry.catalog.queries import REWRITTEN_SQL
 from pgferry.catalog.sequences import read_sequence, set_sequence
 from pgferry.clone.blobs import copy_large_objects
-from pgferry.clone.copydata import CopySpec, copy_table
+from pgferry.clone.copydata import CopySpec, copy_table, empty_table_sql
 from pgferry.clone.indexes import attach_constraint, build_index
 from pgferry.clone.maintenance import vacuum_analyze
 from pgferry.errors import Interrupted, TableRewritten
@@ -41,6 +41,10 @@ class RunContext:
     binary: bool = False
     maintenance_work_mem: str = "1GB"
     use_tablespaces: bool = True
+    # A granular command (copy data, copy indexes...): indexes and constraints may exist
+    # already (each is checked first, as on a resume), and so may foreign keys and
+    # triggers (tables are emptied with DELETE and filled as replica, see target()).
+    if_not_exists: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     progress: dict[int, int] = field(default_factory=dict)
     indexes: dict[int, Index] = field(default_factory=dict)
@@ -133,6 +137,11 @@ class WorkerSession:
     def target(self) -> psycopg.Connection[Any]:
         if self._target is None or self._target.closed:
             settings = dict(BULK_WRITER, maintenance_work_mem=self.ctx.maintenance_work_mem)
+            if self.ctx.if_not_exists:
+                # The target may hold the whole schema already (copy schema, restore
+                # post-data): its triggers must not fire on the copied rows, nor its
+                # foreign keys be checked while the tables fill in any order.
+                settings["session_replication_role"] = "replica"
             self._target = self.ctx.target.connect(f"pgferry {self.name}", settings=settings)
             self.ctx.active[threading.get_ident()] = self._target
         return self._target
@@ -176,6 +185,7 @@ def _copy(session: WorkerSession, unit: UnitRow, _pw: int) -> UnitOutcome:
         first_page=unit.detail.get("first_page"),
         end_page=unit.detail.get("end_page"),
         truncate=parts == 1,
+        delete=ctx.if_not_exists,
         binary=ctx.binary,
     )
     source = session.source()
@@ -246,7 +256,7 @@ def _truncate_once(session: WorkerSession, table_oid: int) -> None:
         if table_oid in ctx.truncated:
             return
         table = ctx.catalog.table(table_oid)
-        session.target().execute(sql.SQL("TRUNCATE ONLY {}").format(table.ident))
+        session.target().execute(empty_table_sql(table, delete=ctx.if_not_exists))
         ctx.store.set_table(table_oid, truncated=True)
         ctx.truncated.add(table_oid)
 
@@ -258,7 +268,7 @@ def _index(session: WorkerSession, unit: UnitRow, parallel_workers: int) -> Unit
         session.target(),
         idx,
         ctx.catalog.table(idx.table_oid),
-        resuming=unit.attempts > 0,
+        resuming=unit.attempts > 0 or ctx.if_not_exists,
         parallel_workers=parallel_workers,
         use_tablespace=ctx.use_tablespaces,
     )
@@ -269,7 +279,10 @@ def _constraint(session: WorkerSession, unit: UnitRow, _pw: int) -> UnitOutcome:
     ctx = session.ctx
     idx = ctx.indexes[unit.obj_oid]
     done = attach_constraint(
-        session.target(), idx, ctx.catalog.table(idx.table_oid), resuming=unit.attempts > 0
+        session.target(),
+        idx,
+        ctx.catalog.table(idx.table_oid),
+        resuming=unit.attempts > 0 or ctx.if_not_exists,
     )
     return UnitOutcome(unit, ok=True, note=None if done else "already there")
 
