@@ -364,7 +364,10 @@ class Cdc:
         r = self.receiver
         if r is not None and r.error is not None:
             raise r.error
-        return r.durable if r is not None else 0
+        if r is None:  # stream catchup: what an earlier stream receive made durable
+            row = self.store.sentinel()
+            return (lsn_or_none(row.flush_lsn) or 0) if row is not None else 0
+        return r.durable
 
     def _sentinel(self) -> Sentinel | None:
         """The sentinel row, re-read at most every 200 ms (apply asks per transaction)."""

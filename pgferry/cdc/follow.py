@@ -6,8 +6,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Literal, overload
 
 from pgferry import log as pflog
 from pgferry.catalog.filters import Filters, no_filters
@@ -36,6 +39,7 @@ from pgferry.pg.replication import (
 )
 from pgferry.pg.sessions import dir_tag, terminate_orphans
 from pgferry.pg.settings import set_settings
+from pgferry.pg.snapshot import Snapshot
 from pgferry.state.store import Meta, StateStore
 from pgferry.state.workdir import WorkDir
 
@@ -191,3 +195,102 @@ def cleanup(source: ConnInfo, target: ConnInfo, slot: str, origin: str) -> Clean
                 drop_origin(conn, name)
                 dropped.append(f"replication origin {name} on the target")
     return CleanupResult(dropped, absent)
+
+
+@overload
+def stream_setup(options: FollowOptions) -> Snapshot: ...
+@overload
+def stream_setup(options: FollowOptions, *, keep: Literal[True]) -> tuple[Snapshot, Cdc]: ...
+def stream_setup(options: FollowOptions, *, keep: bool = False) -> Any:
+    """`stream setup`: the slot (with pgoutput, its publication), the origin and the
+    sentinel, as `follow` and `clone --follow` create them; nothing is received yet.
+    With `keep` (`snapshot --follow`), the slot's snapshot stays exported: the Cdc that
+    holds it is returned, for release_snapshot()."""
+    with _locked(options, keep_snapshot=keep) as (o, store, cdc):
+        if cdc.is_set_up:
+            raise InputError(
+                f"{o.dir} already holds a CDC setup (slot {store.get_meta(Meta.CDC_SLOT)})",
+                fix="go on with it (stream receive, follow --resume), or drop it with "
+                "stream cleanup",
+            )
+        drop_interrupted_setup(o.source, o.target, store)
+        cdc.check_fresh()
+        snapshot = cdc.create(o.filters)
+        store.set_json(Meta.FOLLOW_FILTERS, o.filters.to_json())
+        if keep:
+            return snapshot, cdc
+        cdc.release_snapshot()
+        return snapshot
+
+
+def stream_receive(options: FollowOptions, stop: threading.Event | None = None) -> int:
+    """`stream receive` (and prefetch): changes into DIR's spool until the end position
+    is received (or a stop), nothing applied; returns the durable LSN."""
+    stop = stop or threading.Event()
+    with _locked(options, stop) as (o, store, cdc):
+        _require_setup(o, store, cdc)
+        cdc.start_receiver()
+        receiver = cdc.receiver
+        assert receiver is not None
+        try:
+            while not receiver.finished():
+                if stop.wait(0.5):
+                    raise Interrupted("stopped; run the same command again to go on")
+            if receiver.error is not None:
+                raise receiver.error
+        finally:
+            cdc.stop_receiver()
+        return receiver.durable
+
+
+def stream_catchup(options: FollowOptions, stop: threading.Event | None = None) -> int:
+    """`stream catchup` (and apply): what DIR's spool holds applied to the target, up to
+    the end position, exactly once (the replication origin); nothing is received."""
+    stop = stop or threading.Event()
+    with _locked(options, stop) as (o, store, cdc):
+        _require_setup(o, store, cdc)
+        cdc.ensure_origin()
+        if store.get_meta(Meta.APPLY_HOLD) != "1":
+            store.set_sentinel(apply=1)
+        if store.sentinel() is not None and store.sentinel().endpos is None:  # type: ignore[union-attr]
+            log.info(
+                "no end position: applying what arrives until stopped (set one with "
+                "stream sentinel set endpos)"
+            )
+        return cdc.apply_until_endpos(_scope(o, store))
+
+
+def _require_setup(o: FollowOptions, store: StateStore, cdc: Cdc) -> None:
+    if not cdc.is_set_up:
+        raise InputError(
+            f"{o.dir} holds no CDC setup", fix="run pgferry stream setup with this --dir first"
+        )
+    cdc.options = replace(cdc.options, slot=store.get_meta(Meta.CDC_SLOT) or cdc.options.slot)
+
+
+@contextmanager
+def _locked(
+    options: FollowOptions, stop: threading.Event | None = None, *, keep_snapshot: bool = False
+) -> Iterator[tuple[FollowOptions, StateStore, Cdc]]:
+    """DIR taken for one stream command: its store and CDC handle, closed after."""
+    tag = dir_tag(options.dir)
+    o = replace(options, source=options.source.with_tag(tag), target=options.target.with_tag(tag))
+    pflog.add_secret(o.source.password)
+    pflog.add_secret(o.target.password)
+    workdir = WorkDir(o.dir)
+    workdir.create()
+    workdir.lock()
+    pflog.log_to_file(workdir.log_file)
+    store = StateStore.open_dir(workdir.path)
+    cdc = Cdc(o.source, o.target, workdir, store, o.cdc, stop or threading.Event())
+    try:
+        yield o, store, cdc
+    except BaseException:
+        cdc.release_snapshot()
+        raise
+    finally:
+        cdc.stop_receiver()
+        if not keep_snapshot:
+            cdc.release_snapshot()
+        store.close()
+        workdir.unlock()

@@ -96,6 +96,10 @@ class ReceiveProcess:
                 self._commands.close()  # the child reads the end of its stdin
                 self._commands = None
 
+    def finished(self) -> bool:
+        """It ended by itself (the end position received) or for good (an error)."""
+        return self._supervisor is not None and not self._supervisor.is_alive()
+
     def join(self, timeout: float | None = None) -> None:
         """Stop, and wait for the process to end; after `timeout`, end it."""
         self.stop()

@@ -47,6 +47,12 @@ def register(sub: Any) -> None:
         q.add_argument("--json", action="store_true", help="machine-readable output")
         add_logging_flags(q)
         q.set_defaults(handler=handle_source_list)
+    for what, text in SERVER_LISTS.items():
+        q = lsub.add_parser(what, help=text)
+        add_source(q)
+        q.add_argument("--json", action="store_true", help="machine-readable output")
+        add_logging_flags(q)
+        q.set_defaults(handler=handle_server_list)
 
 
 SOURCE_LISTS = {
@@ -55,6 +61,13 @@ SOURCE_LISTS = {
     "indexes": "the indexes and constraints a clone would build",
     "sequences": "the sequences a clone would create and set",
     "extensions": "the source's extensions, and whether a clone creates them",
+    "depends": "the objects of the schema dump the filters leave out, and those depending on them",
+    "schema": "the catalog a clone reads and what it keeps, as JSON",
+}
+# Read from the source directly (no schema dump).
+SERVER_LISTS = {
+    "databases": "the source cluster's databases, with their sizes",
+    "collations": "the collations the source database's objects use, other than the default",
 }
 
 
@@ -72,7 +85,29 @@ def handle_source_list(args: argparse.Namespace) -> int:
     p = preview(resolve_conn(args, "source"), resolve_filters(args), plan)
     cat, scope = p.catalog, p.scope
     rows: list[dict[str, Any]]
-    if args.what == "tables":
+    if args.what == "schema":
+        print_json(
+            {
+                "catalog": cat.to_json(),
+                "scope": {
+                    "tables": sorted(cat.table(o).qualname for o in scope.tables),
+                    "copied": sorted(cat.table(o).qualname for o in scope.copy_tables),
+                    "indexes": len(scope.indexes),
+                    "sequences": len(scope.sequences),
+                    "large_objects": scope.large_objects,
+                    "notes": list(scope.warnings),
+                },
+            }
+        )
+        return 0
+    if args.what == "depends":
+        rows = [
+            {"dump_id": e.dump_id, "kind": e.desc, "schema": e.namespace or "-", "name": e.tag}
+            for e in p.toc
+            if e.dump_id not in scope.restore_ids
+        ]
+        left = 0
+    elif args.what == "tables":
         rows = [
             {
                 "table": t.qualname,
@@ -150,4 +185,62 @@ def handle_progress(args: argparse.Namespace) -> int:
         print_json(report)
     else:
         render_progress(report)
+    return 0
+
+
+DATABASES_SQL = """
+SELECT d.datname, pg_catalog.pg_database_size(d.oid)::int8
+  FROM pg_catalog.pg_database d
+ WHERE d.datallowconn AND NOT d.datistemplate
+   AND pg_catalog.has_database_privilege(d.oid, 'CONNECT')
+ ORDER BY 1
+"""
+
+# Collations other than the default that the database's columns, indexes and domains
+# use, and those created in it: the target must have them (or the clone creates them).
+COLLATIONS_SQL = """
+SELECT DISTINCT n.nspname, c.collname, c.collprovider::text,
+       coalesce(c.collcollate, ''), c.collnamespace <> 'pg_catalog'::regnamespace
+  FROM pg_catalog.pg_collation c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+ WHERE c.oid <> 100 AND (
+       c.collnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    OR c.oid IN (SELECT a.attcollation FROM pg_catalog.pg_attribute a
+                   JOIN pg_catalog.pg_class r ON r.oid = a.attrelid
+                  WHERE r.relnamespace NOT IN ('pg_catalog'::regnamespace,
+                                               'information_schema'::regnamespace)
+                    AND NOT a.attisdropped)
+    OR c.oid IN (SELECT t.typcollation FROM pg_catalog.pg_type t
+                  WHERE t.typtype = 'd'
+                    AND t.typnamespace NOT IN ('pg_catalog'::regnamespace,
+                                               'information_schema'::regnamespace)))
+ ORDER BY 1, 2
+"""
+
+
+def handle_server_list(args: argparse.Namespace) -> int:
+    from pgferry.text import human_bytes
+
+    with resolve_conn(args, "source").connect("pgferry list") as conn:
+        if args.what == "databases":
+            rows = [
+                {"database": name, "bytes": size, "size": human_bytes(size)}
+                for name, size in conn.execute(DATABASES_SQL)
+            ]
+        else:
+            rows = [
+                {
+                    "collation": f"{schema}.{name}",
+                    "provider": {"c": "libc", "i": "icu", "d": "default"}.get(prov, prov),
+                    "locale": locale,
+                    "created_in_database": own,
+                }
+                for schema, name, prov, locale, own in conn.execute(COLLATIONS_SQL)
+            ]
+    if args.json:
+        print_json({"what": args.what, args.what: rows})
+        return 0
+    for row in rows:
+        print("  ".join(f"{k}={v}" for k, v in row.items() if k != "bytes"))
+    print(f"{len(rows)} {args.what}")
     return 0

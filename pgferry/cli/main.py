@@ -48,6 +48,7 @@ COMMAND_MODULES = (
     "dump",
     "stream",
     "follow",
+    "snapshot",
     "ops_preflight",
     "ops_status",
     "ops_verify",

@@ -6,11 +6,15 @@ import argparse
 import sys
 from typing import Any
 
+from pgferry.catalog.filters import no_filters
 from pgferry.cdc.engine import parse_endpos, set_endpos_current
 from pgferry.cli.common import (
+    add_decoding_flags,
     add_dir,
+    add_filters,
     add_logging_flags,
     add_source,
+    add_target,
     print_json,
     resolve_conn,
     resolve_dir,
@@ -28,9 +32,34 @@ def register(sub: Any) -> None:
     stream = sub.add_parser("stream", help="CDC controls (pgcopydb compatible)")
     ssub = stream.add_subparsers(dest="stream_cmd", metavar="COMMAND")
     ssub.required = True
+    _register_steps(ssub)
     sentinel = ssub.add_parser("sentinel", help="read or set the CDC sentinel")
-    sent = sentinel.add_subparsers(dest="sentinel_cmd", metavar="get|set")
+    sent = sentinel.add_subparsers(dest="sentinel_cmd", metavar="get|set|setup|create|drop")
     sent.required = True
+    for name in ("setup", "create"):
+        q = sent.add_parser(
+            name,
+            help="set the start and end positions"
+            + (" (alias of setup)" if name != "setup" else ""),
+            description="pgferry's sentinel lives in DIR and is made by stream setup; this "
+            "sets its start and end positions (pgcopydb's sentinel setup).",
+        )
+        q.add_argument("startpos", nargs="?", help="the LSN to receive from (before any is)")
+        q.add_argument("endpos", nargs="?", help="the end position LSN")
+        q.add_argument("--startpos", dest="startpos_flag", metavar="LSN", help="as above")
+        q.add_argument("--endpos", dest="endpos_flag", metavar="LSN", help="as above")
+        add_dir(q)
+        add_logging_flags(q)
+        q.set_defaults(handler=handle_sentinel_setup)
+    drop = sent.add_parser(
+        "drop",
+        help="clear the end position (the sentinel itself goes with DIR)",
+        description="pgferry keeps no sentinel table on the source: its sentinel is in DIR "
+        "and goes with stream cleanup and the directory. This clears the end position.",
+    )
+    add_dir(drop)
+    add_logging_flags(drop)
+    drop.set_defaults(handler=handle_sentinel_drop)
 
     get = sent.add_parser("get", help="print the sentinel")
     add_dir(get)
@@ -42,8 +71,13 @@ def register(sub: Any) -> None:
     get.set_defaults(handler=handle_get)
 
     setp = sent.add_parser("set", help="set endpos, apply or prefetch")
-    what = setp.add_subparsers(dest="what", metavar="endpos|apply|prefetch")
+    what = setp.add_subparsers(dest="what", metavar="startpos|endpos|apply|prefetch")
     what.required = True
+    startpos = what.add_parser("startpos", help="set the start position (before receiving)")
+    startpos.add_argument("lsn", help="an LSN such as 0/3000148")
+    add_dir(startpos)
+    add_logging_flags(startpos)
+    startpos.set_defaults(handler=handle_set_startpos)
     endpos = what.add_parser("endpos", help="set the end position")
     endpos.add_argument("lsn", nargs="?", help="an LSN such as 0/3000148")
     endpos.add_argument(
@@ -195,4 +229,163 @@ def handle_stop_cdc(args: argparse.Namespace) -> int:
         f"end position set to {format_lsn(lsn)}: pgferry applies everything up to it, "
         "syncs sequences and exits"
     )
+    return 0
+
+
+def _register_steps(ssub: Any) -> None:
+    """pgcopydb's stream steps: setup, then receive and catchup (one after the other, or
+    replay for both at once), then cleanup."""
+    for name in ("setup", "create"):
+        q = ssub.add_parser(
+            name,
+            help="create the replication slot, the origin and the sentinel"
+            + (" (alias of setup)" if name != "setup" else ""),
+            description="Create the replication slot on the source (with pgoutput, its "
+            "publication first), the replication origin on the target and the sentinel in "
+            "DIR, as follow does; nothing is received yet. Prints the slot's snapshot and "
+            "start position.",
+        )
+        add_source(q)
+        add_target(q)
+        add_dir(q)
+        add_filters(q)
+        add_decoding_flags(q)
+        add_logging_flags(q)
+        q.set_defaults(handler=handle_setup)
+    for name in ("cleanup", "drop"):
+        q = ssub.add_parser(
+            name,
+            help="drop the slot, its publication and the origin"
+            + (" (alias of cleanup)" if name != "cleanup" else ""),
+        )
+        add_source(q)
+        add_target(q)
+        add_dir(q)
+        q.add_argument("--slot-name", metavar="NAME")
+        q.add_argument("--origin", metavar="NAME")
+        add_logging_flags(q)
+        q.set_defaults(handler=handle_cleanup)
+    steps = (
+        ("receive", "receive changes into DIR until the end position; apply none"),
+        ("prefetch", "same as receive (changes are decoded as they are received)"),
+        ("catchup", "apply the changes received into DIR, up to the end position"),
+        ("apply", "same as catchup"),
+        ("replay", "receive and apply at once, live, until the end position (follow)"),
+    )
+    for name, text in steps:
+        q = ssub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        add_source(q)
+        add_target(q)
+        add_dir(q)
+        q.add_argument("--endpos", metavar="LSN", help="set the end position first")
+        add_logging_flags(q)
+        q.set_defaults(handler=handle_step, step=name)
+
+
+def _follow_options(args: argparse.Namespace, cdc: Any = None) -> Any:
+    from pgferry.cdc.engine import CdcOptions
+    from pgferry.cdc.follow import FollowOptions
+    from pgferry.cli.common import resolve_filters
+    from pgferry.pg.identity import refuse_same_database
+
+    source, target = resolve_conn(args, "source"), resolve_conn(args, "target")
+    refuse_same_database(source, target)
+    return FollowOptions(
+        source=source,
+        target=target,
+        dir=resolve_dir(args),
+        cdc=cdc or CdcOptions(),
+        filters=resolve_filters(args) if getattr(args, "filters", None) else no_filters(),
+        resume=True,
+    )
+
+
+def handle_setup(args: argparse.Namespace) -> int:
+    from pgferry.cdc.follow import stream_setup
+    from pgferry.cli.clone import cdc_options_from_args
+
+    args.endpos = args.group_txns = args.apply_jobs = None
+    args.slot_name = getattr(args, "slot_name", None)
+    snapshot = stream_setup(_follow_options(args, cdc_options_from_args(args)))
+    print(f"slot created at {snapshot.lsn}; snapshot {snapshot.name} (released)")
+    return 0
+
+
+def handle_cleanup(args: argparse.Namespace) -> int:
+    from pgferry.cli.follow import handle_cleanup as cleanup
+
+    return cleanup(args)
+
+
+def handle_step(args: argparse.Namespace) -> int:
+    from pgferry.cdc.follow import run_follow, stream_catchup, stream_receive
+
+    options = _follow_options(args)
+    if args.endpos:
+        store = _store(args, write=True)
+        try:
+            store.set_sentinel(endpos=format_lsn(parse_endpos(args.endpos)))
+            store.set_meta(Meta.ENDPOS_KIND, "lsn")
+        finally:
+            store.close()
+    if args.step in ("receive", "prefetch"):
+        lsn = stream_receive(options)
+        print(f"received everything up to the end position; durable up to {format_lsn(lsn)}")
+    elif args.step in ("catchup", "apply"):
+        lsn = stream_catchup(options)
+        print(f"applied up to {format_lsn(lsn)}")
+    else:
+        lsn = run_follow(options)
+        print(f"applied up to {format_lsn(lsn)}")
+    return 0
+
+
+def handle_sentinel_setup(args: argparse.Namespace) -> int:
+    start = args.startpos_flag or args.startpos
+    end = args.endpos_flag or args.endpos
+    store = _store(args, write=True)
+    try:
+        if start:
+            _set_startpos(store, start)
+        if end:
+            store.set_sentinel(endpos=format_lsn(parse_endpos(end)))
+            store.set_meta(Meta.ENDPOS_KIND, "lsn")
+        values = sentinel_dict(store)
+    finally:
+        store.close()
+    print(f"startpos {values['startpos'] or '-'}  endpos {values['endpos'] or '-'}")
+    return 0
+
+
+def handle_set_startpos(args: argparse.Namespace) -> int:
+    store = _store(args, write=True)
+    try:
+        _set_startpos(store, args.lsn)
+    finally:
+        store.close()
+    print(format_lsn(parse_endpos(args.lsn)))
+    return 0
+
+
+def _set_startpos(store: StateStore, text: str) -> None:
+    """Only before anything is received: later it would skip or repeat changes."""
+    lsn = parse_endpos(text)
+    row = store.sentinel()
+    assert row is not None
+    if row.flush_lsn != row.startpos:
+        raise InputError(
+            "changes have been received already: the start position can no longer move",
+            fix="leave it; set the end position instead (stream sentinel set endpos)",
+        )
+    value = format_lsn(lsn)
+    store.set_sentinel(startpos=value, write_lsn=value, flush_lsn=value)
+
+
+def handle_sentinel_drop(args: argparse.Namespace) -> int:
+    store = _store(args, write=True)
+    try:
+        store.set_sentinel(endpos=None)
+    finally:
+        store.close()
+    print("end position cleared")
     return 0

@@ -16,7 +16,7 @@ from pgferry.catalog.model import Catalog
 from pgferry.catalog.plan import PlanOptions, copy_order, plan_units
 from pgferry.catalog.queries import read_catalog
 from pgferry.catalog.scope import Scope, ScopeOptions, resolve_scope
-from pgferry.catalog.toc import read_toc
+from pgferry.catalog.toc import TocEntry, read_toc
 from pgferry.clone.schema import dump_schema
 from pgferry.pg.binaries import find_dump_tools
 from pgferry.pg.conninfo import ConnInfo
@@ -39,6 +39,7 @@ class Preview:
     units: list[NewUnit]
     parts: dict[int, int]  # table oid -> parts its copy is split into
     kept_extensions: frozenset[str]  # those the clone creates
+    toc: list[TocEntry]  # the schema dump's table of contents
 
 
 def preview(
@@ -73,7 +74,7 @@ def preview(
     )
     units, parts = plan_units(catalog, scope, plan, lo_oids if scope.large_objects else [])
     kept = frozenset(e.tag for e in toc if e.desc == "EXTENSION" and e.dump_id in scope.restore_ids)
-    return Preview(catalog, scope, units, parts, kept)
+    return Preview(catalog, scope, units, parts, kept, toc)
 
 
 def print_plan(options: CloneOptions) -> None:

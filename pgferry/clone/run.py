@@ -330,7 +330,7 @@ class Clone:
             return
         if not o.drop_if_exists and "pre-data" in o.steps:
             require_empty_target(target, o.target.dbname)
-        if o.follow:
+        if o.follow and not self._cdc().is_set_up:  # else made by stream setup, snapshot
             self._cdc().check_fresh()
         self.store.set_json(Meta.OPTIONS, self.o.plan_fingerprint())
         self.store.set_json(Meta.FILTERS, self.o.filters.to_json())
