@@ -111,3 +111,53 @@ def large_object_count(conn: Conn) -> int:
     row = conn.execute("SELECT pg_catalog.count(*) FROM pg_catalog.pg_largeobject_metadata")
     found = row.fetchone()
     return int(found[0]) if found else 0
+
+
+DATABASES_SQL = """
+SELECT d.datname, pg_catalog.pg_database_size(d.oid)::int8
+  FROM pg_catalog.pg_database d
+ WHERE d.datallowconn AND NOT d.datistemplate
+   AND pg_catalog.has_database_privilege(d.oid, 'CONNECT')
+ ORDER BY 1
+"""
+
+# Collations other than the default that the database's columns, indexes and domains
+# use, and those created in it: the target must have them (or the clone creates them).
+COLLATIONS_SQL = """
+SELECT DISTINCT n.nspname, c.collname, c.collprovider::text,
+       coalesce(c.collcollate, ''), c.collnamespace <> 'pg_catalog'::regnamespace
+  FROM pg_catalog.pg_collation c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+ WHERE c.oid <> 100 AND (
+       c.collnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    OR c.oid IN (SELECT a.attcollation FROM pg_catalog.pg_attribute a
+                   JOIN pg_catalog.pg_class r ON r.oid = a.attrelid
+                  WHERE r.relnamespace NOT IN ('pg_catalog'::regnamespace,
+                                               'information_schema'::regnamespace)
+                    AND NOT a.attisdropped)
+    OR c.oid IN (SELECT t.typcollation FROM pg_catalog.pg_type t
+                  WHERE t.typtype = 'd'
+                    AND t.typnamespace NOT IN ('pg_catalog'::regnamespace,
+                                               'information_schema'::regnamespace)))
+ ORDER BY 1, 2
+"""
+
+
+def databases(conn: Conn) -> list[tuple[str, int]]:
+    """The cluster's databases one may connect to, with their sizes."""
+    return [(r[0], int(r[1])) for r in conn.execute(DATABASES_SQL).fetchall()]
+
+
+def collations_in_use(conn: Conn) -> list[tuple[str, str, str, str, bool]]:
+    """(schema, name, provider, locale, created in this database) of COLLATIONS_SQL."""
+    return [tuple(r) for r in conn.execute(COLLATIONS_SQL).fetchall()]  # type: ignore[misc]
+
+
+def available_extension_versions(conn: Conn) -> dict[str, list[str]]:
+    """The extension versions the server has packages for, by extension."""
+    out: dict[str, list[str]] = {}
+    for name, version in conn.execute(
+        "SELECT name, version FROM pg_catalog.pg_available_extension_versions ORDER BY 1, 2"
+    ).fetchall():
+        out.setdefault(name, []).append(version)
+    return out

@@ -30,6 +30,28 @@ TABLE_LIKE_KINDS = frozenset({"r", "p", "m", "f"})
 class ScopeOptions:
     skip_extensions: bool = False
     skip_large_objects: bool = False
+    skip_ext_comments: bool = False  # COMMENT ON EXTENSION (owned by its superuser)
+    skip_collations: bool = False  # the target has them (created by hand)
+    skip_publications: bool = False  # the source's publications stay behind
+
+
+_PUBLICATION_DESCS = ("PUBLICATION", "PUBLICATION TABLE", "PUBLICATION TABLES IN SCHEMA")
+
+
+def skipped_by_options(toc: list[TocEntry], options: ScopeOptions) -> frozenset[int]:
+    """pgcopydb's --skip-ext-comments, --skip-collations, --skip-publications: those
+    entries, and the comments and publication members that hang on them."""
+    seeds = {
+        e.dump_id
+        for e in toc
+        if (options.skip_ext_comments and e.desc == "COMMENT" and e.tag.startswith("EXTENSION "))
+        or (options.skip_collations and e.desc == "COLLATION")
+        or (options.skip_publications and e.desc in _PUBLICATION_DESCS)
+    }
+    hanging = {
+        e.dump_id for e in toc if seeds & set(e.deps) and e.desc in ("COMMENT", *_PUBLICATION_DESCS)
+    }
+    return frozenset(seeds | hanging)
 
 
 @dataclass(frozen=True)
@@ -219,7 +241,7 @@ def resolve_scope(
                     f"it depends on excluded {src.describe()}"
                 )
 
-    restore_ids = frozenset(e.dump_id for e in toc) - excluded
+    restore_ids = frozenset(e.dump_id for e in toc) - excluded - skipped_by_options(toc, options)
     kept_rel_oids = {e.oid for e in toc if e.catalog_oid == PG_CLASS and e.dump_id in restore_ids}
     tables = frozenset(t.oid for t in catalog.tables if t.oid in kept_rel_oids)
     copy_tables = frozenset(

@@ -89,6 +89,17 @@ def add_clone_flags(p: argparse.ArgumentParser, *, section: str | None = None) -
         "--split-max-parts", type=int, metavar="N", help="at most N parts per split table"
     )
     jobs.add_argument(
+        "--skip-split-by-ctid",
+        action="store_true",
+        help="split no table (pgferry splits by CTID page ranges only; env "
+        "PGCOPYDB_SKIP_CTID_SPLIT)",
+    )
+    jobs.add_argument(
+        "--skip-analyze",
+        action="store_true",
+        help="accepted for pgcopydb compatibility: pgferry never runs ANALYZE on the source",
+    )
+    jobs.add_argument(
         "--estimate-table-sizes",
         action="store_true",
         help="use statistics instead of pg_table_size()",
@@ -113,6 +124,27 @@ def add_clone_flags(p: argparse.ArgumentParser, *, section: str | None = None) -
         help="first create the source cluster's roles the target lacks (copy roles)",
     )
     sch.add_argument(
+        "--no-role-passwords",
+        action="store_true",
+        help="with --roles: create the roles without their passwords",
+    )
+    sch.add_argument(
+        "--skip-ext-comments",
+        "--skip-ext-comment",
+        action="store_true",
+        help="do not restore COMMENT ON EXTENSION (only the extension's owner may)",
+    )
+    sch.add_argument(
+        "--skip-collations",
+        action="store_true",
+        help="do not create the source's own collations (create them on the target first)",
+    )
+    sch.add_argument(
+        "--skip-publications",
+        action="store_true",
+        help="do not create the source's publications on the target",
+    )
+    sch.add_argument(
         "--skip-db-properties",
         action="store_true",
         help="do not copy ALTER DATABASE/ROLE ... SET settings",
@@ -131,6 +163,7 @@ def add_clone_flags(p: argparse.ArgumentParser, *, section: str | None = None) -
     sch.add_argument("--skip-vacuum", action="store_true", help="no VACUUM ANALYZE")
     sch.add_argument(
         "--ignore-restore-errors",
+        "--restore-tolerance",
         type=int,
         default=0,
         metavar="N",
@@ -155,6 +188,11 @@ def add_clone_flags(p: argparse.ArgumentParser, *, section: str | None = None) -
         help="COPY in binary format (same types on both sides)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress display")
+    run.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="at the first failure, cancel the work under way at once (env PGCOPYDB_FAIL_FAST)",
+    )
     add_downgrade_flag(run)
     if section is not None:
         # The whole-database preflight (an empty target, CDC settings) is the clone's;
@@ -345,7 +383,10 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
         snapshot=snapshot,
         use_copy_binary=args.use_copy_binary or env_bool("USE_COPY_BINARY"),
         ignore_restore_errors=positive(
-            "--ignore-restore-errors", args.ignore_restore_errors, low=0, high=1_000_000
+            "--ignore-restore-errors",
+            args.ignore_restore_errors or env_int("RESTORE_TOLERANCE", 0),
+            low=0,
+            high=1_000_000,
         ),
         maintenance_work_mem=env_value("MAINTENANCE_WORK_MEM") or "1GB",
         progress=not args.no_progress and not args.quiet,
@@ -354,6 +395,12 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
         skip_preflight=args.skip_preflight,
         allow_downgrade=args.allow_downgrade,
         roles=args.roles,
+        role_passwords=not args.no_role_passwords,
+        skip_ext_comments=args.skip_ext_comments,
+        skip_collations=args.skip_collations,
+        skip_publications=args.skip_publications,
+        skip_split_by_ctid=args.skip_split_by_ctid or env_bool("SKIP_CTID_SPLIT"),
+        fail_fast=args.fail_fast or env_bool("FAIL_FAST"),
         steps=SECTIONS[section] if section is not None else ALL_STEPS,
     )
 

@@ -43,8 +43,8 @@ def register(sub: Any) -> None:
     add_source(c)
     add_target(c)
     add_dir(c)
-    c.add_argument("--slot-name", metavar="NAME")
-    c.add_argument("--origin", metavar="NAME")
+    c.add_argument("--slot-name", metavar="NAME", help="the slot (default: DIR's, else pgferry)")
+    c.add_argument("--origin", metavar="NAME", help="the origin (default: DIR's, else pgferry)")
     add_logging_flags(c)
     c.set_defaults(handler=handle_cleanup)
 

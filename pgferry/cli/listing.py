@@ -45,6 +45,7 @@ def register(sub: Any) -> None:
             help="as for clone (env PGCOPYDB_SPLIT_TABLES_LARGER_THAN)",
         )
         q.add_argument("--json", action="store_true", help="machine-readable output")
+        _add_pgcopydb_list_flags(q, what)
         add_logging_flags(q)
         q.set_defaults(handler=handle_source_list)
     for what, text in SERVER_LISTS.items():
@@ -71,6 +72,56 @@ SERVER_LISTS = {
 }
 
 
+def _add_pgcopydb_list_flags(q: argparse.ArgumentParser, what: str) -> None:
+    """The flags pgcopydb's list commands take, with their meaning."""
+    if what in ("tables", "table-parts", "indexes", "depends"):
+        q.add_argument("--schema-name", metavar="NAME", help="only the tables of this schema")
+        q.add_argument("--table-name", metavar="NAME", help="only the tables of this name")
+    if what in ("tables", "indexes", "depends"):
+        q.add_argument(
+            "--list-skipped", action="store_true", help="list what the filters leave out instead"
+        )
+    if what == "tables":
+        q.add_argument(
+            "--without-pkey", action="store_true", help="only the tables with no primary key"
+        )
+        q.add_argument(
+            "--force",
+            action="store_true",
+            help="accepted for pgcopydb compatibility (the catalog is always read afresh)",
+        )
+    if what == "table-parts":
+        q.add_argument("--split-max-parts", type=int, metavar="N", help="as for clone")
+        q.add_argument("--skip-split-by-ctid", action="store_true", help="as for clone")
+        q.add_argument("--estimate-table-sizes", action="store_true", help="as for clone")
+    if what == "extensions":
+        q.add_argument(
+            "--available-versions",
+            action="store_true",
+            help="the versions of each extension the source server has packages for",
+        )
+        q.add_argument(
+            "--requirements",
+            action="store_true",
+            help="print the versions as copy extensions --requirements reads them (JSON)",
+        )
+
+
+def _available_versions(args: argparse.Namespace) -> dict[str, list[str]]:
+    from pgferry.catalog.facts import available_extension_versions
+
+    with resolve_conn(args, "source").connect("pgferry list") as conn:
+        return available_extension_versions(conn)
+
+
+def _table_wanted(args: argparse.Namespace, schema: str, name: str) -> bool:
+    wanted_schema = getattr(args, "schema_name", None)
+    wanted_table = getattr(args, "table_name", None)
+    return (wanted_schema is None or schema == wanted_schema) and (
+        wanted_table is None or name == wanted_table
+    )
+
+
 def handle_source_list(args: argparse.Namespace) -> int:
     from pgferry.catalog.plan import PlanOptions
     from pgferry.clone.preview import preview
@@ -78,12 +129,14 @@ def handle_source_list(args: argparse.Namespace) -> int:
     from pgferry.text import human_bytes
 
     plan = PlanOptions(
-        split_tables_larger_than=resolve_size(
-            args.split_tables_larger_than, "SPLIT_TABLES_LARGER_THAN"
-        )
+        split_tables_larger_than=0
+        if getattr(args, "skip_split_by_ctid", False)
+        else resolve_size(args.split_tables_larger_than, "SPLIT_TABLES_LARGER_THAN"),
+        split_max_parts=getattr(args, "split_max_parts", None) or 0,
     )
     p = preview(resolve_conn(args, "source"), resolve_filters(args), plan)
     cat, scope = p.catalog, p.scope
+    skipped = getattr(args, "list_skipped", False)
     rows: list[dict[str, Any]]
     if args.what == "schema":
         print_json(
@@ -100,11 +153,14 @@ def handle_source_list(args: argparse.Namespace) -> int:
             }
         )
         return 0
+    with_pkey = {i.table_oid for i in cat.indexes if i.is_primary}
     if args.what == "depends":
+        # pgcopydb's meaning: the objects the filters leave out (--list-skipped or not)
         rows = [
             {"dump_id": e.dump_id, "kind": e.desc, "schema": e.namespace or "-", "name": e.tag}
             for e in p.toc
             if e.dump_id not in scope.restore_ids
+            and (e.namespace is None or _table_wanted(args, e.namespace, e.tag.split(" ")[0]))
         ]
         left = 0
     elif args.what == "tables":
@@ -119,7 +175,9 @@ def handle_source_list(args: argparse.Namespace) -> int:
                 "parts": p.parts.get(t.oid, 0),
             }
             for t in sorted(cat.tables, key=lambda t: (-t.bytes, t.qualname))
-            if t.oid in scope.tables
+            if (t.oid in scope.tables) != skipped
+            and _table_wanted(args, t.schema, t.name)
+            and not (args.without_pkey and t.oid in with_pkey)
         ]
         left = len(cat.tables) - len(rows)
     elif args.what == "table-parts":
@@ -128,6 +186,7 @@ def handle_source_list(args: argparse.Namespace) -> int:
             | {k: v for k, v in (u.detail or {}).items() if k in ("first_page", "end_page")}
             for u in p.units
             if u.kind == UnitKind.COPY
+            and _table_wanted(args, cat.table(u.table_oid).schema, cat.table(u.table_oid).name)
         ]
         left = 0
     elif args.what == "indexes":
@@ -139,7 +198,8 @@ def handle_source_list(args: argparse.Namespace) -> int:
                 "definition": i.definition,
             }
             for i in sorted(cat.indexes, key=lambda i: i.qualname)
-            if i.oid in scope.indexes
+            if (i.oid in scope.indexes) != skipped
+            and _table_wanted(args, cat.table(i.table_oid).schema, cat.table(i.table_oid).name)
         ]
         left = len(cat.indexes) - len(rows)
     elif args.what == "sequences":
@@ -150,6 +210,10 @@ def handle_source_list(args: argparse.Namespace) -> int:
         ]
         left = len(cat.sequences) - len(rows)
     else:
+        if args.requirements:
+            print_json([{"name": e.name, "version": e.version} for e in cat.extensions])
+            return 0
+        available = _available_versions(args) if args.available_versions else {}
         rows = [
             {
                 "extension": e.name,
@@ -157,6 +221,7 @@ def handle_source_list(args: argparse.Namespace) -> int:
                 "schema": e.schema,
                 "created_by_clone": e.name in p.kept_extensions,
             }
+            | ({"available": available.get(e.name, [])} if args.available_versions else {})
             for e in sorted(cat.extensions, key=lambda e: e.name)
         ]
         left = 0
@@ -188,44 +253,15 @@ def handle_progress(args: argparse.Namespace) -> int:
     return 0
 
 
-DATABASES_SQL = """
-SELECT d.datname, pg_catalog.pg_database_size(d.oid)::int8
-  FROM pg_catalog.pg_database d
- WHERE d.datallowconn AND NOT d.datistemplate
-   AND pg_catalog.has_database_privilege(d.oid, 'CONNECT')
- ORDER BY 1
-"""
-
-# Collations other than the default that the database's columns, indexes and domains
-# use, and those created in it: the target must have them (or the clone creates them).
-COLLATIONS_SQL = """
-SELECT DISTINCT n.nspname, c.collname, c.collprovider::text,
-       coalesce(c.collcollate, ''), c.collnamespace <> 'pg_catalog'::regnamespace
-  FROM pg_catalog.pg_collation c
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
- WHERE c.oid <> 100 AND (
-       c.collnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
-    OR c.oid IN (SELECT a.attcollation FROM pg_catalog.pg_attribute a
-                   JOIN pg_catalog.pg_class r ON r.oid = a.attrelid
-                  WHERE r.relnamespace NOT IN ('pg_catalog'::regnamespace,
-                                               'information_schema'::regnamespace)
-                    AND NOT a.attisdropped)
-    OR c.oid IN (SELECT t.typcollation FROM pg_catalog.pg_type t
-                  WHERE t.typtype = 'd'
-                    AND t.typnamespace NOT IN ('pg_catalog'::regnamespace,
-                                               'information_schema'::regnamespace)))
- ORDER BY 1, 2
-"""
-
-
 def handle_server_list(args: argparse.Namespace) -> int:
+    from pgferry.catalog.facts import collations_in_use, databases
     from pgferry.text import human_bytes
 
     with resolve_conn(args, "source").connect("pgferry list") as conn:
         if args.what == "databases":
             rows = [
                 {"database": name, "bytes": size, "size": human_bytes(size)}
-                for name, size in conn.execute(DATABASES_SQL)
+                for name, size in databases(conn)
             ]
         else:
             rows = [
@@ -235,7 +271,7 @@ def handle_server_list(args: argparse.Namespace) -> int:
                     "locale": locale,
                     "created_in_database": own,
                 }
-                for schema, name, prov, locale, own in conn.execute(COLLATIONS_SQL)
+                for schema, name, prov, locale, own in collations_in_use(conn)
             ]
     if args.json:
         print_json({"what": args.what, args.what: rows})

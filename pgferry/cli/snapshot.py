@@ -83,8 +83,8 @@ def _slot_snapshot(args: argparse.Namespace) -> tuple[Any, Any]:
     """stream setup, keeping the slot's exported snapshot (DIR is left free)."""
     from pgferry.cdc.follow import stream_setup
     from pgferry.cli.clone import cdc_options_from_args
-    from pgferry.cli.stream import _follow_options
+    from pgferry.cli.stream import follow_options
 
     args.endpos = args.group_txns = args.apply_jobs = None
     args.slot_name = getattr(args, "slot_name", None)
-    return stream_setup(_follow_options(args, cdc_options_from_args(args)), keep=True)
+    return stream_setup(follow_options(args, cdc_options_from_args(args)), keep=True)

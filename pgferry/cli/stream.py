@@ -63,7 +63,7 @@ def register(sub: Any) -> None:
 
     get = sent.add_parser("get", help="print the sentinel")
     add_dir(get)
-    get.add_argument("--json", action="store_true")
+    get.add_argument("--json", action="store_true", help="machine-readable output")
     for name in SENTINEL_FIELDS:
         flag = "--" + name.replace("_", "-")
         get.add_argument(flag, dest=f"only_{name}", action="store_true", help=f"print only {name}")
@@ -261,8 +261,10 @@ def _register_steps(ssub: Any) -> None:
         add_source(q)
         add_target(q)
         add_dir(q)
-        q.add_argument("--slot-name", metavar="NAME")
-        q.add_argument("--origin", metavar="NAME")
+        q.add_argument(
+            "--slot-name", metavar="NAME", help="the slot (default: DIR's, else pgferry)"
+        )
+        q.add_argument("--origin", metavar="NAME", help="the origin (default: DIR's, else pgferry)")
         add_logging_flags(q)
         q.set_defaults(handler=handle_cleanup)
     steps = (
@@ -282,7 +284,7 @@ def _register_steps(ssub: Any) -> None:
         q.set_defaults(handler=handle_step, step=name)
 
 
-def _follow_options(args: argparse.Namespace, cdc: Any = None) -> Any:
+def follow_options(args: argparse.Namespace, cdc: Any = None) -> Any:
     from pgferry.cdc.engine import CdcOptions
     from pgferry.cdc.follow import FollowOptions
     from pgferry.cli.common import resolve_filters
@@ -306,7 +308,7 @@ def handle_setup(args: argparse.Namespace) -> int:
 
     args.endpos = args.group_txns = args.apply_jobs = None
     args.slot_name = getattr(args, "slot_name", None)
-    snapshot = stream_setup(_follow_options(args, cdc_options_from_args(args)))
+    snapshot = stream_setup(follow_options(args, cdc_options_from_args(args)))
     print(f"slot created at {snapshot.lsn}; snapshot {snapshot.name} (released)")
     return 0
 
@@ -320,7 +322,7 @@ def handle_cleanup(args: argparse.Namespace) -> int:
 def handle_step(args: argparse.Namespace) -> int:
     from pgferry.cdc.follow import run_follow, stream_catchup, stream_receive
 
-    options = _follow_options(args)
+    options = follow_options(args)
     if args.endpos:
         store = _store(args, write=True)
         try:

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from pgferry.catalog.filters import Filters, no_filters
+from pgferry.catalog.plan import PlanOptions
+from pgferry.catalog.scope import ScopeOptions
 from pgferry.cdc.engine import CdcOptions
 from pgferry.pg.conninfo import ConnInfo
 
@@ -76,6 +78,12 @@ class CloneOptions:
     roles: bool = False  # create the source cluster's roles the target lacks, first
     # The phases this run may do (pgcopydb's granular commands run a few; see SECTIONS).
     steps: frozenset[str] = ALL_STEPS
+    role_passwords: bool = True  # --roles: with the password hashes (--no-role-passwords)
+    skip_ext_comments: bool = False
+    skip_collations: bool = False
+    skip_publications: bool = False
+    skip_split_by_ctid: bool = False  # pgferry splits by CTID ranges only: no split at all
+    fail_fast: bool = False  # cancel the running units at the first failure
     # dump schema without a target: `target` is a stand-in (the source) and is never
     # connected to; the dump tools are the source's major's.
     no_target: bool = False
@@ -83,6 +91,25 @@ class CloneOptions:
     @property
     def partial(self) -> bool:
         return self.steps != ALL_STEPS
+
+    def scope_options(self) -> ScopeOptions:
+        return ScopeOptions(
+            skip_extensions=self.skip_extensions,
+            skip_large_objects=self.skip_large_objects,
+            skip_ext_comments=self.skip_ext_comments,
+            skip_collations=self.skip_collations,
+            skip_publications=self.skip_publications,
+        )
+
+    def plan_options(self) -> PlanOptions:
+        return PlanOptions(
+            split_tables_larger_than=0
+            if self.skip_split_by_ctid
+            else self.split_tables_larger_than,
+            split_max_parts=self.split_max_parts,
+            skip_vacuum=self.skip_vacuum,
+            table_jobs=self.table_jobs,
+        )
 
     @property
     def effective_restore_jobs(self) -> int:
@@ -99,6 +126,10 @@ class CloneOptions:
             "skip_extensions": self.skip_extensions,
             "skip_large_objects": self.skip_large_objects,
             "skip_vacuum": self.skip_vacuum,
+            "skip_ext_comments": self.skip_ext_comments,
+            "skip_collations": self.skip_collations,
+            "skip_publications": self.skip_publications,
+            "skip_split_by_ctid": self.skip_split_by_ctid,
             "use_copy_binary": self.use_copy_binary,
             "no_owner": self.no_owner,
             "no_acl": self.no_acl,

@@ -11,17 +11,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pgferry.catalog.facts import database_size, large_object_oids
-from pgferry.catalog.filters import Filters
+from pgferry.catalog.filters import Filters, no_filters
 from pgferry.catalog.model import Catalog
 from pgferry.catalog.plan import PlanOptions, copy_order, plan_units
 from pgferry.catalog.queries import read_catalog
 from pgferry.catalog.scope import Scope, ScopeOptions, resolve_scope
-from pgferry.catalog.toc import TocEntry, read_toc
+from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
 from pgferry.clone.schema import dump_schema
+from pgferry.errors import InputError
 from pgferry.pg.binaries import find_dump_tools
 from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.snapshot import SnapshotHolder
-from pgferry.state.store import NewUnit, UnitKind
+from pgferry.state.store import Meta, NewUnit, StateStore, UnitKind
+from pgferry.state.workdir import WorkDir
 from pgferry.text import human_bytes
 
 if TYPE_CHECKING:
@@ -46,10 +48,10 @@ def preview(
     source: ConnInfo,
     filters: Filters,
     plan: PlanOptions,
-    *,
-    skip_large_objects: bool = False,
-    skip_extensions: bool = False,
+    scoping: ScopeOptions | None = None,
 ) -> Preview:
+    scoping = scoping or ScopeOptions()
+    skip_large_objects = scoping.skip_large_objects
     holder = SnapshotHolder(source)
     try:
         snapshot = holder.export()
@@ -70,7 +72,7 @@ def preview(
         catalog,
         filters,
         toc,
-        ScopeOptions(skip_extensions=skip_extensions, skip_large_objects=skip_large_objects),
+        scoping,
     )
     units, parts = plan_units(catalog, scope, plan, lo_oids if scope.large_objects else [])
     kept = frozenset(e.tag for e in toc if e.desc == "EXTENSION" and e.dump_id in scope.restore_ids)
@@ -79,19 +81,7 @@ def preview(
 
 def print_plan(options: CloneOptions) -> None:
     """`clone --dry-run`: the plan, from the source alone (the target is not touched)."""
-    plan = PlanOptions(
-        split_tables_larger_than=options.split_tables_larger_than,
-        split_max_parts=options.split_max_parts,
-        skip_vacuum=options.skip_vacuum,
-        table_jobs=options.table_jobs,
-    )
-    p = preview(
-        options.source,
-        options.filters,
-        plan,
-        skip_large_objects=options.skip_large_objects,
-        skip_extensions=options.skip_extensions,
-    )
+    p = preview(options.source, options.filters, options.plan_options(), options.scope_options())
     cat, scope = p.catalog, p.scope
     order = [t for t in copy_order(cat, scope) if t.oid in scope.copy_tables]
     copy_bytes = sum(t.bytes for t in order)
@@ -132,12 +122,6 @@ def restore_list(workdir: Path, filters: Filters | None) -> str:
     """`restore parse-list`: the dump in DIR's table of contents as the restore reads it
     (pg_restore --use-list), the entries the filters (given, else DIR's) leave out
     commented with ';'."""
-    from pgferry.catalog.filters import no_filters
-    from pgferry.catalog.toc import render_use_list
-    from pgferry.errors import InputError
-    from pgferry.state.store import Meta, StateStore
-    from pgferry.state.workdir import WorkDir
-
     wd = WorkDir(workdir)
     if not wd.dump_file.exists() or not (workdir / StateStore.FILENAME).exists():
         raise InputError(
@@ -160,8 +144,16 @@ def restore_list(workdir: Path, filters: Filters | None) -> str:
         filters,
         toc,
         ScopeOptions(
-            skip_extensions=bool(options.get("skip_extensions")),
-            skip_large_objects=bool(options.get("skip_large_objects")),
+            **{
+                name: bool(options.get(name))
+                for name in (
+                    "skip_extensions",
+                    "skip_large_objects",
+                    "skip_ext_comments",
+                    "skip_collations",
+                    "skip_publications",
+                )
+            }
         ),
     )
     return render_use_list(toc, set(scope.restore_ids))

@@ -27,13 +27,12 @@ from pgferry import log as pflog
 from pgferry.catalog.facts import extension_names, large_object_oids
 from pgferry.catalog.filters import Filters, QualifiedName
 from pgferry.catalog.model import Catalog
-from pgferry.catalog.plan import PlanOptions, plan_units
+from pgferry.catalog.plan import plan_units
 from pgferry.catalog.queries import read_catalog
 from pgferry.catalog.scope import (
     PG_CLASS,
     PG_CONSTRAINT,
     Scope,
-    ScopeOptions,
     resolve_scope,
     without_publication,
 )
@@ -408,9 +407,7 @@ class Clone:
             catalog,
             self.o.filters,
             toc,
-            ScopeOptions(
-                skip_extensions=self.o.skip_extensions, skip_large_objects=self.o.skip_large_objects
-            ),
+            self.o.scope_options(),
         )
         if self.o.follow:
             scope = without_publication(
@@ -631,13 +628,7 @@ class Clone:
                 conn.execute("ROLLBACK")
             finally:
                 conn.close()
-        options = PlanOptions(
-            split_tables_larger_than=self.o.split_tables_larger_than,
-            split_max_parts=self.o.split_max_parts,
-            skip_vacuum=self.o.skip_vacuum,
-            table_jobs=self.o.table_jobs,
-        )
-        units, parts = plan_units(p.catalog, p.scope, options, lo_oids)
+        units, parts = plan_units(p.catalog, p.scope, self.o.plan_options(), lo_oids)
         for oid, n in parts.items():
             t = p.catalog.table(oid)
             store.add_table(oid, t.schema, t.name, t.bytes, t.reltuples, n, copy_data=True)
@@ -733,7 +724,7 @@ class Clone:
             if not todo:
                 return
             if self.o.roles:
-                made = copy_roles(self.o.source, self.o.target)
+                made = copy_roles(self.o.source, self.o.target, passwords=self.o.role_passwords)
                 log.info(
                     "--roles: created %d role(s) on the target%s; %d were there already",
                     len(made.created),
@@ -792,6 +783,7 @@ class Clone:
                 use_tablespaces=not self.o.no_tablespaces,
                 stop=self.stop,
                 if_not_exists=self.o.partial,
+                fail_fast=self.o.fail_fast,
             )
             if self.lock_first and snapshot.name is not None:
                 ctx.lock_first = tuple(

@@ -150,7 +150,7 @@ class Scheduler:
                 )
                 t.start()
                 pool.threads.append(t)
-        stopping = False
+        stopping = cancelled = False
         last_flush = 0.0
         try:
             while True:
@@ -159,6 +159,9 @@ class Scheduler:
                     self.ctx.cancel_active()
                 if not stopping and not self.failures:
                     self._dispatch()
+                elif self.failures and self.ctx.fail_fast and not cancelled:
+                    cancelled = True
+                    self.ctx.cancel_active()
                 running = sum(p.running for p in self.pools.values())
                 if running == 0 and (stopping or self.failures or not self._any_ready()):
                     break

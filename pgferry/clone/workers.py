@@ -45,6 +45,7 @@ class RunContext:
     # already (each is checked first, as on a resume), and so may foreign keys and
     # triggers (tables are emptied with DELETE and filled as replica, see target()).
     if_not_exists: bool = False
+    fail_fast: bool = False  # cancel the running units at the first failure
     stop: threading.Event = field(default_factory=threading.Event)
     progress: dict[int, int] = field(default_factory=dict)
     indexes: dict[int, Index] = field(default_factory=dict)

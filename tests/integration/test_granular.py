@@ -203,3 +203,29 @@ def test_dump_roles_and_restore_roles(dbpair: DbPair) -> None:
             with cluster.connect() as conn:
                 for r in (login, group):
                     conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(r)))
+
+
+def test_clone_skips_publications_collations_and_extension_comments(dbpair: DbPair) -> None:
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(
+            "CREATE EXTENSION citext; COMMENT ON EXTENSION citext IS 'ours';"
+            "CREATE COLLATION \"Names\" (provider = libc, locale = 'C');"
+            "CREATE TABLE t (id int PRIMARY KEY, name text);"
+            "CREATE PUBLICATION app_pub FOR TABLE t; INSERT INTO t VALUES (1, 'a')"
+        )
+    with p.tgt_conn() as conn:  # made by hand, as --skip-collations expects
+        conn.execute("CREATE COLLATION \"Names\" (provider = libc, locale = 'C')")
+    listed = run_pgferry(
+        "list", "depends", "--source", p.source_uri, "--json"
+    )  # nothing left out without filters
+    assert json.loads(listed.stdout)["depends"] == []
+    run_pgferry(
+        "clone", *_both(p), "--skip-publications", "--skip-collations", "--skip-ext-comments"
+    )
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT obj_description(oid, 'pg_extension') FROM pg_extension WHERE extname = 'citext'"
+        ).fetchone() != ("ours",)  # the extension's own comment, not the source's
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
