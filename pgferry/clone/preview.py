@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from pgferry.catalog.facts import database_size, large_object_oids
 from pgferry.catalog.filters import Filters, no_filters
-from pgferry.catalog.model import Catalog
+from pgferry.catalog.model import Catalog, Table
 from pgferry.catalog.plan import PlanOptions, copy_order, plan_units
 from pgferry.catalog.queries import read_catalog
 from pgferry.catalog.scope import Scope, ScopeOptions, resolve_scope
 from pgferry.catalog.toc import TocEntry, read_toc, render_use_list
+from pgferry.clone.estimate import estimate
 from pgferry.clone.schema import dump_schema
 from pgferry.errors import InputError
 from pgferry.pg.binaries import find_dump_tools
@@ -24,7 +27,7 @@ from pgferry.pg.conninfo import ConnInfo
 from pgferry.pg.snapshot import SnapshotHolder
 from pgferry.state.store import Meta, NewUnit, StateStore, UnitKind
 from pgferry.state.workdir import WorkDir
-from pgferry.text import human_bytes
+from pgferry.text import human_bytes, human_duration
 
 if TYPE_CHECKING:
     from pgferry.clone.options import CloneOptions
@@ -115,7 +118,33 @@ def print_plan(options: CloneOptions) -> None:
         f"target disk: keep at least {human_bytes(int(size * TARGET_DISK_FACTOR))} free "
         f"({TARGET_DISK_FACTOR}x the source database's {human_bytes(size)})"
     )
+    lines.append(_estimate_line(options, p, order))
     print("\n".join(lines))
+
+
+def _estimate_line(options: CloneOptions, p: Preview, order: list[Table]) -> str:
+    """The time range from rates sampled on both servers, or why there is none."""
+    try:
+        e = estimate(
+            options.source,
+            options.target,
+            p.catalog,
+            order,
+            p.units,
+            table_jobs=options.table_jobs,
+            index_jobs=options.index_jobs,
+            vacuum=not options.skip_vacuum,
+        )
+    except psycopg.Error as exc:
+        return f"time: no estimate ({' '.join(str(exc).split())})"
+    if e is None:
+        return "time: no estimate (no rows to sample)"
+    return (
+        f"time: about {human_duration(e.low)} to {human_duration(e.high)} (from "
+        f"{human_bytes(e.sampled)} sampled: {human_bytes(int(e.copy_rate))}/s per copy "
+        f"worker, {human_bytes(int(e.index_rate))}/s per index build; written into a "
+        "temporary table on the target, rolled back)"
+    )
 
 
 def restore_list(workdir: Path, filters: Filters | None) -> str:
