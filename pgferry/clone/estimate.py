@@ -5,17 +5,16 @@ source with COPY, as a copy worker reads it, and written on the target into a te
 table of text columns (the session's own, inside a transaction rolled back: nothing
 stays), then indexed once. From the rates, in bytes of table on disk per second:
 
-    copy    the largest unit alone, or all units over the table jobs, whichever is longer;
-            the low end assumes the jobs scale fully, the high end half as well
-    indexes what is left to build after the last copy (low), or every build over the
-            index jobs after the copy (high)
-    vacuum  each table read once more (high end only)
+    copy    the largest unit alone, or all units over the table jobs, whichever is longer
+    indexes every build, over the index jobs
+    vacuum  each table read once more, faster than it was copied
 
 It is a range because neither server's load nor its cores are known.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ VACUUM_SPEEDUP = 4.0  # VACUUM ANALYZE reads a table about this much faster than
 @dataclass(frozen=True)
 class Estimate:
     low: float  # seconds
+    middle: float
     high: float
     copy_rate: float  # bytes of table per second, one worker
     index_rate: float  # bytes of table per second, one index build
@@ -81,18 +81,28 @@ def estimate(
     total = sum(t.bytes for t in order)
     largest = max((unit_bytes(u) for u in copies), default=0.0)
     workers = max(1, min(table_jobs, len(copies)))
-    copy_low = max(largest, total / workers) / copy_rate
-    copy_high = max(largest, total / max(1.0, workers / 2)) / copy_rate
+    builders = max(1, index_jobs)
+    indexed = sum(by_oid[i.table_oid].bytes for i in catalog.indexes if i.table_oid in by_oid)
+    vacuumed = total if vacuum else 0
 
-    indexed = [by_oid[i.table_oid].bytes for i in catalog.indexes if i.table_oid in by_oid]
-    last = max(order, key=lambda t: t.bytes)
-    tail = [by_oid[i.table_oid].bytes for i in catalog.indexes if i.table_oid == last.oid]
-    index_low = (max(tail, default=0) / index_rate) if tail else 0.0
-    index_high = sum(indexed) / index_rate / max(1, index_jobs)
-    vacuum_high = total / (copy_rate * VACUUM_SPEEDUP * workers) if vacuum else 0.0
+    def seconds(copy_jobs: float, index_jobs_: float, fixed: float) -> float:
+        """With the jobs scaling to `copy_jobs` and `index_jobs_` at once."""
+        copying = max(largest, total / copy_jobs) / copy_rate
+        building = indexed / index_rate / index_jobs_
+        vacuuming = vacuumed / (copy_rate * VACUUM_SPEEDUP * copy_jobs)
+        return fixed + copying + building + vacuuming
+
+    # Neither server's cores nor load are known: the jobs scale fully (low), up to the
+    # cores of this machine, which every COPY stream goes through (the middle), or not
+    # at all (high).
+    cores = os.cpu_count() or 1
+    low = seconds(workers, builders, FIXED_SECONDS[0])
+    middle = seconds(min(workers, cores), min(builders, cores), sum(FIXED_SECONDS) / 2)
+    high = seconds(1, 1, FIXED_SECONDS[1])
     return Estimate(
-        low=FIXED_SECONDS[0] + copy_low + index_low,
-        high=FIXED_SECONDS[1] + copy_high + index_high + vacuum_high,
+        low=low,
+        middle=middle,
+        high=high,
         copy_rate=copy_rate,
         index_rate=index_rate,
         sampled=s.copy_bytes,

@@ -140,7 +140,8 @@ def _estimate_line(options: CloneOptions, p: Preview, order: list[Table]) -> str
     if e is None:
         return "time: no estimate (no rows to sample)"
     return (
-        f"time: about {human_duration(e.low)} to {human_duration(e.high)} (from "
+        f"time: about {human_duration(e.middle)} ({human_duration(e.low)} to "
+        f"{human_duration(e.high)}; from "
         f"{human_bytes(e.sampled)} sampled: {human_bytes(int(e.copy_rate))}/s per copy "
         f"worker, {human_bytes(int(e.index_rate))}/s per index build; written into a "
         "temporary table on the target, rolled back)"

@@ -115,7 +115,7 @@ def test_clone_dry_run_prints_the_plan_and_writes_nothing(rich_source: DbPair) -
     assert re.search(r"then: \d+ indexes \(2 at a time\), \d+ constraints", out)
     assert "target disk: keep at least" in out
     # The time range, from a sample copied into a temporary table on the target.
-    estimate = re.search(r"time: about (\S+) to (\S+) \(from .* sampled: .*/s per copy", out)
+    estimate = re.search(r"time: about \S+ \(\S+ to \S+; from .* sampled: .*/s per copy", out)
     assert estimate, out
     assert not p.workdir.exists()
     with p.tgt_conn() as conn:
