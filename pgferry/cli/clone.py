@@ -31,6 +31,7 @@ from pgferry.cli.common import (
     resolve_size,
 )
 from pgferry.cli.env import env_bool, env_int, env_value
+from pgferry.cli.metrics import add_metrics_flags, start_metrics
 from pgferry.clone.options import ALL_STEPS, SECTIONS, CloneOptions
 from pgferry.errors import InputError, UsageError
 
@@ -220,6 +221,7 @@ def add_clone_flags(p: argparse.ArgumentParser, *, section: str | None = None) -
         "log to DIR (follow it with pgferry status --watch)",
     )
     add_cdc_flags(p, follow=True)
+    add_metrics_flags(p)
     add_logging_flags(p)
 
 
@@ -319,6 +321,7 @@ def _in_range(value: int | None, flag: str, default: int, most: int, fix: str) -
 
 def options_from_args(args: argparse.Namespace) -> CloneOptions:
     section: str | None = getattr(args, "section", None)
+    source = resolve_conn(args, "source")  # first: its errors come first, as for every command
     target = (
         resolve_optional_conn(args, "target") if section == "dump" else resolve_conn(args, "target")
     )
@@ -354,8 +357,8 @@ def options_from_args(args: argparse.Namespace) -> CloneOptions:
             fix="give the most parts a split table may have, or leave the flag out for no cap",
         )
     return CloneOptions(
-        source=resolve_conn(args, "source"),
-        target=target or resolve_conn(args, "source"),
+        source=source,
+        target=target or source,
         no_target=target is None,
         dir=resolve_dir(args),
         table_jobs=table_jobs,
@@ -413,6 +416,8 @@ def handle(args: argparse.Namespace) -> int:
     from pgferry.clone.run import run_clone
 
     options = options_from_args(args)
+    if not args.dry_run:
+        start_metrics(args, options.dir, options.source, options.target)
     if args.dry_run:
         from pgferry.clone.preview import print_plan
 

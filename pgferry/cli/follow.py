@@ -16,6 +16,7 @@ from pgferry.cli.common import (
     resolve_dir,
     resolve_filters,
 )
+from pgferry.cli.metrics import add_metrics_flags, start_metrics
 from pgferry.errors import UsageError
 from pgferry.pg.identity import refuse_same_database
 from pgferry.state.store import Meta, StateStore
@@ -36,6 +37,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--snapshot", help="accepted for pgcopydb compatibility")
     add_cdc_flags(p, follow=False)
+    add_metrics_flags(p)
     add_logging_flags(p)
     p.set_defaults(handler=handle_follow)
 
@@ -62,6 +64,7 @@ def handle_follow(args: argparse.Namespace) -> int:
     if args.resume:
         WorkDir(resolve_dir(args)).require_previous_run()
     refuse_same_database(source, target)
+    start_metrics(args, resolve_dir(args), source, target)
     run_follow(
         FollowOptions(
             source=source,

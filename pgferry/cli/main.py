@@ -48,6 +48,7 @@ COMMAND_MODULES = (
     "dump",
     "stream",
     "follow",
+    "cutover",
     "snapshot",
     "ops_preflight",
     "ops_status",
@@ -59,6 +60,7 @@ COMMAND_MODULES = (
     "diagnose",
     "listing",
     "compare",
+    "metrics",
     "misc",
     "demo",
 )

@@ -644,7 +644,8 @@ def cdc_summary(wd: WorkDir, store: StateStore, info: RunInfo, servers: Servers)
     slot = report["slot_health"]
     if slot is not None:
         out["slot_health"] = {
-            k: slot.get(k) for k in ("exists", "active", "wal_status", "retained_wal_bytes")
+            k: slot.get(k)
+            for k in ("exists", "active", "wal_status", "retained_wal_bytes", "safe_wal_size")
         }
     return out
 

@@ -230,3 +230,22 @@ PROGRESS_SQL = {
 
 # Walsenders now connected
 WALSENDER_COUNT_SQL = "SELECT count(*) FROM pg_stat_replication"
+
+# Client sessions in this database of the given roles that are not pgferry's.
+APP_SESSIONS_SQL = """
+SELECT pid, usename, coalesce(application_name, ''), state
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid()
+   AND backend_type = 'client backend'
+   AND usename = ANY(%s) AND coalesce(application_name, '') NOT LIKE 'pgferry%%'
+ ORDER BY pid
+"""
+
+# Other sessions of this database holding a transaction ID: writing, or about to commit.
+WRITERS_SQL = """
+SELECT pid, usename, coalesce(application_name, '')
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND pid <> pg_backend_pid()
+   AND backend_type = 'client backend' AND backend_xid IS NOT NULL
+ ORDER BY pid
+"""
