@@ -23,11 +23,12 @@ from pathlib import Path
 from pgferry.catalog.filters import Filters, no_filters
 from pgferry.cdc.engine import set_endpos_current
 from pgferry.cdc.protocol import current_wal_lsn
+from pgferry.cdc.spool import newest_commit
 from pgferry.checks.report import Report
 from pgferry.checks.verify import run_verify
 from pgferry.errors import InputError, StepFailed
 from pgferry.pg.conninfo import ConnInfo
-from pgferry.pg.fence import Session, app_sessions, fence, is_fenced, unfence, writers
+from pgferry.pg.fence import app_sessions, fence, is_fenced, unfence, writers
 from pgferry.pg.lsn import format_lsn, lsn_or_none
 from pgferry.state.store import Meta, StateStore, UnitKind
 from pgferry.state.workdir import WorkDir
@@ -163,28 +164,40 @@ def _fence(o: CutoverOptions, r: CutoverResult, confirm: Confirm) -> None:
 
 
 def _quiet_then_endpos(o: CutoverOptions, store: StateStore, r: CutoverResult) -> None:
+    """Quiet: for quiet_seconds, no new transaction of the source database (in scope)
+    arrived, while the receiver saw the WAL up to where it was when the wait began: every
+    write of the database reaches the receiver, a short one as a long one (sessions
+    holding a transaction ID are only named when it fails)."""
+    spool = WorkDir(o.dir).cdc_dir
     deadline = time.monotonic() + o.timeout
-    quiet_since: float | None = None
-    last: list[Session] = []
     with o.source.connect("pgferry cutover") as conn:
+        newest = newest_commit(spool)
+        since, mark = time.monotonic(), current_wal_lsn(conn)
         while True:
-            last = writers(conn)
+            time.sleep(POLL_SECONDS)
             now = time.monotonic()
-            if last:
-                quiet_since = None
-            elif quiet_since is None:
-                quiet_since = now
-            if quiet_since is not None and now - quiet_since >= o.quiet_seconds:
+            latest = newest_commit(spool)
+            if latest != newest:  # a write arrived: the window starts again
+                newest = latest
+                since, mark = now, current_wal_lsn(conn)
+            row = store.sentinel()
+            seen = (lsn_or_none(row.write_lsn) or 0) if row is not None else 0
+            if now - since >= o.quiet_seconds and seen >= mark:
                 break
             if now > deadline:
+                busy = writers(conn)
                 raise StepFailed(
                     f"step 3 (quiet): the source database is still written after "
-                    f"{human_duration(o.timeout)}: {len(last)} session(s) hold write "
-                    f"transactions ({listed([f'{s.pid} {s.role}' for s in last], 5)})",
+                    f"{human_duration(o.timeout)}"
+                    + (
+                        f" ({len(busy)} session(s) in write transactions: "
+                        f"{listed([f'{s.pid} {s.role}' for s in busy], 5)})"
+                        if busy
+                        else ""
+                    ),
                     fix="stop the application's writes (or use --fence --app-role ROLE), "
                     "then run cutover again",
                 )
-            time.sleep(POLL_SECONDS)
     lsn = set_endpos_current(o.source, store)
     r.endpos = format_lsn(lsn)
     _step(r, f"quiet: no write for {o.quiet_seconds:g}s; end position set to {r.endpos}")

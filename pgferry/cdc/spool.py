@@ -344,3 +344,17 @@ def spool_backlog(root: Path, applied: int) -> SpoolBacklog:
         pending_txns += count - lo
         pending_bytes += last.end_off - first.begin_off
     return SpoolBacklog(pending_txns, pending_bytes, oldest, last_applied)
+
+
+def newest_commit(root: Path) -> int | None:
+    """The commit LSN of the newest transaction in the spool (None when it holds none):
+    it moves whenever a transaction of the source in scope is received."""
+    for file_no in reversed(spool_files(root)):
+        try:
+            with open(index_path(root, file_no), "rb") as f:
+                count = os.fstat(f.fileno()).st_size // _ENTRY.size
+                if count:
+                    return _entry(f, file_no, count - 1).commit_lsn
+        except OSError:
+            continue  # removed by apply's cleanup meanwhile
+    return None

@@ -60,6 +60,7 @@ def fence(conn: psycopg.Connection[Any], dbname: str, sessions: list[Session]) -
 
 
 def unfence(conn: psycopg.Connection[Any], dbname: str) -> None:
+    conn.execute("SET default_transaction_read_only = off")  # this session is fenced too
     conn.execute(
         sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(
             sql.Identifier(dbname)

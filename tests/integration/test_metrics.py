@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import time
 import urllib.request
 from typing import TYPE_CHECKING
 
@@ -45,10 +44,15 @@ def _scrape(port: int) -> dict[str, float]:
 
 
 def _scrapable(port: int) -> bool:
+    return _value(port, "pgferry_up") == 1.0
+
+
+def _value(port: int, key: str) -> float:
+    """One sample's value; -1 when it cannot be read (yet)."""
     try:
-        return _scrape(port).get("pgferry_up") == 1.0
+        return _scrape(port).get(key, -1.0)
     except OSError:
-        return False
+        return -1.0
 
 
 def test_metrics_during_a_clone_move_and_match_status(dbpair: DbPair) -> None:
@@ -56,17 +60,16 @@ def test_metrics_during_a_clone_move_and_match_status(dbpair: DbPair) -> None:
     with p.src_conn() as conn:
         conn.execute(ROWS)
     port = _free_port()
-    proc = start_pgferry(*clone_args(p, "--metrics-port", str(port)), env=SLOW_COPY)
+    slow = {**SLOW_COPY, "PGFERRY_TEST_COPY_CHUNK_DELAY": "0.08"}  # about 8 s of copy
+    proc = start_pgferry(*clone_args(p, "--metrics-port", str(port)), env=slow)
     try:
         wait_until(lambda: _scrapable(port), what="metrics", proc=proc)
         wait_until(
-            lambda: _scrape(port).get("pgferry_copy_bytes_total", 0) > 0,
-            what="bytes copied",
-            proc=proc,
+            lambda: _value(port, "pgferry_copy_bytes_total") > 0, what="bytes copied", proc=proc
         )
         first = _scrape(port)["pgferry_copy_bytes_total"]
         wait_until(
-            lambda: _scrape(port)["pgferry_copy_bytes_total"] > first,
+            lambda: _value(port, "pgferry_copy_bytes_total") > first,
             what="the copy to move",
             proc=proc,
         )
@@ -89,9 +92,12 @@ def test_metrics_during_follow_and_standalone(dbpair: DbPair) -> None:
     proc = start_pgferry(*follow_args(p, "pgoutput", "--metrics-port", str(port)))
     try:
         wait_until(lambda: _scrapable(port), what="metrics", proc=proc)
-        with p.src_conn() as conn:
+        wait_until(lambda: bool(sentinel(p.workdir).get("startpos")), what="the slot", proc=proc)
+        with p.src_conn() as conn:  # after the slot: a change for CDC to carry
             conn.execute("UPDATE small SET v = v + 1")
         wait_applied(p, proc)
+        key = 'pgferry_cdc_lsn_bytes{position="applied"}'
+        wait_until(lambda: _value(port, key) > 0, what="the CDC metrics", proc=proc)
         m = _scrape(port)
         applied = m['pgferry_cdc_lsn_bytes{position="applied"}']
         assert applied > 0 and m["pgferry_cdc_applied_transactions_total"] >= 1
@@ -99,7 +105,7 @@ def test_metrics_during_follow_and_standalone(dbpair: DbPair) -> None:
         with p.src_conn() as conn:
             conn.execute("UPDATE small SET v = v + 1")
         wait_until(
-            lambda: _scrape(port)['pgferry_cdc_lsn_bytes{position="applied"}'] > applied,
+            lambda: _value(port, 'pgferry_cdc_lsn_bytes{position="applied"}') > applied,
             what="applied to move",
             proc=proc,
         )
@@ -121,7 +127,5 @@ def test_metrics_during_follow_and_standalone(dbpair: DbPair) -> None:
             assert "Traceback" not in busy.stderr
         finally:
             kill_group(standalone)
-        assert sentinel(p.workdir).get("replay_lsn")
-        time.sleep(0.1)
     finally:
         kill_group(proc)
