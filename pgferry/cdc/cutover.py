@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgferry import events
 from pgferry.catalog.filters import Filters, no_filters
 from pgferry.cdc.engine import set_endpos_current
 from pgferry.cdc.protocol import current_wal_lsn
@@ -106,6 +107,7 @@ def run_unfence(source: ConnInfo) -> bool:
 def _step(result: CutoverResult, line: str) -> None:
     result.steps.append(line)
     log.info("cutover: %s", line)
+    events.emit("cutover_step", f"cutover: {line}", step=line.split(":")[0])
 
 
 def _filters(store: StateStore) -> Filters:

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 
+from pgferry import events
 from pgferry.admin.replica_identity import default_plugin, publication_refusal, read_tables
 from pgferry.catalog.filters import Filters, no_filters
 from pgferry.catalog.model import Sequence
@@ -150,6 +151,7 @@ class Cdc:
         # The progress line apply logs every APPLY_REPORT_SECONDS: since when, from what.
         self._report_at = time.monotonic()
         self._report_txns: int | None = None
+        self._caught_up_said = False  # the caught_up event is posted once per process
 
     # -- setup ----------------------------------------------------------------------------
     @property
@@ -351,6 +353,9 @@ class Cdc:
     def _wait_for_changes(self, seconds: float) -> None:
         """Apply is caught up: return once the receiver has made new transactions
         durable, after `seconds` at most (sooner on a stop)."""
+        if not self._caught_up_said:
+            self._caught_up_said = True
+            events.emit("caught_up", "apply has caught up with the changes received")
         r = self.receiver
         if r is None or self.stop.is_set():
             self.stop.wait(seconds)
@@ -500,6 +505,11 @@ class Cdc:
         end position, (`after_apply`), sync the sequences, stop receiving, record that CDC
         is done, then verify the target against the source. Returns the applied LSN."""
         applied = self.apply_until_endpos(scope)
+        events.emit(
+            "end_position_reached",
+            f"every change up to {format_lsn(applied)} is applied",
+            lsn=format_lsn(applied),
+        )
         if after_apply is not None:
             after_apply()
         self.sync_sequences(sequences)
@@ -555,6 +565,14 @@ def verify_after_cutover(
     report = run_verify(source, target, filters)
     for check in report.warnings:
         log.warning("verify: %s: %s", check.name, check.message)
+    events.emit(
+        "verify",
+        f"verify after cutover: {len(report.failed)} difference(s)"
+        if report.failed
+        else "verify after cutover: the target matches the source",
+        passed=not report.failed,
+        failed=[c.message for c in report.failed][:10],
+    )
     if report.failed:
         for check in report.failed:
             log.error("verify: %s: %s", check.name, check.message)

@@ -20,6 +20,7 @@ from pgferry.cli.common import (
     add_downgrade_flag,
     add_filters,
     add_logging_flags,
+    add_notify_flags,
     add_source,
     add_target,
     positive,
@@ -29,6 +30,7 @@ from pgferry.cli.common import (
     resolve_filters,
     resolve_optional_conn,
     resolve_size,
+    start_notify,
 )
 from pgferry.cli.env import env_bool, env_int, env_value
 from pgferry.cli.metrics import add_metrics_flags, start_metrics
@@ -222,6 +224,7 @@ def add_clone_flags(p: argparse.ArgumentParser, *, section: str | None = None) -
     )
     add_cdc_flags(p, follow=True)
     add_metrics_flags(p)
+    add_notify_flags(p)
     add_logging_flags(p)
 
 
@@ -417,6 +420,7 @@ def handle(args: argparse.Namespace) -> int:
 
     options = options_from_args(args)
     if not args.dry_run:
+        start_notify(args, options.dir)
         start_metrics(args, options.dir, options.source, options.target)
     if args.dry_run:
         from pgferry.clone.preview import print_plan

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pgferry import events
+from pgferry import log as pflog
 from pgferry.catalog.filters import FilterError, Filters, load_filters, no_filters
 from pgferry.cli.env import env_bool, env_value
 from pgferry.errors import InputError, UsageError
@@ -160,6 +162,38 @@ def positive(name: str, value: int, low: int = 1, high: int = 128) -> int:
             fix=f"give {name} a number from {low} to {high}",
         )
     return value
+
+
+def add_notify_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("events")
+    g.add_argument(
+        "--notify-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST each event (phase, error, caught up, slot in danger, cutover, finished) "
+        "to this webhook; repeatable; env PGFERRY_NOTIFY_URL keeps it out of ps",
+    )
+    g.add_argument(
+        "--notify-format",
+        choices=("json", "slack"),
+        default=None,
+        help="the POST's body: json (default) or slack (an incoming webhook's text)",
+    )
+
+
+def start_notify(args: argparse.Namespace, workdir: Path) -> None:
+    """--notify-url (or PGFERRY_NOTIFY_URL): post this command's events there."""
+    urls = list(getattr(args, "notify_url", None) or [])
+    from_env = os.environ.get("PGFERRY_NOTIFY_URL")
+    if from_env:
+        urls += [u for u in from_env.split() if u]
+    fmt = getattr(args, "notify_format", None) or os.environ.get("PGFERRY_NOTIFY_FORMAT") or "json"
+    if fmt not in events.FORMATS:
+        raise InputError(f"notify format {fmt!r} is not json or slack", fix="use json or slack")
+    for url in urls:
+        pflog.add_secret(url)
+    events.configure(urls, fmt, str(workdir))
 
 
 def add_logging_flags(p: argparse.ArgumentParser) -> None:

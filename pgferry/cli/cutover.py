@@ -9,10 +9,12 @@ from typing import Any
 from pgferry.cli.common import (
     add_dir,
     add_logging_flags,
+    add_notify_flags,
     add_source,
     add_target,
     resolve_conn,
     resolve_dir,
+    start_notify,
 )
 from pgferry.errors import InputError, UsageError
 from pgferry.text import parse_size
@@ -69,6 +71,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--full", action="store_true", help="verify every row (default: quick)")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before fencing")
+    add_notify_flags(p)
     add_logging_flags(p)
     p.set_defaults(handler=handle_cutover)
 
@@ -97,6 +100,7 @@ def handle_cutover(args: argparse.Namespace) -> int:
             fix="give seconds, e.g. --quiet-seconds 3 --timeout 600",
         )
     workdir = resolve_dir(args)
+    start_notify(args, workdir)
     result = run_cutover(
         CutoverOptions(
             source=source,

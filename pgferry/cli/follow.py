@@ -10,11 +10,13 @@ from pgferry.cli.common import (
     add_dir,
     add_filters,
     add_logging_flags,
+    add_notify_flags,
     add_source,
     add_target,
     resolve_conn,
     resolve_dir,
     resolve_filters,
+    start_notify,
 )
 from pgferry.cli.metrics import add_metrics_flags, start_metrics
 from pgferry.errors import UsageError
@@ -38,6 +40,7 @@ def register(sub: Any) -> None:
     p.add_argument("--snapshot", help="accepted for pgcopydb compatibility")
     add_cdc_flags(p, follow=False)
     add_metrics_flags(p)
+    add_notify_flags(p)
     add_logging_flags(p)
     p.set_defaults(handler=handle_follow)
 
@@ -64,6 +67,7 @@ def handle_follow(args: argparse.Namespace) -> int:
     if args.resume:
         WorkDir(resolve_dir(args)).require_previous_run()
     refuse_same_database(source, target)
+    start_notify(args, resolve_dir(args))
     start_metrics(args, resolve_dir(args), source, target)
     run_follow(
         FollowOptions(

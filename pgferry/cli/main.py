@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pgferry import __version__
+from pgferry import __version__, events
 from pgferry import log as pflog
 from pgferry.errors import ExitCode, PgferryError
 
@@ -106,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "debug", False):
             traceback.print_exc()
         logging.getLogger("pgferry").error("%s", exc.one_line())
+        events.emit("error", exc.one_line(), command=args.command, exit_code=int(exc.exit_code))
         return int(exc.exit_code)
     except KeyboardInterrupt:
         logging.getLogger("pgferry").error("interrupted")
@@ -126,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             scrub(" ".join(str(exc).split()) or type(exc).__name__),
         )
         return int(ExitCode.INTERNAL)
+    finally:
+        events.flush()
 
 
 def _thread_failures_in_one_line(debug: bool) -> None:

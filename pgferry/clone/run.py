@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgferry import events
 from pgferry import log as pflog
 from pgferry.catalog.facts import extension_names, large_object_oids
 from pgferry.catalog.filters import Filters, QualifiedName
@@ -155,6 +156,7 @@ class Clone:
             store = self.store
             assert store is not None
             self.run_id = store.begin_run("clone", os.getpid())
+            events.emit("run_started", "clone started", command="clone")
             store.define_phases(PHASES)
             store.phase_reset_running()
             log.info(
@@ -268,6 +270,8 @@ class Clone:
             raise InputError(check.message, fix=check.fix)
 
     def _end_run(self, status: str, error: str | None) -> None:
+        if status == "done":
+            events.emit("finished", "the clone is done", command="clone")
         if self.store is not None and self.run_id:
             self.store.end_run(self.run_id, status, error)
             self.store.set_meta(Meta.STATUS, status)
@@ -392,6 +396,8 @@ class Clone:
             "going on with" if self.o.partial else "resuming",
             self.workdir.path,
         )
+        if self.o.resume:
+            events.emit("resumed", f"resuming the clone in {self.workdir.path}")
         self.store.set_meta(Meta.STATUS, "running")
 
     # -- the phases -----------------------------------------------------------------------
@@ -519,6 +525,7 @@ class Clone:
             yield False
             return
         log.info("phase %s", name)
+        events.emit("phase_started", f"phase {name} started", phase=name)
         store.phase_start(name, concurrency=1)
         try:
             yield True
@@ -526,6 +533,7 @@ class Clone:
             store.phase_done(name, status=Status.FAILED)
             raise
         store.phase_done(name)
+        events.emit("phase_finished", f"phase {name} finished", phase=name)
 
     def _phase_catalog(self, snapshot: Snapshot) -> Catalog:
         store = self.store

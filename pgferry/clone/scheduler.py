@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from pgferry import events
 from pgferry.catalog.plan import MAX_PARALLEL_MAINTENANCE
 from pgferry.clone.workers import RunContext, UnitOutcome, WorkerSession, run_unit
 from pgferry.errors import Interrupted, StepFailed, TableRewritten
@@ -282,6 +283,7 @@ class Scheduler:
             cumulative = sum((rows[u.id].duration or 0.0) for u in units if u.id in rows)
             total = sum(rows[u.id].bytes for u in units if u.id in rows)
             self.store.phase_done(phase, cumulative=cumulative, bytes_=total)
+            events.emit("phase_finished", f"phase {phase} finished", phase=phase)
 
     def _phase_running(self, kind: UnitKind) -> None:
         phase = PHASE_OF[kind]
@@ -290,6 +292,7 @@ class Scheduler:
             units = sum(1 for u in self.units.values() if PHASE_OF[u.kind] == phase)
             size = self.pools[POOL_OF[kind]].size
             self.store.phase_start(phase, concurrency=min(size, units))
+            events.emit("phase_started", f"phase {phase} started", phase=phase)
 
     def _flush_progress(self) -> None:
         progress = dict(self.ctx.progress)
