@@ -25,6 +25,7 @@ from pgferry.cdc.protocol import create_slot, current_wal_lsn
 from pgferry.cdc.publication import UnpublishedWatch, not_published
 from pgferry.cdc.receive import RETRY_SECONDS, ReceiveOptions
 from pgferry.cdc.receive_process import ReceiveJob, ReceiveProcess
+from pgferry.cdc.slot_watch import LOST_FIX, SlotWatch, lost_message
 from pgferry.checks.verify import run_verify
 from pgferry.errors import (
     ConnectionFailed,
@@ -47,6 +48,7 @@ from pgferry.pg.replication import (
     origin_exists,
     publication_exists,
     slot_exists,
+    slot_lost,
     slot_user,
 )
 from pgferry.pg.snapshot import Snapshot
@@ -152,6 +154,7 @@ class Cdc:
         self._report_at = time.monotonic()
         self._report_txns: int | None = None
         self._caught_up_said = False  # the caught_up event is posted once per process
+        self.slot_watch: SlotWatch | None = None
 
     # -- setup ----------------------------------------------------------------------------
     @property
@@ -290,6 +293,11 @@ class Cdc:
 
     def ensure_slot(self) -> None:
         with self.source.connect("pgferry check") as conn:
+            if slot_lost(conn, self.options.slot):
+                raise InputError(
+                    lost_message(self.options.slot, "lost WAL it needed (wal_status lost)"),
+                    fix=LOST_FIX,
+                )
             if not slot_exists(conn, self.options.slot):
                 raise InputError(
                     f"replication slot {self.options.slot} is missing on the source: changes "
@@ -344,8 +352,12 @@ class Cdc:
             ReceiveJob(self.source, options, self.workdir.cdc_dir, self.store.path, start, watch)
         )
         self.receiver.start()
+        self.slot_watch = SlotWatch(self.source, options.slot, self.stop)
+        self.slot_watch.start()
 
     def stop_receiver(self) -> None:
+        if self.slot_watch is not None:
+            self.slot_watch.finish()
         if self.receiver is not None:
             self.receiver.stop()
             self.receiver.join(timeout=60)
@@ -366,6 +378,8 @@ class Cdc:
         r.visible.clear()
 
     def _received(self) -> int:
+        if self.slot_watch is not None and self.slot_watch.lost is not None:
+            raise StepFailed(self.slot_watch.lost, fix=LOST_FIX)
         r = self.receiver
         if r is not None and r.error is not None:
             raise r.error
