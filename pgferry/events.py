@@ -13,8 +13,8 @@ Payload (`--notify-format json`, the default): one JSON object per POST,
 Slack (`--notify-format slack`): {"text": "pgferry (DIR): MESSAGE"}.
 
 Events: run_started, resumed, phase_started, phase_finished, error, caught_up,
-lag_above, slot_in_danger, slot_lost, end_position_reached, verify, cutover_step,
-finished.
+lag_above (apply more than PGFERRY_LAG_EVENT_BYTES, 1 GB, behind what is received),
+slot_in_danger, slot_lost, end_position_reached, verify, cutover_step, finished.
 """
 
 from __future__ import annotations

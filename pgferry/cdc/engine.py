@@ -7,6 +7,7 @@ are prefetched during the copy and applied after it) and by `follow` on its own.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -124,6 +125,12 @@ def drop_interrupted_setup(source: ConnInfo, target: ConnInfo, store: StateStore
     store.set_json(Meta.CDC_CREATED, {})
 
 
+# The lag_above event: apply this far behind what is received (PGFERRY_LAG_EVENT_BYTES),
+# said at most every LAG_EVENT_REPEAT_SECONDS.
+LAG_EVENT_BYTES = int(os.environ.get("PGFERRY_LAG_EVENT_BYTES", str(1024**3)))
+LAG_EVENT_REPEAT_SECONDS = 600.0
+
+
 class Cdc:
     """The CDC side of a migration in DIR."""
 
@@ -154,6 +161,7 @@ class Cdc:
         self._report_at = time.monotonic()
         self._report_txns: int | None = None
         self._caught_up_said = False  # the caught_up event is posted once per process
+        self._lag_said_at = 0.0
         self.slot_watch: SlotWatch | None = None
 
     # -- setup ----------------------------------------------------------------------------
@@ -432,6 +440,14 @@ class Cdc:
             row = self.store.sentinel()
             flushed = (lsn_or_none(row.flush_lsn) or 0) if row is not None else 0
             endpos = lsn_or_none(row.endpos) if row is not None else None
+            behind = max(0, flushed - self._pending_lsn)
+            if behind > LAG_EVENT_BYTES and now - self._lag_said_at > LAG_EVENT_REPEAT_SECONDS:
+                self._lag_said_at = now
+                events.emit(
+                    "lag_above",
+                    f"apply is {human_bytes(behind)} behind what was received",
+                    backlog_bytes=behind,
+                )
             log.info(
                 "apply: %d transactions applied (%.0f/s over the last %.0fs), at %s; %s "
                 "received and not applied yet%s",
