@@ -59,39 +59,12 @@ class FollowOptions:
 
 def run_follow(options: FollowOptions, stop: threading.Event | None = None) -> int:
     """Receive and apply changes until the end position; returns the applied LSN."""
-    tag = dir_tag(options.dir)
-    o = replace(options, source=options.source.with_tag(tag), target=options.target.with_tag(tag))
-    pflog.add_secret(o.source.password)
-    pflog.add_secret(o.target.password)
-    workdir = WorkDir(o.dir)
-    workdir.create()
-    workdir.lock()
-    pflog.log_to_file(workdir.log_file)
-    stop = stop or threading.Event()
-    store = StateStore.open_dir(workdir.path)
-    cdc = Cdc(o.source, o.target, workdir, store, o.cdc, stop)
-    run_id = store.begin_run("follow", os.getpid())
-    try:
-        for side in (o.source, o.target):
-            terminate_orphans(side, tag)
+    with _locked(options, stop, command="follow") as (o, store, cdc):
         scope = _prepare(o, store, cdc)
         cdc.start_receiver()
         if store.get_meta(Meta.APPLY_HOLD) != "1":
             store.set_sentinel(apply=1)
-        applied = cdc.cutover(scope, _sequences(o, store), o.filters)
-        store.end_run(run_id, "done")
-        return applied
-    except Interrupted as exc:
-        store.end_run(run_id, "interrupted", exc.message)
-        raise
-    except PgferryError as exc:
-        store.end_run(run_id, "failed", exc.one_line())
-        raise
-    finally:
-        cdc.stop_receiver()
-        cdc.release_snapshot()
-        store.close()
-        workdir.unlock()
+        return cdc.cutover(scope, _sequences(o, store), o.filters)
 
 
 def _prepare(o: FollowOptions, store: StateStore, cdc: Cdc) -> ApplyScope:
@@ -206,7 +179,7 @@ def stream_setup(options: FollowOptions, *, keep: bool = False) -> Any:
     sentinel, as `follow` and `clone --follow` create them; nothing is received yet.
     With `keep` (`snapshot --follow`), the slot's snapshot stays exported: the Cdc that
     holds it is returned, for release_snapshot()."""
-    with _locked(options, keep_snapshot=keep) as (o, store, cdc):
+    with _locked(options, command="stream setup", keep_snapshot=keep) as (o, store, cdc):
         if cdc.is_set_up:
             raise InputError(
                 f"{o.dir} already holds a CDC setup (slot {store.get_meta(Meta.CDC_SLOT)})",
@@ -227,7 +200,7 @@ def stream_receive(options: FollowOptions, stop: threading.Event | None = None) 
     """`stream receive` (and prefetch): changes into DIR's spool until the end position
     is received (or a stop), nothing applied; returns the durable LSN."""
     stop = stop or threading.Event()
-    with _locked(options, stop) as (o, store, cdc):
+    with _locked(options, stop, command="stream receive") as (o, store, cdc):
         _require_setup(o, store, cdc)
         cdc.start_receiver()
         receiver = cdc.receiver
@@ -247,7 +220,7 @@ def stream_catchup(options: FollowOptions, stop: threading.Event | None = None) 
     """`stream catchup` (and apply): what DIR's spool holds applied to the target, up to
     the end position, exactly once (the replication origin); nothing is received."""
     stop = stop or threading.Event()
-    with _locked(options, stop) as (o, store, cdc):
+    with _locked(options, stop, command="stream catchup") as (o, store, cdc):
         _require_setup(o, store, cdc)
         cdc.ensure_origin()
         if store.get_meta(Meta.APPLY_HOLD) != "1":
@@ -270,9 +243,14 @@ def _require_setup(o: FollowOptions, store: StateStore, cdc: Cdc) -> None:
 
 @contextmanager
 def _locked(
-    options: FollowOptions, stop: threading.Event | None = None, *, keep_snapshot: bool = False
+    options: FollowOptions,
+    stop: threading.Event | None = None,
+    *,
+    command: str,
+    keep_snapshot: bool = False,
 ) -> Iterator[tuple[FollowOptions, StateStore, Cdc]]:
-    """DIR taken for one stream command: its store and CDC handle, closed after."""
+    """DIR taken for one CDC command (recorded as a run), the sessions a killed one left
+    ended; its store and CDC handle, closed after."""
     tag = dir_tag(options.dir)
     o = replace(options, source=options.source.with_tag(tag), target=options.target.with_tag(tag))
     pflog.add_secret(o.source.password)
@@ -283,10 +261,18 @@ def _locked(
     pflog.log_to_file(workdir.log_file)
     store = StateStore.open_dir(workdir.path)
     cdc = Cdc(o.source, o.target, workdir, store, o.cdc, stop or threading.Event())
+    run_id = store.begin_run(command, os.getpid())
     try:
+        for side in (o.source, o.target):
+            terminate_orphans(side, tag)
         yield o, store, cdc
-    except BaseException:
+        store.end_run(run_id, "done")
+    except BaseException as exc:
         cdc.release_snapshot()
+        if isinstance(exc, Interrupted):
+            store.end_run(run_id, "interrupted", exc.message)
+        elif isinstance(exc, PgferryError):
+            store.end_run(run_id, "failed", exc.one_line())
         raise
     finally:
         cdc.stop_receiver()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import urllib.request
 from typing import TYPE_CHECKING
 
 from tests.helpers.cdc import follow_args, sentinel, wait_applied, wait_until
 from tests.helpers.cli import run_pgferry
+from tests.helpers.net import free_port
 from tests.helpers.running import SLOW_COPY, clone_args, kill_group, start_pgferry
 
 if TYPE_CHECKING:
@@ -23,12 +23,6 @@ INSERT INTO big SELECT g, repeat('x', 400) FROM generate_series(1, 60000) g;
 CREATE TABLE small (id int PRIMARY KEY, v int);
 INSERT INTO small SELECT g, g FROM generate_series(1, 100) g;
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -59,7 +53,7 @@ def test_metrics_during_a_clone_move_and_match_status(dbpair: DbPair) -> None:
     p = dbpair
     with p.src_conn() as conn:
         conn.execute(ROWS)
-    port = _free_port()
+    port = free_port()
     slow = {**SLOW_COPY, "PGFERRY_TEST_COPY_CHUNK_DELAY": "0.08"}  # about 8 s of copy
     proc = start_pgferry(*clone_args(p, "--metrics-port", str(port)), env=slow)
     try:
@@ -88,7 +82,7 @@ def test_metrics_during_follow_and_standalone(dbpair: DbPair) -> None:
     p = dbpair
     with p.src_conn() as conn:
         conn.execute(ROWS)
-    port = _free_port()
+    port = free_port()
     proc = start_pgferry(*follow_args(p, "pgoutput", "--metrics-port", str(port)))
     try:
         wait_until(lambda: _scrapable(port), what="metrics", proc=proc)
@@ -110,7 +104,7 @@ def test_metrics_during_follow_and_standalone(dbpair: DbPair) -> None:
             proc=proc,
         )
         # The standalone server, from DIR and the servers: the same figures.
-        other = _free_port()
+        other = free_port()
         standalone = start_pgferry(
             "metrics", "--dir", str(p.workdir), "--metrics-port", str(other),
             "--source", p.source_uri, "--target", p.target_uri,

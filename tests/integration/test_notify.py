@@ -4,12 +4,10 @@ appears whole in no log line or output."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tests.helpers.cli import run_pgferry
+from tests.helpers.net import WebhookReceiver, free_port
 from tests.helpers.running import clone_args
 
 if TYPE_CHECKING:
@@ -26,44 +24,20 @@ SCHEMA = (
 )
 
 
-class _Receiver(HTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.bodies: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        server = self.server
-        assert isinstance(server, _Receiver)
-        server.bodies.append(json.loads(self.rfile.read(length)))
-        server.paths.append(self.path)
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[_Receiver]:
-    server = _Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def receiver() -> Iterator[WebhookReceiver]:
+    server = WebhookReceiver().start()
     try:
         yield server
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
-def _url(server: _Receiver) -> str:
-    return f"http://127.0.0.1:{server.server_address[1]}/hooks/{TOKEN}"
+def _url(server: WebhookReceiver) -> str:
+    return server.url(f"/hooks/{TOKEN}")
 
 
-def test_clone_posts_its_events_in_order(dbpair: DbPair, receiver: _Receiver) -> None:
+def test_clone_posts_its_events_in_order(dbpair: DbPair, receiver: WebhookReceiver) -> None:
     p = dbpair
     with p.src_conn() as conn:
         conn.execute(SCHEMA)
@@ -87,7 +61,7 @@ def test_clone_posts_its_events_in_order(dbpair: DbPair, receiver: _Receiver) ->
     assert "events posted to http://127.0.0.1:" in done.stderr
 
 
-def test_slack_format_and_an_error_event(dbpair: DbPair, receiver: _Receiver) -> None:
+def test_slack_format_and_an_error_event(dbpair: DbPair, receiver: WebhookReceiver) -> None:
     p = dbpair
     with p.src_conn() as conn:
         conn.execute(SCHEMA)
@@ -106,10 +80,7 @@ def test_a_receiver_that_is_down_does_not_fail_the_clone(dbpair: DbPair) -> None
     p = dbpair
     with p.src_conn() as conn:
         conn.execute(SCHEMA)
-    closed = _Receiver()
-    port = closed.server_address[1]
-    closed.server_close()  # nothing listens there now
-    url = f"http://127.0.0.1:{port}/hooks/{TOKEN}"
+    url = f"http://127.0.0.1:{free_port()}/hooks/{TOKEN}"  # nothing listens there
     done = run_pgferry(*clone_args(p, "--notify-url", url), timeout=120)
     with p.tgt_conn() as conn:  # copied all the same
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (1000,)

@@ -5,17 +5,15 @@ slot is lost, CDC says so at once with the options."""
 
 from __future__ import annotations
 
-import json
 import secrets
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
 from tests.helpers.cdc import follow_args, names, sentinel, wait_until
 from tests.helpers.cli import run_pgferry
+from tests.helpers.net import WebhookReceiver
 from tests.helpers.running import kill_group, start_pgferry
 
 if TYPE_CHECKING:
@@ -23,24 +21,6 @@ if TYPE_CHECKING:
 
 WATCH = {"PGFERRY_TEST_SLOT_WATCH_SECONDS": "0.5", "PGFERRY_TEST_HEARTBEAT_BYTES": "1048576"}
 KEEP = "48MB"
-
-
-class _Receiver(HTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.bodies: list[dict[str, Any]] = []
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        assert isinstance(self.server, _Receiver)
-        self.server.bodies.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def _write_wal(p: DbPair, busy: str, megabytes: int) -> None:
@@ -70,9 +50,8 @@ def test_quiet_database_on_a_busy_cluster(dbpair: DbPair) -> None:
     p = dbpair
     busy = f"busy_{secrets.token_hex(4)}"
     p.source.create_database(busy)
-    receiver = _Receiver()
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{receiver.server_address[1]}/events"
+    receiver = WebhookReceiver().start()
+    url = receiver.url("/events")
     with p.src_conn() as conn:
         conn.execute("CREATE TABLE quiet (id int PRIMARY KEY); INSERT INTO quiet VALUES (1)")
     with p.source.connect(busy) as conn:
@@ -112,8 +91,7 @@ def test_quiet_database_on_a_busy_cluster(dbpair: DbPair) -> None:
         assert "lost" in resumed.stderr and "Traceback" not in resumed.stderr
     finally:
         kill_group(proc)
-        receiver.shutdown()
-        receiver.server_close()
+        receiver.stop()
         with p.source.connect() as conn:
             conn.execute("ALTER SYSTEM RESET max_slot_wal_keep_size")
             conn.execute("SELECT pg_reload_conf()")
