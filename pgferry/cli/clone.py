@@ -22,6 +22,7 @@ from pgferry.cli.common import (
     add_logging_flags,
     add_notify_flags,
     add_source,
+    add_split_flags,
     add_target,
     positive,
     resolve_conn,
@@ -82,30 +83,11 @@ def add_clone_flags(p: argparse.ArgumentParser, *, section: str | None = None) -
     jobs.add_argument(
         "--large-objects-jobs", type=int, metavar="N", help="large object workers (default 4)"
     )
-    jobs.add_argument(
-        "--split-tables-larger-than",
-        "--split-at",
-        metavar="SIZE",
-        help="copy tables larger than SIZE in parts at the same time",
-    )
-    jobs.add_argument(
-        "--split-max-parts", type=int, metavar="N", help="at most N parts per split table"
-    )
-    jobs.add_argument(
-        "--skip-split-by-ctid",
-        action="store_true",
-        help="split no table (pgferry splits by CTID page ranges only; env "
-        "PGCOPYDB_SKIP_CTID_SPLIT)",
-    )
+    add_split_flags(jobs)
     jobs.add_argument(
         "--skip-analyze",
         action="store_true",
         help="accepted for pgcopydb compatibility: pgferry never runs ANALYZE on the source",
-    )
-    jobs.add_argument(
-        "--estimate-table-sizes",
-        action="store_true",
-        help="use statistics instead of pg_table_size()",
     )
     sch = p.add_argument_group("schema")
     sch.add_argument(

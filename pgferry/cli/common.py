@@ -164,6 +164,33 @@ def positive(name: str, value: int, low: int = 1, high: int = 128) -> int:
     return value
 
 
+def add_split_flags(g: Any, *, only_threshold: bool = False) -> None:
+    """How tables are split for the copy (clone, list): the same flags everywhere."""
+    g.add_argument(
+        "--split-tables-larger-than",
+        "--split-at",
+        metavar="SIZE",
+        help="copy tables larger than SIZE in parts at the same time "
+        "(env PGCOPYDB_SPLIT_TABLES_LARGER_THAN)",
+    )
+    if only_threshold:
+        return
+    g.add_argument(
+        "--split-max-parts", type=int, metavar="N", help="at most N parts per split table"
+    )
+    g.add_argument(
+        "--skip-split-by-ctid",
+        action="store_true",
+        help="split no table (pgferry splits by CTID page ranges only; env "
+        "PGCOPYDB_SKIP_CTID_SPLIT)",
+    )
+    g.add_argument(
+        "--estimate-table-sizes",
+        action="store_true",
+        help="use statistics instead of pg_table_size()",
+    )
+
+
 def add_notify_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("events")
     g.add_argument(

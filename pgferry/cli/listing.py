@@ -13,6 +13,7 @@ from pgferry.cli.common import (
     add_filters,
     add_logging_flags,
     add_source,
+    add_split_flags,
     print_json,
     resolve_conn,
     resolve_dir,
@@ -38,12 +39,7 @@ def register(sub: Any) -> None:
         q = lsub.add_parser(what, help=text)
         add_source(q)
         add_filters(q)
-        q.add_argument(
-            "--split-tables-larger-than",
-            "--split-at",
-            metavar="SIZE",
-            help="as for clone (env PGCOPYDB_SPLIT_TABLES_LARGER_THAN)",
-        )
+        add_split_flags(q, only_threshold=what != "table-parts")
         q.add_argument("--json", action="store_true", help="machine-readable output")
         _add_pgcopydb_list_flags(q, what)
         add_logging_flags(q)
@@ -90,10 +86,6 @@ def _add_pgcopydb_list_flags(q: argparse.ArgumentParser, what: str) -> None:
             action="store_true",
             help="accepted for pgcopydb compatibility (the catalog is always read afresh)",
         )
-    if what == "table-parts":
-        q.add_argument("--split-max-parts", type=int, metavar="N", help="as for clone")
-        q.add_argument("--skip-split-by-ctid", action="store_true", help="as for clone")
-        q.add_argument("--estimate-table-sizes", action="store_true", help="as for clone")
     if what == "extensions":
         q.add_argument(
             "--available-versions",
@@ -134,7 +126,12 @@ def handle_source_list(args: argparse.Namespace) -> int:
         else resolve_size(args.split_tables_larger_than, "SPLIT_TABLES_LARGER_THAN"),
         split_max_parts=getattr(args, "split_max_parts", None) or 0,
     )
-    p = preview(resolve_conn(args, "source"), resolve_filters(args), plan)
+    p = preview(
+        resolve_conn(args, "source"),
+        resolve_filters(args),
+        plan,
+        estimate_sizes=getattr(args, "estimate_table_sizes", False),
+    )
     cat, scope = p.catalog, p.scope
     skipped = getattr(args, "list_skipped", False)
     rows: list[dict[str, Any]]

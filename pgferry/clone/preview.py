@@ -52,6 +52,8 @@ def preview(
     filters: Filters,
     plan: PlanOptions,
     scoping: ScopeOptions | None = None,
+    *,
+    estimate_sizes: bool = False,
 ) -> Preview:
     scoping = scoping or ScopeOptions()
     skip_large_objects = scoping.skip_large_objects
@@ -60,7 +62,7 @@ def preview(
         snapshot = holder.export()
         conn = holder.conn
         assert conn is not None
-        catalog = read_catalog(conn)
+        catalog = read_catalog(conn, estimate_sizes=estimate_sizes)
         tools = find_dump_tools(catalog.major)
         lo_oids = [] if skip_large_objects else large_object_oids(conn)
         with tempfile.TemporaryDirectory(prefix="pgferry-list-") as work:
@@ -84,7 +86,13 @@ def preview(
 
 def print_plan(options: CloneOptions) -> None:
     """`clone --dry-run`: the plan, from the source alone (the target is not touched)."""
-    p = preview(options.source, options.filters, options.plan_options(), options.scope_options())
+    p = preview(
+        options.source,
+        options.filters,
+        options.plan_options(),
+        options.scope_options(),
+        estimate_sizes=options.estimate_table_sizes,
+    )
     cat, scope = p.catalog, p.scope
     order = [t for t in copy_order(cat, scope) if t.oid in scope.copy_tables]
     copy_bytes = sum(t.bytes for t in order)
