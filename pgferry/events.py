@@ -32,6 +32,7 @@ from typing import Any
 
 from pgferry import __version__
 from pgferry.errors import InputError
+from pgferry.log import scrubbed
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def emit(event: str, message: str, **fields: Any) -> None:
     _notifier.put(
         {
             "event": event,
-            "message": message,
+            "message": scrubbed(message),  # as a log line: no password, no webhook URL
             "dir": _notifier.dir,
             "time": time.time(),
             "pgferry": __version__,

@@ -24,6 +24,11 @@ class _ScrubFilter(logging.Filter):
         return True
 
 
+def scrubbed(text: str) -> str:
+    """`text` as a log line would show it: passwords and other known secrets masked."""
+    return scrub(text, tuple(_secrets))
+
+
 def add_secret(secret: str | None) -> None:
     if secret and secret not in _secrets:
         _secrets.append(secret)

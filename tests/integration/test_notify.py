@@ -4,6 +4,7 @@ appears whole in no log line or output."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from tests.helpers.cli import run_pgferry
@@ -87,3 +88,37 @@ def test_a_receiver_that_is_down_does_not_fail_the_clone(dbpair: DbPair) -> None
     assert TOKEN not in done.stderr + (p.workdir / "pgferry.log").read_text()
     bad = run_pgferry(*clone_args(p, "--notify-url", "ftp://x/y"), check=False)
     assert bad.returncode == 3 and "is not an http(s) URL" in bad.stderr
+
+
+def test_no_password_in_events_or_metrics(dbpair: DbPair, receiver: WebhookReceiver) -> None:
+    """The source and target given with passwords (in the URIs): no event body, metric or
+    log line carries them."""
+    p = dbpair
+    secret = "Pw-7c1e-secret"
+    with p.src_conn() as conn:
+        conn.execute(SCHEMA)
+    source = p.source.uri(p.src_db, password=secret)
+    target = p.target.uri(p.tgt_db, password=secret)
+    port = free_port()
+    done = run_pgferry(
+        "clone", "--source", source, "--target", target, "--dir", str(p.workdir),
+        "--notify-url", _url(receiver), "--metrics-port", str(port), "--no-progress",
+    )  # fmt: skip
+    refused = run_pgferry(
+        "clone",
+        "--source",
+        source,
+        "--target",
+        target,
+        "--dir",
+        str(p.workdir / "again"),
+        "--notify-url",
+        _url(receiver),
+        check=False,
+    )  # fmt: skip  (the target is not empty now: an error event)
+    assert refused.returncode == 3
+    assert any(b["event"] == "error" for b in receiver.bodies)
+    bodies = json.dumps(receiver.bodies)
+    log = (p.workdir / "pgferry.log").read_text()
+    for text in (bodies, done.stderr, done.stdout, refused.stderr, log):
+        assert secret not in text and TOKEN not in text
