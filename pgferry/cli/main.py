@@ -111,6 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logging.getLogger("pgferry").error("interrupted")
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        # The reader of our output went away (pgferry list schema | head): nothing to say.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if getattr(args, "debug", False):
             traceback.print_exc()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
@@ -229,3 +229,66 @@ def test_clone_skips_publications_collations_and_extension_comments(dbpair: DbPa
             "SELECT obj_description(oid, 'pg_extension') FROM pg_extension WHERE extname = 'citext'"
         ).fetchone() != ("ours",)  # the extension's own comment, not the source's
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_the_other_granular_commands(dbpair: DbPair) -> None:
+    """copy db, dump pre-data, restore schema, list schema|collations|databases, and the
+    stream sentinel's setup|set startpos|drop, each doing what pgcopydb's does."""
+    p = dbpair
+    with p.src_conn() as conn:
+        conn.execute(SCHEMA)
+        conn.execute("CREATE COLLATION \"Names\" (provider = libc, locale = 'C')")
+        conn.execute('CREATE TABLE named (n text COLLATE "Names")')
+    src = ("--source", p.source_uri)
+    schema = json.loads(run_pgferry("list", "schema", *src).stdout)
+    assert "public.Child" in {f"{t['schema']}.{t['name']}" for t in schema["catalog"]["tables"]}
+    assert schema["scope"]["copied"] == ["public.Child", "public.named", "public.parent"]
+    collations = run_pgferry("list", "collations", *src).stdout
+    assert "collation=public.Names" in collations
+    databases = json.loads(run_pgferry("list", "databases", *src, "--json").stdout)
+    assert p.src_db in {d["database"] for d in databases["databases"]}
+    # dump pre-data then restore schema in the same DIR: the whole schema, no rows.
+    run_pgferry("dump", "pre-data", *src, "--dir", str(p.workdir))
+    run_pgferry("restore", "schema", *_both(p))
+    assert schema_dump(p.source_uri) == schema_dump(p.target_uri)
+    with p.tgt_conn() as conn:
+        assert conn.execute("SELECT count(*) FROM parent").fetchone() == (0,)
+    # copy db: a clone, into a fresh DIR and an emptied target.
+    run_pgferry("target-clean", "--target", p.target_uri, "--yes")
+    run_pgferry("copy", "db", *_both(p, dir_=False), "--dir", str(p.workdir.parent / "db"))
+    assert_same_database(p.source_uri, p.target_uri)
+
+
+def test_stream_sentinel_setup_startpos_and_drop(dbpair: DbPair) -> None:
+    p = dbpair
+    stream_dir = str(p.workdir.parent / "stream")
+    both = ("--source", p.source_uri, "--target", p.target_uri, "--dir", stream_dir)
+
+    def sentinel(*args: str, check: bool = True) -> Any:
+        return run_pgferry("stream", "sentinel", *args, "--dir", stream_dir, check=check)
+
+    run_pgferry("stream", "setup", *both)
+    try:
+        get = json.loads(
+            run_pgferry("stream", "sentinel", "get", "--json", "--dir", stream_dir).stdout
+        )
+        start = get["startpos"]
+        hi, lo = start.split("/")
+        later = f"{hi}/{int(lo, 16) + 16:X}"
+        run_pgferry("stream", "sentinel", "set", "startpos", later, "--dir", stream_dir)
+        run_pgferry("stream", "sentinel", "create", "--endpos", "FF/0", "--dir", stream_dir)
+        got = json.loads(
+            run_pgferry("stream", "sentinel", "get", "--json", "--dir", stream_dir).stdout
+        )
+        assert got["startpos"] == later and got["endpos"] == "FF/0"
+        run_pgferry("stream", "sentinel", "drop", "--dir", stream_dir)
+        got = json.loads(
+            run_pgferry("stream", "sentinel", "get", "--json", "--dir", stream_dir).stdout
+        )
+        assert got["endpos"] is None
+        bad = run_pgferry(
+            "stream", "sentinel", "set", "startpos", "nope", "--dir", stream_dir, check=False
+        )
+        assert bad.returncode == 3 and "Traceback" not in bad.stderr
+    finally:
+        run_pgferry("stream", "drop", *both)
