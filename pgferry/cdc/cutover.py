@@ -38,6 +38,7 @@ from pgferry.text import human_bytes, human_duration, listed
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LAG = 64 * 1024 * 1024
+_STEP_NAMES = {"1": "caught up", "2": "fence", "3": "quiet", "4": "applied", "5": "verify"}
 POLL_SECONDS = 0.5
 
 
@@ -61,6 +62,16 @@ class CutoverResult:
     fenced: int | None = None  # sessions ended by the fence
     report: Report | None = None
     steps: list[str] = field(default_factory=list)
+    store: StateStore | None = None  # where each step is recorded (status, metrics)
+
+    def record(self, step: str, outcome: str, error: str | None = None) -> None:
+        if self.store is None:
+            return
+        state = self.store.get_json(Meta.CUTOVER) or {"steps": {}}
+        state["steps"][step] = outcome
+        state["at"] = time.time()
+        state["error"] = error
+        self.store.set_json(Meta.CUTOVER, state)
 
 
 Confirm = Callable[[str], bool]
@@ -73,8 +84,8 @@ def run_cutover(o: CutoverOptions, confirm: Confirm) -> CutoverResult:
             f"no pgferry state in {o.dir}",
             fix="pass the --dir of a running clone --follow or follow",
         )
-    result = CutoverResult()
     store = StateStore.open_dir(o.dir)
+    result = CutoverResult(store=store)
     try:
         if store.get_meta(Meta.CDC_SLOT) is None:
             raise InputError(
@@ -84,6 +95,8 @@ def run_cutover(o: CutoverOptions, confirm: Confirm) -> CutoverResult:
         filters = _filters(store)
         if store.get_meta(Meta.CDC_DONE) == "1":
             _step(result, "caught up, fence, quiet, applied: done by an earlier cutover")
+            for step in ("caught up", "quiet", "applied"):
+                result.record(step, "done")
         else:
             _caught_up(o, store, workdir, result)
             if o.fence:
@@ -91,6 +104,11 @@ def run_cutover(o: CutoverOptions, confirm: Confirm) -> CutoverResult:
             _quiet_then_endpos(o, store, result)
             _applied(o, store, workdir, result)
         result.report = _verify(o, filters, result)
+        result.record("report", "done")
+    except StepFailed as exc:
+        number = exc.message.split(" ")[1] if exc.message.startswith("step ") else "?"
+        result.record(_STEP_NAMES.get(number, "?"), "failed", exc.message)
+        raise
     finally:
         store.close()
     return result
@@ -107,6 +125,9 @@ def run_unfence(source: ConnInfo) -> bool:
 def _step(result: CutoverResult, line: str) -> None:
     result.steps.append(line)
     log.info("cutover: %s", line)
+    step = line.split(":")[0]
+    if step in _STEP_NAMES.values():
+        result.record(step, "done")
     events.emit("cutover_step", f"cutover: {line}", step=line.split(":")[0])
 
 

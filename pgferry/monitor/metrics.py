@@ -69,6 +69,9 @@ class MigrationCollector(Collector):
         cdc = r.get("cdc")
         if cdc is not None:
             yield from _cdc(cdc)
+        cutover = r.get("cutover")
+        if cutover is not None:
+            yield from _cutover(cutover)
 
 
 def _gauge(name: str, doc: str, value: float | None, **labels: str) -> GaugeMetricFamily:
@@ -188,6 +191,22 @@ def _cdc(cdc: Any) -> Iterator[Any]:
         for s in ("reserved", "extended", "unreserved", "lost"):
             status.add_metric([s], 1.0 if slot.get("wal_status") == s else 0.0)
         yield status
+
+
+CUTOVER_STEPS = ("caught up", "fence", "quiet", "applied", "verify", "report")
+
+
+def _cutover(cutover: dict[str, Any]) -> Iterator[Any]:
+    g = GaugeMetricFamily(
+        "pgferry_cutover_step",
+        "pgferry cutover: 1 for each step's outcome (done, failed)",
+        labels=["step", "outcome"],
+    )
+    steps = cutover.get("steps", {})
+    for step in CUTOVER_STEPS:
+        for outcome in ("done", "failed"):
+            g.add_metric([step, outcome], 1.0 if steps.get(step) == outcome else 0.0)
+    yield g
 
 
 def serve(

@@ -169,6 +169,7 @@ class StatusReport(TypedDict):
     cdc: CdcSummary | None
     active: dict[str, ActiveOperations]
     server_errors: NotRequired[dict[str, str]]
+    cutover: NotRequired[dict[str, Any]]  # pgferry cutover: steps done, outcome
 
 
 # -- servers ---------------------------------------------------------------------------
@@ -574,6 +575,9 @@ def status_report(
         )
         if store.sentinel() is not None:
             report["cdc"] = cdc_summary(wd, store, info, servers)
+        cutover = store.get_json(Meta.CUTOVER)
+        if cutover is not None:
+            report["cutover"] = cutover
         tags = dir_tags(workdir)
         for role in ("target", "source"):
             ops = active_operations(servers, role, tags, tools=tools[role], live=live)

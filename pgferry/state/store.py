@@ -119,6 +119,7 @@ class Meta(StrEnum):
     ENDPOS_KIND = "endpos_kind"  # 'current': endpos was the source's position
     DEFERRED_FOREIGN_KEYS = "deferred_foreign_keys"  # added NOT VALID, validated at cutover
     FOREIGN_KEYS_VALIDATED = "foreign_keys_validated"  # '1' once those are validated
+    CUTOVER = "cutover"  # pgferry cutover's steps done so far, and its outcome (JSON)
 
 
 @dataclass(frozen=True)

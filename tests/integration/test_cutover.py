@@ -4,6 +4,7 @@ apply is too far behind or nothing applies."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -64,6 +65,11 @@ def test_cutover_with_fence_under_pgbench(dbpair: DbPair) -> None:
         assert proc.returncode == 0
         with p.src_conn() as conn:  # a new session: read-only
             assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        status = json.loads(run_pgferry("status", "--dir", str(p.workdir), "--json").stdout)
+        steps = status["cutover"]["steps"]
+        assert [steps[k] for k in ("caught up", "fence", "quiet", "applied", "verify")] == [
+            "done"
+        ] * 5
         assert_same_database(p.source_uri, p.target_uri)
         again = _cutover(p)  # already cut over: verifies again, changes nothing
         assert "done by an earlier cutover" in again.stderr
@@ -104,6 +110,8 @@ def test_cutover_refuses_when_apply_is_behind_or_absent(dbpair: DbPair) -> None:
         time.sleep(3)  # pgbench writes on; nothing is applied
         refused = _cutover(p, "--max-lag", "1kB", check=False)
         assert refused.returncode == 1, refused.stderr
+        status = json.loads(run_pgferry("status", "--dir", str(p.workdir), "--json").stdout)
+        assert status["cutover"]["steps"] == {"caught up": "failed"}
         assert "step 1 (caught up): apply is" in refused.stderr
         assert "raise --max-lag" in refused.stderr and "Traceback" not in refused.stderr
         assert sentinel(p.workdir).get("endpos") is None  # nothing set
