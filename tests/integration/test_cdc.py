@@ -315,8 +315,8 @@ def test_kill_during_prefetch_and_during_apply(dbpair: DbPair, plugin: str, grou
     wait_prefetched(p, proc, 8_000_000, "more prefetch")
     bench.stop()
     load.finish()
-    run_pgferry("stream", "sentinel", "set", "apply", "--dir", str(p.workdir))
-    start = lsn(sentinel(p.workdir).get("replay_lsn"))
+    start = lsn(sentinel(p.workdir).get("replay_lsn"))  # while held: a later read may
+    run_pgferry("stream", "sentinel", "set", "apply", "--dir", str(p.workdir))  # be too late
     wait_until(lambda: lsn(sentinel(p.workdir).get("replay_lsn")) > start, what="apply", proc=proc)
     kill_group(proc)  # in the middle of applying the backlog
     proc = start_pgferry(*args, "--resume")
@@ -411,8 +411,8 @@ def test_target_lost_during_apply_reconnects(dbpair: DbPair, plugin: str) -> Non
     with p.src_conn() as conn:
         end = lsn(conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
     wait_until(lambda: lsn(sentinel(p.workdir).get("flush_lsn")) >= end, what="the backlog")
-    run_pgferry("stream", "sentinel", "set", "apply", "--dir", str(p.workdir))
-    start = lsn(sentinel(p.workdir).get("replay_lsn"))
+    start = lsn(sentinel(p.workdir).get("replay_lsn"))  # while held: a later read may
+    run_pgferry("stream", "sentinel", "set", "apply", "--dir", str(p.workdir))  # be too late
     wait_until(lambda: lsn(sentinel(p.workdir).get("replay_lsn")) > start, what="apply", proc=proc)
     with p.tgt_conn() as conn:
         (ended,) = conn.execute(
