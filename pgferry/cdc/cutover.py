@@ -38,7 +38,6 @@ from pgferry.text import human_bytes, human_duration, listed
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LAG = 64 * 1024 * 1024
-_STEP_NAMES = {"1": "caught up", "2": "fence", "3": "quiet", "4": "applied", "5": "verify"}
 POLL_SECONDS = 0.5
 
 
@@ -63,6 +62,7 @@ class CutoverResult:
     report: Report | None = None
     steps: list[str] = field(default_factory=list)
     store: StateStore | None = None  # where each step is recorded (status, metrics)
+    current: str = "caught up"  # the step under way: the one a failure is recorded for
 
     def record(self, step: str, outcome: str, error: str | None = None) -> None:
         if self.store is None:
@@ -94,20 +94,20 @@ def run_cutover(o: CutoverOptions, confirm: Confirm) -> CutoverResult:
             )
         filters = _filters(store)
         if store.get_meta(Meta.CDC_DONE) == "1":
-            _step(result, "caught up, fence, quiet, applied: done by an earlier cutover")
             for step in ("caught up", "quiet", "applied"):
                 result.record(step, "done")
+            _step(result, "earlier", "caught up, fence, quiet, applied: done by an earlier cutover")
         else:
             _caught_up(o, store, workdir, result)
             if o.fence:
                 _fence(o, result, confirm)
             _quiet_then_endpos(o, store, result)
             _applied(o, store, workdir, result)
+        result.current = "verify"
         result.report = _verify(o, filters, result)
         result.record("report", "done")
     except StepFailed as exc:
-        number = exc.message.split(" ")[1] if exc.message.startswith("step ") else "?"
-        result.record(_STEP_NAMES.get(number, "?"), "failed", exc.message)
+        result.record(result.current, "failed", exc.message)
         raise
     finally:
         store.close()
@@ -122,13 +122,13 @@ def run_unfence(source: ConnInfo) -> bool:
     return was
 
 
-def _step(result: CutoverResult, line: str) -> None:
+def _step(result: CutoverResult, step: str, line: str) -> None:
+    """`step` is done (`line` says how): shown, recorded, posted."""
     result.steps.append(line)
     log.info("cutover: %s", line)
-    step = line.split(":")[0]
-    if step in _STEP_NAMES.values():
+    if step != "earlier":
         result.record(step, "done")
-    events.emit("cutover_step", f"cutover: {line}", step=line.split(":")[0])
+    events.emit("cutover_step", f"cutover: {line}", step=step)
 
 
 def _filters(store: StateStore) -> Filters:
@@ -160,10 +160,11 @@ def _caught_up(o: CutoverOptions, store: StateStore, workdir: WorkDir, r: Cutove
             f"(the bound is {human_bytes(o.max_lag)})",
             fix="wait for it to catch up (pgferry cdc-status), or raise --max-lag",
         )
-    _step(r, f"caught up: apply is {human_bytes(lag)} behind the source")
+    _step(r, "caught up", f"caught up: apply is {human_bytes(lag)} behind the source")
 
 
 def _fence(o: CutoverOptions, r: CutoverResult, confirm: Confirm) -> None:
+    r.current = "fence"
     with o.source.connect("pgferry cutover") as conn:
         sessions = app_sessions(conn, list(o.app_roles)) if o.app_roles else []
         plan = (
@@ -183,7 +184,9 @@ def _fence(o: CutoverOptions, r: CutoverResult, confirm: Confirm) -> None:
                 fix="run again and confirm, or with --yes",
             )
         r.fenced = fence(conn, o.source.dbname, sessions)
-    _step(r, f"fence: the source is read-only for new sessions; {r.fenced} session(s) ended")
+    _step(
+        r, "fence", f"fence: the source is read-only for new sessions; {r.fenced} session(s) ended"
+    )
 
 
 def _quiet_then_endpos(o: CutoverOptions, store: StateStore, r: CutoverResult) -> None:
@@ -191,6 +194,7 @@ def _quiet_then_endpos(o: CutoverOptions, store: StateStore, r: CutoverResult) -
     arrived, while the receiver saw the WAL up to where it was when the wait began: every
     write of the database reaches the receiver, a short one as a long one (sessions
     holding a transaction ID are only named when it fails)."""
+    r.current = "quiet"
     spool = WorkDir(o.dir).cdc_dir
     deadline = time.monotonic() + o.timeout
     with o.source.connect("pgferry cutover") as conn:
@@ -223,10 +227,11 @@ def _quiet_then_endpos(o: CutoverOptions, store: StateStore, r: CutoverResult) -
                 )
     lsn = set_endpos_current(o.source, store)
     r.endpos = format_lsn(lsn)
-    _step(r, f"quiet: no write for {o.quiet_seconds:g}s; end position set to {r.endpos}")
+    _step(r, "quiet", f"quiet: no write for {o.quiet_seconds:g}s; end position set to {r.endpos}")
 
 
 def _applied(o: CutoverOptions, store: StateStore, workdir: WorkDir, r: CutoverResult) -> None:
+    r.current = "applied"
     deadline = time.monotonic() + o.timeout
     while True:
         done = store.get_meta(Meta.CDC_DONE) == "1"
@@ -250,7 +255,9 @@ def _applied(o: CutoverOptions, store: StateStore, workdir: WorkDir, r: CutoverR
                 fix="run cutover again to keep waiting (pgferry cdc-status shows the lag)",
             )
         time.sleep(POLL_SECONDS)
-    _step(r, f"applied: every change up to {r.endpos} is on the target; sequences synced")
+    _step(
+        r, "applied", f"applied: every change up to {r.endpos} is on the target; sequences synced"
+    )
 
 
 def _verify(o: CutoverOptions, filters: Filters, r: CutoverResult) -> Report:
@@ -263,6 +270,7 @@ def _verify(o: CutoverOptions, filters: Filters, r: CutoverResult) -> Report:
         )
     _step(
         r,
+        "verify",
         f"verify: the target matches the source ({'full' if o.full else 'quick'}, "
         f"{len(report.checks)} checks, {len(report.warnings)} warnings)",
     )

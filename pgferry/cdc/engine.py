@@ -49,7 +49,7 @@ from pgferry.pg.replication import (
     origin_exists,
     publication_exists,
     slot_exists,
-    slot_lost,
+    slot_health,
     slot_user,
 )
 from pgferry.pg.snapshot import Snapshot
@@ -301,7 +301,8 @@ class Cdc:
 
     def ensure_slot(self) -> None:
         with self.source.connect("pgferry check") as conn:
-            if slot_lost(conn, self.options.slot):
+            health = slot_health(conn, self.options.slot)
+            if health is not None and health["wal_status"] == "lost":
                 raise InputError(
                     lost_message(self.options.slot, "lost WAL it needed (wal_status lost)"),
                     fix=LOST_FIX,
@@ -392,7 +393,7 @@ class Cdc:
         if r is not None and r.error is not None:
             raise r.error
         if r is None:  # stream catchup: what an earlier stream receive made durable
-            row = self.store.sentinel()
+            row = self._sentinel()
             return (lsn_or_none(row.flush_lsn) or 0) if row is not None else 0
         return r.durable
 

@@ -205,14 +205,11 @@ def stream_receive(options: FollowOptions, stop: threading.Event | None = None) 
         cdc.start_receiver()
         receiver = cdc.receiver
         assert receiver is not None
-        try:
-            while not receiver.finished():
-                if stop.wait(0.5):
-                    raise Interrupted("stopped; run the same command again to go on")
-            if receiver.error is not None:
-                raise receiver.error
-        finally:
-            cdc.stop_receiver()
+        while not receiver.finished():  # _locked stops it, whatever happens
+            if stop.wait(0.5):
+                raise Interrupted("stopped; run the same command again to go on")
+        if receiver.error is not None:
+            raise receiver.error
         return receiver.durable
 
 
@@ -225,7 +222,8 @@ def stream_catchup(options: FollowOptions, stop: threading.Event | None = None) 
         cdc.ensure_origin()
         if store.get_meta(Meta.APPLY_HOLD) != "1":
             store.set_sentinel(apply=1)
-        if store.sentinel() is not None and store.sentinel().endpos is None:  # type: ignore[union-attr]
+        row = store.sentinel()
+        if row is not None and row.endpos is None:
             log.info(
                 "no end position: applying what arrives until stopped (set one with "
                 "stream sentinel set endpos)"

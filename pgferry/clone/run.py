@@ -375,8 +375,7 @@ class Clone:
         stored = self.store.get_json(Meta.OPTIONS) or {}
         given = self.o.plan_fingerprint()
         if stored.get("target") is None or given["target"] is None:
-            # a dump schema run has none: the target comes with the step that writes it
-            given["target"] = stored["target"] = stored.get("target") or given["target"]
+            del given["target"]  # a dump schema run has none: it comes with a later step
         diffs = [
             f"{k}: was {stored.get(k)!r}, now {given.get(k)!r}"
             for k in sorted(given)

@@ -111,16 +111,6 @@ def slot_health(conn: psycopg.Connection[Any], slot: str) -> dict[str, Any] | No
     return None if row is None else dict(zip(SLOT_HEALTH_COLUMNS, row, strict=True))
 
 
-def slot_lost(conn: psycopg.Connection[Any], slot: str) -> bool:
-    """Whether the slot was invalidated (wal_status lost: WAL it needed is gone)."""
-    if conn.info.server_version < 130000:
-        return False
-    row = conn.execute(
-        "SELECT wal_status = 'lost' FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def emit_heartbeat(conn: psycopg.Connection[Any]) -> None:
     """A logical message in this database, outside any transaction (nothing is stored):
     decoding reaches a position in a quiet database, and its slot can confirm it."""
